@@ -1,0 +1,20 @@
+#include "idem/clock.h"
+
+#include "absl/time/clock.h"
+
+namespace idem {
+namespace {
+
+class WallClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+}  // namespace
+
+std::shared_ptr<Clock> SystemClock() {
+  static const std::shared_ptr<Clock> clock = std::make_shared<WallClock>();
+  return clock;
+}
+
+}  // namespace idem

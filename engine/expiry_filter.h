@@ -1,0 +1,70 @@
+// Physical expiry: the compaction filter that drops records past their deadline, and a table-properties
+// collector that records each SST file's deadline range so the maintenance thread can find files whose
+// records have all expired without reading them.
+//
+// Thread safety: the factories are shared by all of RocksDB's flush/compaction threads and by the Store;
+// every method is thread-safe. A filter instance is used by one thread only (RocksDB's contract).
+#ifndef IDEM_ENGINE_EXPIRY_FILTER_H_
+#define IDEM_ENGINE_EXPIRY_FILTER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "idem/clock.h"
+#include "rocksdb/compaction_filter.h"
+#include "rocksdb/table_properties.h"
+
+namespace idem::engine {
+
+inline constexpr char kExpiryFilterFactoryName[] = "idem.ExpiryFilterFactory";
+inline constexpr char kDeadlineCollectorName[] = "idem.DeadlineCollector";
+inline constexpr char kMinDeadlineProperty[] = "idem.min_deadline_us";
+inline constexpr char kMaxDeadlineProperty[] = "idem.max_deadline_us";
+
+class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
+ public:
+  explicit ExpiryFilterFactory(std::shared_ptr<Clock> clock);
+
+  const char* Name() const override { return kExpiryFilterFactoryName; }
+  bool ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason reason) const override;
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& context) override;
+
+  // The Store attaching to a column family makes the filter read the Store's clock, so the read path
+  // and the filter never disagree about time.
+  void SetClock(std::shared_ptr<Clock> clock);
+  int64_t NowMicros() const;
+
+  uint64_t removed() const { return removed_.load(std::memory_order_relaxed); }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<Clock> clock_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> removed_{0};
+};
+
+class DeadlineCollectorFactory : public rocksdb::TablePropertiesCollectorFactory {
+ public:
+  const char* Name() const override { return kDeadlineCollectorName; }
+  rocksdb::TablePropertiesCollector* CreateTablePropertiesCollector(
+      rocksdb::TablePropertiesCollectorFactory::Context context) override;
+};
+
+// The [min, max] deadline of a table's records from its properties; nullopt when the table has no idem
+// records (or was written before the collector existed).
+struct DeadlineRange {
+  int64_t min_us;
+  int64_t max_us;
+};
+std::optional<DeadlineRange> DeadlineRangeOf(const rocksdb::TableProperties& properties);
+
+int64_t ToMicros(absl::Time t);
+absl::Time FromMicros(int64_t us);
+
+}  // namespace idem::engine
+
+#endif  // IDEM_ENGINE_EXPIRY_FILTER_H_

@@ -1,0 +1,55 @@
+// Striped per-ID mutexes: operations on one ID are serialized (read, decide, write), operations on
+// different IDs mostly run in parallel. Cross-process exclusion is RocksDB's LOCK file: only one process
+// can open the DB for writing.
+#ifndef IDEM_ENGINE_KEY_LOCKS_H_
+#define IDEM_ENGINE_KEY_LOCKS_H_
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace idem::engine {
+
+class KeyLocks {
+ public:
+  static constexpr size_t kStripes = 1024;
+
+  size_t StripeOf(std::string_view id) const { return std::hash<std::string_view>{}(id) % kStripes; }
+  absl::Mutex* For(std::string_view id) { return &stripes_[StripeOf(id)].mu; }
+  absl::Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
+
+  // Holds the stripes of many IDs, taken in ascending order so that batches never deadlock.
+  class Group {
+   public:
+    Group(KeyLocks* locks, std::vector<size_t> stripes) : locks_(locks), stripes_(std::move(stripes)) {
+      std::sort(stripes_.begin(), stripes_.end());
+      stripes_.erase(std::unique(stripes_.begin(), stripes_.end()), stripes_.end());
+      for (size_t s : stripes_) locks_->At(s)->Lock();
+    }
+    ~Group() {
+      for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) locks_->At(*it)->Unlock();
+    }
+    Group(const Group&) = delete;
+    Group& operator=(const Group&) = delete;
+
+   private:
+    KeyLocks* locks_;
+    std::vector<size_t> stripes_;
+  };
+
+ private:
+  struct alignas(64) Stripe {
+    absl::Mutex mu;
+  };
+  std::array<Stripe, kStripes> stripes_;
+};
+
+}  // namespace idem::engine
+
+#endif  // IDEM_ENGINE_KEY_LOCKS_H_

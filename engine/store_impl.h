@@ -1,0 +1,133 @@
+// Store::Impl coordinates the engine units: key locks, record codec, token source, expiry filter,
+// latency histograms and the maintenance thread. It holds no policy of its own beyond the
+// reserve/commit state machine.
+#ifndef IDEM_ENGINE_STORE_IMPL_H_
+#define IDEM_ENGINE_STORE_IMPL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/expiry_filter.h"
+#include "engine/key_locks.h"
+#include "engine/latency_histogram.h"
+#include "engine/record.h"
+#include "engine/token_source.h"
+#include "idem/store.h"
+#include "rocksdb/db.h"
+#include "rocksdb/listener.h"
+
+namespace idem {
+
+class Store::Impl {
+ public:
+  struct Counters {
+    std::atomic<uint64_t> reserved{0}, duplicate{0}, in_flight{0}, takeovers{0};
+    std::atomic<uint64_t> committed{0}, released{0}, extended{0}, lease_lost{0};
+    std::atomic<uint64_t> fast_path_hits{0}, corrupt_records{0}, storage_errors{0};
+  };
+
+  // Tracks RocksDB's background-error state (installed on DBs that Open owns).
+  class HealthListener : public rocksdb::EventListener {
+   public:
+    void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* status) override;
+    void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override;
+    absl::Status error() const;
+    void Set(absl::Status status);
+
+   private:
+    mutable absl::Mutex mu_;
+    absl::Status error_ ABSL_GUARDED_BY(mu_);
+  };
+
+  Impl(const Options& options, rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+       std::shared_ptr<engine::ExpiryFilterFactory> filter);
+  ~Impl();
+
+  // Finishes construction: tokens, maintenance thread. For Open, also takes ownership of the DB.
+  absl::Status Start(std::unique_ptr<rocksdb::DB> owned_db, std::vector<rocksdb::ColumnFamilyHandle*> owned_handles,
+                     std::shared_ptr<HealthListener> health);
+
+  absl::StatusOr<Reservation> Reserve(std::string_view id);
+  absl::Status Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects);
+  absl::Status Release(std::string_view id, uint64_t token);
+  absl::Status Extend(std::string_view id, uint64_t token);
+  std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);
+  absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
+  absl::Status CompactExpired();
+  Stats GetStats() const;
+  absl::Status Health() const;
+  absl::Status Resume();
+  absl::Status Close();
+
+  rocksdb::DB* db() const { return db_; }
+  rocksdb::ColumnFamilyHandle* cf() const { return cf_; }
+
+  // One maintenance pass (also run by the background thread): flush a memtable whose records have all
+  // expired, compact SST files whose records have all expired, nudge RocksDB's periodic compaction.
+  absl::Status RunMaintenance();
+
+ private:
+  // What a read found for one ID.
+  struct Lookup {
+    bool found = false;
+    std::string value;  // the encoded record, when found
+  };
+
+  absl::Status CheckId(std::string_view id) const;
+  absl::Status CheckToken(uint64_t token) const;
+  // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
+  absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
+  // Decides the verdict for `id` from what was read; on kReserved fills *record_to_write.
+  absl::StatusOr<Reservation> Decide(std::string_view id, const Lookup& lookup, absl::Time now,
+                                     std::string* record_to_write);
+  // Reads `id` and checks that `token` holds it (state kReserved, same token); Aborted otherwise.
+  absl::StatusOr<engine::Record> HeldReservation(std::string_view id, uint64_t token, std::string_view verb,
+                                                 Lookup* lookup);
+  absl::Status Write(rocksdb::WriteBatch* batch, std::string_view context);
+  absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
+  void NoteMemtableDeadline(int64_t deadline_us);
+  void MaintenanceLoop();
+
+  // ---- Constant after construction ----
+  const Options options_;
+  const std::shared_ptr<Clock> clock_;
+  rocksdb::DB* const db_;
+  rocksdb::ColumnFamilyHandle* const cf_;
+  const std::shared_ptr<engine::ExpiryFilterFactory> filter_;
+  rocksdb::WriteOptions write_options_;
+  std::unique_ptr<engine::TokenSource> tokens_;
+  std::shared_ptr<HealthListener> health_;
+  std::unique_ptr<rocksdb::DB> owned_db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> owned_handles_;
+
+  // ---- Thread-safe on their own ----
+  engine::KeyLocks locks_;
+  mutable Counters counters_;
+  engine::LatencyHistogram reserve_latency_, commit_latency_;
+  // Upper bound of the deadlines written since the last maintenance flush (conservative: only grows
+  // between flushes), so maintenance can tell that every record in the memtable has expired.
+  std::atomic<int64_t> memtable_max_deadline_us_;
+  std::atomic<bool> memtable_dirty_{false};
+
+  // ---- Lifecycle: operations hold it shared, Close exclusively ----
+  mutable absl::Mutex lifecycle_mu_;
+  bool closed_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
+  absl::Status close_status_ ABSL_GUARDED_BY(lifecycle_mu_);
+
+  // ---- Maintenance thread ----
+  absl::Mutex maintenance_mu_;
+  bool stop_maintenance_ ABSL_GUARDED_BY(maintenance_mu_) = false;
+  absl::Time last_nudge_ ABSL_GUARDED_BY(maintenance_mu_) = absl::InfinitePast();
+  std::thread maintenance_thread_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_ENGINE_STORE_IMPL_H_

@@ -1,0 +1,92 @@
+// idem/options.h — how a Store behaves and performs.
+//
+// Options are plain values copied into the Store at Open/Attach; changing an Options object afterwards has
+// no effect on an open Store. Open validates them and refuses contradictions with InvalidArgument.
+#ifndef IDEM_OPTIONS_H_
+#define IDEM_OPTIONS_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "idem/clock.h"
+
+namespace rocksdb {
+class Env;
+struct ColumnFamilyOptions;
+}  // namespace rocksdb
+
+namespace idem {
+
+// How RocksDB compacts the column family. All three remove expired records; they differ in cost.
+enum class CompactionProfile {
+  // Leveled compaction + idem's expiry filter: exact per-record expiry, predictable space. The default.
+  kLeveled,
+  // Universal compaction + the filter: less write amplification, full compactions need up to 2x space.
+  kUniversal,
+  // FIFO with a whole-file TTL: almost no compaction cost, but every lookup probes every file's filter,
+  // so it only suits short TTLs (minutes to hours). Files are dropped by their real-time age, never early.
+  kFifo,
+};
+
+struct Options {
+  // ---- Behaviour ----
+
+  // How long a committed ID is remembered; a redelivery within this window is a duplicate.
+  // Must exceed `lease`. Default: 24 hours.
+  absl::Duration ttl = absl::Hours(24);
+
+  // How long a reservation holds before another worker may take it over. Choose it longer than the
+  // slowest handler (or renew it with Extend) and shorter than the queue's redelivery delay.
+  // Default: 30 seconds.
+  absl::Duration lease = absl::Seconds(30);
+
+  // The column family holding the records (created by Open if missing).
+  std::string column_family = "idem";
+
+  // fsync the WAL before Reserve/Commit return. false (default): an acknowledged call survives a process
+  // crash but the last writes may be lost on power failure. true: survives power failure, costs an fsync
+  // per write (concurrent writers share them through RocksDB's group commit).
+  bool sync = false;
+
+  // Upper bounds on input sizes; larger inputs are refused with InvalidArgument before anything is written.
+  size_t max_id_bytes = 512;
+  size_t max_result_bytes = 64 << 10;
+
+  // Time source for leases, retention and expiry. null: SystemClock().
+  std::shared_ptr<Clock> clock;
+
+  // ---- Performance ----
+
+  // Bits per key of the memtable and SST filters: an ID never seen costs no data-block read.
+  // 0 turns filters off (only for measuring the fast path). Default 10 (~1 % false positives).
+  int bloom_bits_per_key = 10;
+
+  CompactionProfile compaction = CompactionProfile::kLeveled;
+
+  // Size of the LRU block cache for this column family's data blocks.
+  size_t block_cache_bytes = 64 << 20;
+
+  // Memtable size; larger memtables keep more recent IDs answerable without a disk read.
+  size_t write_buffer_size = 64 << 20;
+
+  // How often a background thread looks for files whose records have all expired, and for an idle store
+  // whose expired records would otherwise never be compacted away (RocksDB 7.8 re-evaluates its periodic
+  // compaction only on writes). Zero disables the thread; CompactExpired() still works.
+  absl::Duration maintenance_interval = absl::Minutes(1);
+
+  // ---- Environment ----
+
+  // null: RocksDB's default Env. Tests pass in-memory or fault-injecting Envs. Must outlive the Store.
+  rocksdb::Env* env = nullptr;
+};
+
+// The column family options idem needs (expiry filter, filters, table format, compaction profile).
+// Open applies them itself; a caller who owns the DB and uses Store::Attach must pass them for the idem
+// column family on *every* DB::Open, or expiry silently stops (Attach checks and refuses that case).
+rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options);
+
+}  // namespace idem
+
+#endif  // IDEM_OPTIONS_H_

@@ -1,0 +1,54 @@
+// idem/stats.h — counters and latency percentiles of a Store.
+//
+// Stats is a plain snapshot copied out of the Store by Store::GetStats(); counters are cumulative since
+// the Store was opened (not persisted across restarts). Each counter is read atomically but the snapshot
+// as a whole is not: under load, fields may be a few operations apart.
+#ifndef IDEM_STATS_H_
+#define IDEM_STATS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace idem {
+
+struct LatencySummary {
+  uint64_t count = 0;
+  // Percentiles from a log-linear histogram (relative error below 7 %). Zero when count is 0.
+  absl::Duration p50, p99, p999, max;
+};
+
+struct Stats {
+  // Verdicts returned by Reserve/ReserveBatch.
+  uint64_t reserved = 0;
+  uint64_t duplicate = 0;
+  uint64_t in_flight = 0;
+  // Reservations that replaced an expired lease (also counted in `reserved`).
+  uint64_t takeovers = 0;
+
+  uint64_t committed = 0;
+  uint64_t released = 0;
+  uint64_t extended = 0;
+  // Commit/Extend/Release refused with Aborted because the token no longer holds the reservation.
+  uint64_t lease_lost = 0;
+
+  // Reserve lookups answered without any disk I/O that found the ID absent (filters / memtable).
+  uint64_t fast_path_hits = 0;
+  // Records physically removed by the expiry compaction filter.
+  uint64_t expired_removed = 0;
+  // Stored values that failed to decode (reported as DataLoss to the caller).
+  uint64_t corrupt_records = 0;
+  // Calls that failed because RocksDB reported an error (I/O, no space, ...).
+  uint64_t storage_errors = 0;
+
+  LatencySummary reserve_latency;
+  LatencySummary commit_latency;
+
+  // Prometheus text exposition of the fields above, metric names prefixed `idem_`.
+  std::string ToPrometheus() const;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_STATS_H_

@@ -1,0 +1,162 @@
+// idem/store.h — the idempotency store. Start here.
+//
+// A Store answers "is this event new?" for a consumer of an at-least-once queue, and records "done"
+// atomically with the consumer's own writes:
+//
+//   auto r = store->Reserve(event_id);                      // kReserved: yours, under a lease and a token
+//   if (r->verdict == idem::Verdict::kReserved) {           // kDuplicate: done before, r->result is stored
+//     rocksdb::WriteBatch effects;  /* the consumer's writes to its own column families */
+//     store->Commit(event_id, r->token, "result", &effects); // marker + effects in one atomic write
+//   }                                                        // kInFlight: another worker holds the lease
+//
+// Records live in one RocksDB column family, keyed by the event ID. A committed ID is remembered for
+// Options::ttl; a reservation for Options::lease. Records past their deadline read as absent at once and
+// are removed from disk by a compaction filter.
+//
+// Thread safety: a Store is safe for concurrent use from any number of threads without external
+// synchronization. Operations on the same ID are serialized inside the store; exactly one caller wins a
+// reservation. Close() may race with other calls: they complete or fail with FailedPrecondition.
+//
+// Ownership: Open owns its RocksDB instance and closes it with the Store. Attach borrows the caller's DB
+// and column family handle; both must outlive the Store.
+//
+// Errors (absl::StatusCode), common to every call:
+//   kInvalidArgument    empty ID, ID over max_id_bytes, result over max_result_bytes, token 0.
+//   kAborted            the token no longer holds the reservation (lease taken over, released, or never
+//                       issued for this ID). The caller lost: do not apply its effects.
+//   kDataLoss           the stored record for this ID is corrupt. Other IDs are unaffected.
+//   kUnavailable        RocksDB reported an I/O error, no space, or a background error made the DB
+//                       read-only. Retry after the store is healthy (Health(), Resume()).
+//   kFailedPrecondition the store is closed; or the call does not fit the record's state (e.g. Release
+//                       of a committed ID).
+// A write that returned an error other than kInvalidArgument/kAborted/kFailedPrecondition has an
+// UNKNOWN outcome: it may have reached the WAL and be visible after recovery. Treat it as "maybe done":
+// do not acknowledge the event, let the queue redeliver, and Reserve will tell the truth.
+#ifndef IDEM_STORE_H_
+#define IDEM_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "idem/options.h"
+#include "idem/stats.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace idem {
+
+enum class Verdict {
+  kReserved,   // new: the caller owns it until `deadline`, identified by `token`
+  kDuplicate,  // committed before and still remembered: skip it; `result` is what Commit stored
+  kInFlight,   // another holder's lease is live until `deadline`: do not ack, retry after it
+};
+
+struct Reservation {
+  Verdict verdict = Verdict::kInFlight;
+  // Fencing token, when kReserved. Never 0; never repeats for an ID, across restarts too. Pass it to
+  // downstream systems that can fence, so a zombie holder's late writes are refused there as well.
+  uint64_t token = 0;
+  // Lease end (kReserved, kInFlight) or retention end (kDuplicate).
+  absl::Time deadline;
+  // The stored result, when kDuplicate.
+  std::string result;
+  // kReserved replaced a reservation whose lease had ended (the previous holder presumably died).
+  bool takeover = false;
+};
+
+// How a stored record reads (Peek); for tools and diagnostics.
+struct RecordInfo {
+  enum class State { kReserved, kDone };
+  State state = State::kReserved;
+  uint64_t token = 0;
+  absl::Time deadline;
+  std::string result;
+  bool expired = false;  // past its deadline: Reserve treats it as absent
+};
+
+class Store {
+ public:
+  // Opens (creating if missing) a RocksDB at `path` with the idem column family.
+  // Errors: kInvalidArgument (bad options, path that is not a directory), kUnavailable (the DB is held by
+  // another process, or I/O error), kDataLoss (RocksDB reports corruption).
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
+
+  // Uses the column family `cf` of the caller's open `db`, so that Commit can write the caller's effects
+  // (other column families of `db`) atomically with the marker. `cf` must have been opened with
+  // ColumnFamilyOptionsFor(options); otherwise kFailedPrecondition (expiry would silently never happen).
+  // REQUIRES: db and cf outlive the Store.
+  static absl::StatusOr<std::unique_ptr<Store>> Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                                       const Options& options);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Check-and-reserve. Writes a reservation (lease end = now + lease) unless the ID is a duplicate or in
+  // flight. Errors: see the header comment.
+  absl::StatusOr<Reservation> Reserve(std::string_view id);
+
+  // Marks `id` done with `result` (kept for ttl and returned to later duplicates), writing `effects` (if
+  // given) in the same atomic WriteBatch. Succeeds while `token` still holds the reservation, even after
+  // its lease ended if nobody took it over. Repeating a successful Commit with the same token returns OK
+  // and writes nothing. `effects` is left as the caller passed it. Errors: kAborted (lease lost: effects
+  // NOT written), kInvalidArgument, kUnavailable (outcome unknown), kDataLoss, kFailedPrecondition.
+  absl::Status Commit(std::string_view id, uint64_t token, std::string_view result = {},
+                      rocksdb::WriteBatch* effects = nullptr);
+
+  // Drops the reservation so the ID is new again at once (the handler failed; let the redelivery retry).
+  // Errors: kAborted (not held by token), kFailedPrecondition (already committed), kUnavailable.
+  absl::Status Release(std::string_view id, uint64_t token);
+
+  // Renews the lease: its end becomes now + lease. Errors as Release.
+  absl::Status Extend(std::string_view id, uint64_t token);
+
+  // Reserve for many IDs with one MultiGet and one write. Element i answers ids[i]; a repeated ID within
+  // the batch is kInFlight after its first occurrence. An ID-level error (e.g. too long) fails only its
+  // element; a storage error fails every element that needed the write.
+  std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);
+
+  // Reads the record of `id` without changing anything. NotFound if there is none (expired records are
+  // returned with expired = true until compaction removes them).
+  absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
+
+  // Flushes and compacts the whole column family now, removing every expired record from disk.
+  absl::Status CompactExpired();
+
+  Stats GetStats() const;
+
+  // OK while RocksDB accepts writes; otherwise the background error (kUnavailable).
+  absl::Status Health() const;
+  // Asks RocksDB to recover from a background error (DB::Resume). kUnavailable if it cannot (yet).
+  absl::Status Resume();
+
+  // Stops background work and, for a Store from Open, closes the DB. Later calls get kFailedPrecondition.
+  // Returns the first error RocksDB reported while closing. Idempotent.
+  absl::Status Close();
+
+  // The underlying DB and column family, for callers that want to add their own writes to `effects`.
+  // Valid until Close(). For Open, other column families are the caller's to create.
+  rocksdb::DB* db() const;
+  rocksdb::ColumnFamilyHandle* column_family() const;
+
+  class Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_STORE_H_
