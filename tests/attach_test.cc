@@ -1,0 +1,87 @@
+// Attach: idem inside the caller's own DB, next to the caller's column families.
+#include <string>
+#include <vector>
+
+#include "idem/store.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "tests/ledger_db.h"
+#include "tests/test_util.h"
+
+namespace idem {
+namespace {
+
+using ::idem::testing::FakeClock;
+using ::idem::testing::IsOk;
+using ::idem::testing::ScratchDir;
+using ::idem::testing::StatusIs;
+
+using CallerDb = ::idem::testing::LedgerDb;
+
+TEST(AttachTest, CommitsEffectsInCallersColumnFamilyAtomically) {
+  ScratchDir dir;
+  auto clock = std::make_shared<FakeClock>();
+  Options options;
+  options.clock = clock;
+  options.maintenance_interval = absl::ZeroDuration();
+  CallerDb caller(dir.Sub("db"), ColumnFamilyOptionsFor(options));
+  ASSERT_TRUE(caller.status.ok()) << caller.status.ToString();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Attach(caller.db.get(), caller.idem(), options));
+
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve("evt-1"));
+  ASSERT_EQ(r.verdict, Verdict::kReserved);
+  rocksdb::WriteBatch effects;
+  effects.Put(caller.ledger(), "account-7", "100");
+  ASSERT_THAT(store->Commit("evt-1", r.token, "applied", &effects), IsOk());
+  std::string value;
+  ASSERT_TRUE(caller.db->Get(rocksdb::ReadOptions(), caller.ledger(), "account-7", &value).ok());
+  EXPECT_EQ(value, "100");
+  EXPECT_EQ(store->Reserve("evt-1")->verdict, Verdict::kDuplicate);
+  // The caller's own column families are untouched by idem's records.
+  EXPECT_TRUE(caller.db->Get(rocksdb::ReadOptions(), caller.ledger(), "evt-1", &value).IsNotFound());
+
+  // Expiry works in the attached column family with the store's clock.
+  clock->Advance(options.ttl + absl::Seconds(1));
+  ASSERT_THAT(store->CompactExpired(), IsOk());
+  EXPECT_EQ(store->GetStats().expired_removed, 1u);
+  ASSERT_TRUE(caller.db->Get(rocksdb::ReadOptions(), caller.ledger(), "account-7", &value).ok());
+}
+
+TEST(AttachTest, ColumnFamilyOpenedWithoutIdemOptionsIsRefused) {
+  ScratchDir dir;
+  Options options;
+  {
+    CallerDb first(dir.Sub("db"), ColumnFamilyOptionsFor(options));
+    ASSERT_TRUE(first.status.ok());
+  }
+  // The classic mistake: reopening the DB without passing idem's options for its column family.
+  CallerDb caller(dir.Sub("db"), rocksdb::ColumnFamilyOptions());
+  ASSERT_TRUE(caller.status.ok());
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Attach(caller.db.get(), caller.idem(), options);
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Store::Attach(caller.db.get(), nullptr, options), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(AttachTest, AttachedStoreSurvivesCallerReopen) {
+  ScratchDir dir;
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  uint64_t token = 0;
+  {
+    CallerDb caller(dir.Sub("db"), ColumnFamilyOptionsFor(options));
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Attach(caller.db.get(), caller.idem(), options));
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve("e"));
+    token = r.token;
+    ASSERT_THAT(store->Commit("e", r.token, "x"), IsOk());
+    ASSERT_THAT(store->Close(), IsOk());
+    // Close of an attached store leaves the caller's DB open and usable.
+    ASSERT_TRUE(caller.db->Put(rocksdb::WriteOptions(), caller.ledger(), "k", "v").ok());
+  }
+  CallerDb caller(dir.Sub("db"), ColumnFamilyOptionsFor(options));
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Attach(caller.db.get(), caller.idem(), options));
+  EXPECT_EQ(store->Reserve("e")->verdict, Verdict::kDuplicate);
+  EXPECT_GT(store->Reserve("f")->token, token);
+}
+
+}  // namespace
+}  // namespace idem

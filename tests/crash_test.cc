@@ -1,0 +1,184 @@
+// Process crashes: a real consumer process (crash_worker) is killed with SIGKILL at random moments;
+// after each reopen every acknowledged commit is there with its effect, effects and markers agree
+// (atomic batch), and tokens never go backwards. Also: a store held by another process is refused.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "idem/store.h"
+#include "rocksdb/db.h"
+#include "tests/ledger_db.h"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace idem {
+namespace {
+
+using ::idem::testing::IsOk;
+using ::idem::testing::LedgerDb;
+using ::idem::testing::ScratchDir;
+using ::idem::testing::StatusIs;
+
+// A child process whose stdout is read line by line.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& args) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~Child() {
+    if (pid_ > 0) Kill();
+    if (fd_ >= 0) close(fd_);
+  }
+
+  bool running() const { return pid_ > 0; }
+
+  // Reads whatever is available within `timeout`; returns false at end of stream.
+  bool ReadFor(absl::Duration timeout) {
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(fd_, &set);
+    timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout)),
+               static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000)};
+    if (select(fd_ + 1, &set, nullptr, nullptr, &tv) <= 0) return true;
+    char buf[65536];
+    const ssize_t n = read(fd_, buf, sizeof buf);
+    if (n <= 0) return false;
+    output_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  // SIGKILL, reap, and read what the child wrote before dying.
+  int Kill() {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    while (ReadFor(absl::Milliseconds(1))) {
+    }
+    return status;
+  }
+
+  const std::string& output() const { return output_; }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string output_;
+};
+
+struct Acknowledged {
+  std::map<std::string, uint64_t> committed;  // id -> token
+  uint64_t max_token = 0;
+};
+
+Acknowledged Parse(const std::string& output) {
+  Acknowledged acked;
+  std::istringstream in(output);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string kind, id;
+    uint64_t token = 0;
+    if (!(fields >> kind >> id >> token)) continue;  // the last line may be torn by the kill
+    acked.max_token = std::max(acked.max_token, token);
+    if (kind == "C") acked.committed[id] = token;
+  }
+  return acked;
+}
+
+void RunCrashCycles(bool sync, int cycles) {
+  ScratchDir dir;
+  const std::string path = dir.Sub("db");
+  std::mt19937 rng(sync ? 7 : 11);
+  Options options;
+  options.sync = sync;
+  options.maintenance_interval = absl::ZeroDuration();
+  size_t total_acked = 0;
+  for (int cycle = 0; cycle < cycles; ++cycle) {
+    Child child({IDEM_CRASH_WORKER, path, std::to_string(cycle * 1'000'000), sync ? "1" : "0"});
+    ASSERT_TRUE(child.running());
+    // Let it make progress, then kill it at a random moment.
+    const absl::Time start = absl::Now();
+    while (child.output().find("C ") == std::string::npos && absl::Now() - start < absl::Seconds(20)) {
+      ASSERT_TRUE(child.ReadFor(absl::Milliseconds(10))) << "worker exited early";
+    }
+    const absl::Time kill_at = absl::Now() + absl::Milliseconds(std::uniform_int_distribution<int>(5, 200)(rng));
+    while (absl::Now() < kill_at) child.ReadFor(absl::Milliseconds(2));
+    const int status = child.Kill();
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "worker died on its own: " << status;
+    const Acknowledged acked = Parse(child.output());
+    ASSERT_FALSE(acked.committed.empty());
+    total_acked += acked.committed.size();
+
+    LedgerDb db(path, ColumnFamilyOptionsFor(options));
+    ASSERT_TRUE(db.status.ok()) << db.status.ToString();
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Attach(db.db.get(), db.idem(), options));
+    for (const auto& [id, token] : acked.committed) {
+      IDEM_ASSERT_OK_AND_ASSIGN(RecordInfo info, store->Peek(id));
+      EXPECT_EQ(info.state, RecordInfo::State::kDone) << id;
+      EXPECT_EQ(info.token, token) << id;
+    }
+    // Effects and markers agree both ways: every ledger entry has its done marker with the same token.
+    std::unique_ptr<rocksdb::Iterator> it(db.db->NewIterator(rocksdb::ReadOptions(), db.ledger()));
+    size_t ledger_entries = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++ledger_entries;
+      absl::StatusOr<RecordInfo> info = store->Peek(it->key().ToString());
+      ASSERT_THAT(info, IsOk()) << it->key().ToString();
+      EXPECT_EQ(info->state, RecordInfo::State::kDone);
+      EXPECT_EQ(std::to_string(info->token), it->value().ToString());
+    }
+    EXPECT_GE(ledger_entries, total_acked);
+    // Tokens keep growing after the crash.
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation fresh, store->Reserve("after-crash-" + std::to_string(cycle)));
+    EXPECT_GT(fresh.token, acked.max_token);
+  }
+}
+
+TEST(CrashTest, SigkillLosesNoAcknowledgedCommitDefaultMode) { RunCrashCycles(/*sync=*/false, 8); }
+
+TEST(CrashTest, SigkillLosesNoAcknowledgedCommitSyncMode) { RunCrashCycles(/*sync=*/true, 4); }
+
+TEST(CrashTest, StoreHeldByAnotherProcessIsRefusedClearly) {
+  ScratchDir dir;
+  const std::string path = dir.Sub("db");
+  Child holder({IDEM_CRASH_WORKER, path, "0", "0", "hold"});
+  ASSERT_TRUE(holder.running());
+  const absl::Time start = absl::Now();
+  while (holder.output().find("ready") == std::string::npos && absl::Now() - start < absl::Seconds(20)) {
+    ASSERT_TRUE(holder.ReadFor(absl::Milliseconds(10)));
+  }
+  Options options;
+  options.column_family = "idem";
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options, path);
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(store.status().message(), ::testing::HasSubstr("held by another process"));
+  holder.Kill();
+  // Once the holder is gone the store opens.
+  EXPECT_THAT(Store::Open(options, path), IsOk());
+}
+
+}  // namespace
+}  // namespace idem

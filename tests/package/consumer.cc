@@ -1,0 +1,15 @@
+#include <cstdio>
+#include <memory>
+
+#include "idem/store.h"
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  auto store = idem::Store::Open(idem::Options(), argv[1]);
+  if (!store.ok()) return 1;
+  auto r = (*store)->Reserve("package-test");
+  if (!r.ok() || r->verdict != idem::Verdict::kReserved) return 1;
+  if (!(*store)->Commit("package-test", r->token).ok()) return 1;
+  std::puts("installed idem works");
+  return (*store)->Reserve("package-test")->verdict == idem::Verdict::kDuplicate ? 0 : 1;
+}

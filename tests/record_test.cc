@@ -1,0 +1,79 @@
+#include "engine/record.h"
+
+#include "tests/test_util.h"
+
+namespace idem::engine {
+namespace {
+
+using ::idem::testing::IsOk;
+using ::idem::testing::StatusIs;
+
+TEST(RecordTest, RoundTripsEveryField) {
+  Record in;
+  in.state = RecordState::kDone;
+  in.deadline_us = 1'700'000'000'123'456;
+  in.token = 300;
+  in.fingerprint = 0xdeadbeefcafef00d;
+  in.result = std::string_view("res\0ult", 7);
+  const std::string bytes = EncodeRecord(in);
+  absl::StatusOr<Record> out = DecodeRecord(bytes);
+  ASSERT_THAT(out, IsOk());
+  EXPECT_EQ(out->state, RecordState::kDone);
+  EXPECT_EQ(out->deadline_us, in.deadline_us);
+  EXPECT_EQ(out->token, 300u);
+  EXPECT_EQ(out->fingerprint, in.fingerprint);
+  EXPECT_EQ(out->result, in.result);
+  EXPECT_EQ(DecodeDeadline(bytes), in.deadline_us);
+}
+
+TEST(RecordTest, ReservationIsCompact) {
+  Record in;
+  in.deadline_us = 1'700'000'000'000'000;
+  in.token = 100;
+  EXPECT_EQ(EncodeRecord(in).size(), 11u);  // version, kind, 8-byte deadline, 1-byte token
+  in.token = ~uint64_t{0};
+  absl::StatusOr<Record> out = DecodeRecord(EncodeRecord(in));
+  ASSERT_THAT(out, IsOk());
+  EXPECT_EQ(out->token, ~uint64_t{0});
+  EXPECT_FALSE(out->fingerprint.has_value());
+}
+
+TEST(RecordTest, MalformedBytesAreDataLoss) {
+  Record in;
+  in.deadline_us = 5;
+  in.token = 9;
+  const std::string good = EncodeRecord(in);
+  EXPECT_THAT(DecodeRecord(""), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeRecord(good.substr(0, good.size() - 1)), StatusIs(absl::StatusCode::kDataLoss));
+  std::string bad = good;
+  bad[0] = 0x02;
+  EXPECT_THAT(DecodeRecord(bad), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_FALSE(DecodeDeadline(bad).has_value());
+  bad = good;
+  bad[1] = 0x03;
+  EXPECT_THAT(DecodeRecord(bad), StatusIs(absl::StatusCode::kDataLoss));
+  bad = good;
+  bad[1] = 0x41;
+  EXPECT_THAT(DecodeRecord(bad), StatusIs(absl::StatusCode::kDataLoss));
+  bad = good + "x";  // a reservation never carries a result
+  EXPECT_THAT(DecodeRecord(bad), StatusIs(absl::StatusCode::kDataLoss));
+  in.token = 0;
+  EXPECT_THAT(DecodeRecord(EncodeRecord(in)), StatusIs(absl::StatusCode::kDataLoss));
+  in.token = 1;
+  in.fingerprint = 1;
+  const std::string with_fp = EncodeRecord(in);
+  EXPECT_THAT(DecodeRecord(with_fp.substr(0, with_fp.size() - 3)), StatusIs(absl::StatusCode::kDataLoss));
+  // An over-long varint.
+  std::string overlong = good.substr(0, 10) + std::string(11, '\xff');
+  EXPECT_THAT(DecodeRecord(overlong), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(RecordTest, MetaRoundTripsAndRejectsGarbage) {
+  absl::StatusOr<uint64_t> hw = DecodeMeta(EncodeMeta(1 << 20));
+  ASSERT_THAT(hw, IsOk());
+  EXPECT_EQ(*hw, 1u << 20);
+  EXPECT_THAT(DecodeMeta("xx"), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+}  // namespace
+}  // namespace idem::engine

@@ -1,0 +1,347 @@
+// The reserve/commit/release/extend state machine, persistence and bad input, on a real RocksDB.
+#include "idem/store.h"
+
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "tests/test_util.h"
+
+namespace idem {
+namespace {
+
+using ::idem::testing::FakeClock;
+using ::idem::testing::IsOk;
+using ::idem::testing::ScratchDir;
+using ::idem::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    clock_ = std::make_shared<FakeClock>();
+    options_.clock = clock_;
+    options_.ttl = absl::Hours(1);
+    options_.lease = absl::Seconds(30);
+    options_.maintenance_interval = absl::ZeroDuration();
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    IDEM_ASSERT_OK_AND_ASSIGN(store_, Store::Open(options_, dir_.Sub("db")));
+  }
+
+  Reservation MustReserve(std::string_view id) {
+    absl::StatusOr<Reservation> r = store_->Reserve(id);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : Reservation{};
+  }
+
+  ScratchDir dir_;
+  std::shared_ptr<FakeClock> clock_;
+  Options options_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, NewIdIsReservedWithFreshTokenAndLease) {
+  const Reservation a = MustReserve("event-a");
+  EXPECT_EQ(a.verdict, Verdict::kReserved);
+  EXPECT_NE(a.token, 0u);
+  EXPECT_EQ(a.deadline, clock_->Now() + options_.lease);
+  EXPECT_FALSE(a.takeover);
+  const Reservation b = MustReserve("event-b");
+  EXPECT_EQ(b.verdict, Verdict::kReserved);
+  EXPECT_NE(b.token, a.token);
+}
+
+TEST_F(StoreTest, SecondReserveWhileLeaseLivesIsInFlightWithLeaseEnd) {
+  const Reservation first = MustReserve("e");
+  clock_->Advance(absl::Seconds(10));
+  const Reservation second = MustReserve("e");
+  EXPECT_EQ(second.verdict, Verdict::kInFlight);
+  EXPECT_EQ(second.deadline, first.deadline);
+  EXPECT_EQ(second.token, 0u);
+}
+
+TEST_F(StoreTest, CommittedIdIsDuplicateWithResultUntilTtlThenNewAgain) {
+  const Reservation r = MustReserve("e");
+  ASSERT_THAT(store_->Commit("e", r.token, "the-result"), IsOk());
+  const absl::Time committed_at = clock_->Now();
+  clock_->Advance(options_.ttl - absl::Seconds(1));
+  Reservation dup = MustReserve("e");
+  EXPECT_EQ(dup.verdict, Verdict::kDuplicate);
+  EXPECT_EQ(dup.result, "the-result");
+  EXPECT_EQ(dup.deadline, committed_at + options_.ttl);
+  clock_->Advance(absl::Seconds(1));  // exactly at the retention end: expired
+  const Reservation again = MustReserve("e");
+  EXPECT_EQ(again.verdict, Verdict::kReserved);
+  EXPECT_FALSE(again.takeover);
+  EXPECT_GT(again.token, r.token);
+}
+
+TEST_F(StoreTest, ExpiredLeaseIsTakenOverAndOldHolderIsFenced) {
+  const Reservation old_holder = MustReserve("e");
+  clock_->Advance(options_.lease);
+  const Reservation taker = MustReserve("e");
+  EXPECT_EQ(taker.verdict, Verdict::kReserved);
+  EXPECT_TRUE(taker.takeover);
+  EXPECT_GT(taker.token, old_holder.token);
+
+  EXPECT_THAT(store_->Extend("e", old_holder.token), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(store_->Release("e", old_holder.token), StatusIs(absl::StatusCode::kAborted));
+
+  // The zombie's effects must not be written.
+  rocksdb::WriteBatch effects;
+  effects.Put(store_->db()->DefaultColumnFamily(), "ledger:e", "zombie");
+  EXPECT_THAT(store_->Commit("e", old_holder.token, "zombie", &effects), StatusIs(absl::StatusCode::kAborted));
+  std::string value;
+  EXPECT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), "ledger:e", &value).IsNotFound());
+  EXPECT_EQ(effects.Count(), 1u) << "the caller's batch is returned as it was";
+
+  // The new holder is unaffected.
+  ASSERT_THAT(store_->Commit("e", taker.token, "winner"), IsOk());
+  EXPECT_EQ(MustReserve("e").result, "winner");
+  const Stats stats = store_->GetStats();
+  EXPECT_EQ(stats.takeovers, 1u);
+  EXPECT_EQ(stats.lease_lost, 3u);
+}
+
+TEST_F(StoreTest, CommitWritesEffectsAndMarkerAtomicallyAndRepeatWritesNothing) {
+  const Reservation r = MustReserve("e");
+  rocksdb::WriteBatch effects;
+  effects.Put(store_->db()->DefaultColumnFamily(), "ledger:e", "+10");
+  ASSERT_THAT(store_->Commit("e", r.token, "ok", &effects), IsOk());
+  std::string value;
+  ASSERT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), "ledger:e", &value).ok());
+  EXPECT_EQ(value, "+10");
+
+  const rocksdb::SequenceNumber before = store_->db()->GetLatestSequenceNumber();
+  rocksdb::WriteBatch again;
+  again.Put(store_->db()->DefaultColumnFamily(), "ledger:e", "+10 twice");
+  EXPECT_THAT(store_->Commit("e", r.token, "ok", &again), IsOk());
+  EXPECT_EQ(store_->db()->GetLatestSequenceNumber(), before) << "a repeated Commit must write nothing";
+  ASSERT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), "ledger:e", &value).ok());
+  EXPECT_EQ(value, "+10");
+  EXPECT_EQ(store_->GetStats().committed, 1u);
+}
+
+TEST_F(StoreTest, CommitAfterLeaseEndSucceedsWhileNobodyTookOver) {
+  const Reservation r = MustReserve("e");
+  clock_->Advance(options_.lease + absl::Seconds(5));
+  EXPECT_THAT(store_->Commit("e", r.token), IsOk());
+  EXPECT_EQ(MustReserve("e").verdict, Verdict::kDuplicate);
+}
+
+TEST_F(StoreTest, ReleaseMakesIdNewAtOnce) {
+  const Reservation r = MustReserve("e");
+  ASSERT_THAT(store_->Release("e", r.token), IsOk());
+  const Reservation again = MustReserve("e");
+  EXPECT_EQ(again.verdict, Verdict::kReserved);
+  EXPECT_FALSE(again.takeover);
+  EXPECT_GT(again.token, r.token);
+  EXPECT_THAT(store_->Commit("e", r.token), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(store_->GetStats().released, 1u);
+}
+
+TEST_F(StoreTest, ReleaseOrExtendOfCommittedIdIsFailedPrecondition) {
+  const Reservation r = MustReserve("e");
+  ASSERT_THAT(store_->Commit("e", r.token), IsOk());
+  EXPECT_THAT(store_->Release("e", r.token), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(store_->Extend("e", r.token), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(MustReserve("e").verdict, Verdict::kDuplicate);
+}
+
+TEST_F(StoreTest, ExtendMovesLeaseEndToNowPlusLease) {
+  const Reservation r = MustReserve("e");
+  clock_->Advance(absl::Seconds(20));
+  ASSERT_THAT(store_->Extend("e", r.token), IsOk());
+  const absl::Time extended_end = clock_->Now() + options_.lease;
+  clock_->Advance(absl::Seconds(20));  // past the original lease end, within the extended one
+  const Reservation other = MustReserve("e");
+  EXPECT_EQ(other.verdict, Verdict::kInFlight);
+  EXPECT_EQ(other.deadline, extended_end);
+  clock_->Advance(absl::Seconds(10));
+  EXPECT_TRUE(MustReserve("e").takeover);
+}
+
+TEST_F(StoreTest, ReopenKeepsRecordsTokensAndTtl) {
+  const Reservation done = MustReserve("done");
+  ASSERT_THAT(store_->Commit("done", done.token, "kept"), IsOk());
+  const Reservation held = MustReserve("held");
+  Reopen();
+  Reservation dup = MustReserve("done");
+  EXPECT_EQ(dup.verdict, Verdict::kDuplicate);
+  EXPECT_EQ(dup.result, "kept");
+  EXPECT_EQ(MustReserve("held").verdict, Verdict::kInFlight);
+  ASSERT_THAT(store_->Commit("held", held.token, "after restart"), IsOk());
+  const Reservation fresh = MustReserve("fresh");
+  EXPECT_GT(fresh.token, held.token) << "tokens never repeat across restarts";
+  clock_->Advance(options_.ttl);
+  Reopen();
+  EXPECT_EQ(MustReserve("done").verdict, Verdict::kReserved) << "TTL still applies after reopen";
+}
+
+TEST_F(StoreTest, TokensNeverRepeatAcrossManyRestarts) {
+  std::set<uint64_t> seen;
+  for (int restart = 0; restart < 5; ++restart) {
+    for (int i = 0; i < 20; ++i) {
+      const Reservation r = MustReserve("id-" + std::to_string(i));
+      if (r.verdict != Verdict::kReserved) continue;
+      EXPECT_TRUE(seen.insert(r.token).second) << "token " << r.token << " issued twice";
+      ASSERT_THAT(store_->Release("id-" + std::to_string(i), r.token), IsOk());
+    }
+    Reopen();
+  }
+  EXPECT_EQ(seen.size(), 100u);
+}
+
+TEST_F(StoreTest, BadInputGetsClearErrorsAndLosesNothing) {
+  const Reservation kept = MustReserve("kept");
+  ASSERT_THAT(store_->Commit("kept", kept.token, "r"), IsOk());
+
+  EXPECT_THAT(store_->Reserve(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  const std::string too_long(options_.max_id_bytes + 1, 'x');
+  EXPECT_THAT(store_->Reserve(too_long), StatusIs(absl::StatusCode::kInvalidArgument));
+  const std::string longest(options_.max_id_bytes, 'x');
+  EXPECT_EQ(MustReserve(longest).verdict, Verdict::kReserved);
+
+  const Reservation r = MustReserve("e");
+  const std::string big_result(options_.max_result_bytes + 1, 'r');
+  EXPECT_THAT(store_->Commit("e", r.token, big_result), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(MustReserve("e").verdict, Verdict::kInFlight) << "a refused commit leaves the reservation";
+  EXPECT_THAT(store_->Commit("e", 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->Commit("e", r.token + 1000), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(store_->Commit("never-reserved", r.token), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(store_->Release("never-reserved", 7), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(store_->Commit("e", r.token, std::string(options_.max_result_bytes, 'r')), IsOk());
+
+  // A binary ID with embedded zero bytes is an ordinary ID.
+  const std::string binary("\0\xff\0id", 5);
+  EXPECT_EQ(MustReserve(binary).verdict, Verdict::kReserved);
+  EXPECT_EQ(MustReserve("kept").verdict, Verdict::kDuplicate);
+}
+
+TEST_F(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
+  const Reservation good = MustReserve("good");
+  ASSERT_THAT(store_->Commit("good", good.token), IsOk());
+  ASSERT_TRUE(store_->db()->Put(rocksdb::WriteOptions(), store_->column_family(), "bad", "garbage!!!!!!!").ok());
+  EXPECT_THAT(store_->Reserve("bad"), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(store_->Commit("bad", 5), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(store_->Peek("bad"), StatusIs(absl::StatusCode::kDataLoss));
+  std::vector<std::string_view> ids = {"bad", "good", "new"};
+  auto batch = store_->ReserveBatch(ids);
+  EXPECT_THAT(batch[0], StatusIs(absl::StatusCode::kDataLoss));
+  ASSERT_THAT(batch[1], IsOk());
+  EXPECT_EQ(batch[1]->verdict, Verdict::kDuplicate);
+  ASSERT_THAT(batch[2], IsOk());
+  EXPECT_EQ(batch[2]->verdict, Verdict::kReserved);
+  EXPECT_EQ(store_->GetStats().corrupt_records, 3u);
+  // The corrupt bytes are still there for `verify` to report; the store did not overwrite them.
+  std::string value;
+  ASSERT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), "bad", &value).ok());
+  EXPECT_EQ(value, "garbage!!!!!!!");
+}
+
+TEST_F(StoreTest, ClosedStoreRefusesCallsWithFailedPrecondition) {
+  ASSERT_THAT(store_->Close(), IsOk());
+  EXPECT_THAT(store_->Reserve("e"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(store_->Commit("e", 1), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(store_->CompactExpired(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(store_->Close(), IsOk()) << "Close is idempotent";
+  // The data survived the close.
+  Reopen();
+  EXPECT_EQ(MustReserve("e").verdict, Verdict::kReserved);
+}
+
+TEST_F(StoreTest, ReserveBatchAnswersEachIdAndRepeatsAreInFlight) {
+  const Reservation done = MustReserve("done");
+  ASSERT_THAT(store_->Commit("done", done.token, "R"), IsOk());
+  MustReserve("held");
+  const std::string too_long(options_.max_id_bytes + 1, 'x');
+  std::vector<std::string_view> ids = {"a", "done", "held", "a", "", too_long, "b"};
+  auto results = store_->ReserveBatch(ids);
+  ASSERT_EQ(results.size(), ids.size());
+  ASSERT_THAT(results[0], IsOk());
+  EXPECT_EQ(results[0]->verdict, Verdict::kReserved);
+  ASSERT_THAT(results[1], IsOk());
+  EXPECT_EQ(results[1]->verdict, Verdict::kDuplicate);
+  EXPECT_EQ(results[1]->result, "R");
+  ASSERT_THAT(results[2], IsOk());
+  EXPECT_EQ(results[2]->verdict, Verdict::kInFlight);
+  ASSERT_THAT(results[3], IsOk());
+  EXPECT_EQ(results[3]->verdict, Verdict::kInFlight);
+  EXPECT_EQ(results[3]->deadline, results[0]->deadline);
+  EXPECT_THAT(results[4], StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(results[5], StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(results[6], IsOk());
+  EXPECT_EQ(results[6]->verdict, Verdict::kReserved);
+  EXPECT_NE(results[6]->token, results[0]->token);
+  // The batch's reservations are real.
+  EXPECT_THAT(store_->Commit("a", results[0]->token), IsOk());
+  EXPECT_EQ(MustReserve("b").verdict, Verdict::kInFlight);
+}
+
+TEST_F(StoreTest, PeekShowsRecordWithoutChangingIt) {
+  EXPECT_THAT(store_->Peek("e"), StatusIs(absl::StatusCode::kNotFound));
+  const Reservation r = MustReserve("e");
+  IDEM_ASSERT_OK_AND_ASSIGN(RecordInfo info, store_->Peek("e"));
+  EXPECT_EQ(info.state, RecordInfo::State::kReserved);
+  EXPECT_EQ(info.token, r.token);
+  EXPECT_FALSE(info.expired);
+  clock_->Advance(options_.lease);
+  IDEM_ASSERT_OK_AND_ASSIGN(info, store_->Peek("e"));
+  EXPECT_TRUE(info.expired);
+}
+
+TEST_F(StoreTest, StatsCountVerdictsAndLatencies) {
+  const Reservation r = MustReserve("e");
+  MustReserve("e");
+  ASSERT_THAT(store_->Commit("e", r.token), IsOk());
+  MustReserve("e");
+  const Stats stats = store_->GetStats();
+  EXPECT_EQ(stats.reserved, 1u);
+  EXPECT_EQ(stats.in_flight, 1u);
+  EXPECT_EQ(stats.duplicate, 1u);
+  EXPECT_EQ(stats.committed, 1u);
+  EXPECT_EQ(stats.reserve_latency.count, 3u);
+  EXPECT_EQ(stats.commit_latency.count, 1u);
+  EXPECT_GT(stats.reserve_latency.p50, absl::ZeroDuration());
+  EXPECT_LE(stats.reserve_latency.p50, stats.reserve_latency.p999);
+  EXPECT_THAT(stats.ToPrometheus(), HasSubstr("idem_reserved_total 1\n"));
+}
+
+TEST(StoreOpenTest, RefusesContradictoryOptionsAndUnopenablePaths) {
+  ScratchDir dir;
+  Options options;
+  options.lease = absl::Hours(2);
+  options.ttl = absl::Hours(1);
+  EXPECT_THAT(Store::Open(options, dir.Sub("db")), StatusIs(absl::StatusCode::kInvalidArgument));
+  options = Options();
+  options.max_id_bytes = 0;
+  EXPECT_THAT(Store::Open(options, dir.Sub("db")), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  options = Options();
+  const std::string file = dir.Sub("a-file");
+  { std::ofstream(file) << "not a store"; }
+  EXPECT_THAT(Store::Open(options, file), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Store::Open(options, file + "/below-a-file"), Not(IsOk()));
+  EXPECT_THAT(Store::Open(options, ""), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(StoreOpenTest, SecondOpenOfHeldStoreIsUnavailable) {
+  ScratchDir dir;
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto first, Store::Open(options, dir.Sub("db")));
+  absl::StatusOr<std::unique_ptr<Store>> second = Store::Open(options, dir.Sub("db"));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(second.status().message(), HasSubstr("held by another process"));
+  EXPECT_EQ(first->Reserve("still-works")->verdict, Verdict::kReserved);
+}
+
+}  // namespace
+}  // namespace idem

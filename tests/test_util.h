@@ -1,0 +1,108 @@
+// Small helpers shared by the tests: status matchers (Debian's abseil 20220623 predates abseil's own),
+// a fake clock, and scratch directories.
+#ifndef IDEM_TESTS_TEST_UTIL_H_
+#define IDEM_TESTS_TEST_UTIL_H_
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <unistd.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "idem/clock.h"
+
+namespace idem::testing {
+
+inline const absl::Status& GetStatus(const absl::Status& status) { return status; }
+template <typename T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
+  return status_or.status();
+}
+
+MATCHER(IsOk, "is OK") {
+  const absl::Status& status = GetStatus(arg);
+  if (!status.ok()) *result_listener << status.ToString();
+  return status.ok();
+}
+
+MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
+  const absl::Status& status = GetStatus(arg);
+  *result_listener << status.ToString();
+  return status.code() == code;
+}
+
+#define IDEM_ASSERT_OK_AND_ASSIGN(lhs, expr)           \
+  auto IDEM_CONCAT(_status_or_, __LINE__) = (expr);    \
+  ASSERT_THAT(IDEM_CONCAT(_status_or_, __LINE__), ::idem::testing::IsOk()); \
+  lhs = std::move(*IDEM_CONCAT(_status_or_, __LINE__))
+#define IDEM_CONCAT_INNER(a, b) a##b
+#define IDEM_CONCAT(a, b) IDEM_CONCAT_INNER(a, b)
+
+// A clock that moves only when told to. Starts at a whole second so deadlines compare exactly.
+class FakeClock : public Clock {
+ public:
+  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+  void Set(absl::Time t) {
+    absl::MutexLock lock(&mu_);
+    now_ = t;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_;
+};
+
+// A fresh directory under the test's temp dir, removed at destruction.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    static std::atomic<int> counter{0};
+    const char* base = std::getenv("TEST_TMPDIR");
+    path_ = std::filesystem::path(base ? base : std::filesystem::temp_directory_path().string()) /
+            ("idem-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string path() const { return path_.string(); }
+  std::string Sub(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Polls `condition` until it holds or `limit` of real time passes. For background work (maintenance
+// thread) whose trigger is the fake clock: the wait bounds the test, it never decides the outcome.
+template <typename Condition>
+bool WaitFor(Condition condition, absl::Duration limit = absl::Seconds(20)) {
+  const absl::Time end = absl::Now() + limit;
+  while (absl::Now() < end) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return condition();
+}
+
+}  // namespace idem::testing
+
+#endif  // IDEM_TESTS_TEST_UTIL_H_
