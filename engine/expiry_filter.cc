@@ -80,12 +80,12 @@ std::unique_ptr<rocksdb::CompactionFilter> ExpiryFilterFactory::CreateCompaction
 }
 
 void ExpiryFilterFactory::SetClock(std::shared_ptr<Clock> clock) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   clock_ = std::move(clock);
 }
 
 int64_t ExpiryFilterFactory::NowMicros() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return ToMicros(clock_->Now());
 }
 

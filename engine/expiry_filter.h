@@ -13,7 +13,7 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/sync.h"
 #include "idem/clock.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/table_properties.h"
@@ -42,7 +42,7 @@ class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
   uint64_t removed() const { return removed_.load(std::memory_order_relaxed); }
 
  private:
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<Clock> clock_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> removed_{0};
 };

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/sync.h"
 
 namespace idem::engine {
 
@@ -21,8 +21,8 @@ class KeyLocks {
   static constexpr size_t kStripes = 1024;
 
   size_t StripeOf(std::string_view id) const { return std::hash<std::string_view>{}(id) % kStripes; }
-  absl::Mutex* For(std::string_view id) { return &stripes_[StripeOf(id)].mu; }
-  absl::Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
+  Mutex* For(std::string_view id) { return &stripes_[StripeOf(id)].mu; }
+  Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
 
   // Holds the stripes of many IDs, taken in ascending order so that batches never deadlock.
   class Group {
@@ -45,7 +45,7 @@ class KeyLocks {
 
  private:
   struct alignas(64) Stripe {
-    absl::Mutex mu;
+    Mutex mu;
   };
   std::array<Stripe, kStripes> stripes_;
 };

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_format.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
@@ -72,12 +73,12 @@ void Store::Impl::HealthListener::OnErrorRecoveryEnd(const rocksdb::BackgroundEr
 }
 
 absl::Status Store::Impl::HealthListener::error() const {
-  absl::MutexLock lock(&mu_);
+  engine::MutexLock lock(&mu_);
   return error_;
 }
 
 void Store::Impl::HealthListener::Set(absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  engine::MutexLock lock(&mu_);
   if (!status.ok() && status.code() != absl::StatusCode::kUnavailable) {
     status = absl::UnavailableError(status.message());
   }
@@ -118,12 +119,14 @@ absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
 
 absl::Status Store::Impl::Close() {
   {
-    absl::MutexLock lock(&maintenance_mu_);
+    std::lock_guard<std::mutex> lock(maintenance_mu_);
     stop_maintenance_ = true;
   }
+  maintenance_cv_.notify_all();
+  closing_.store(true, std::memory_order_release);
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
 
-  absl::WriterMutexLock lock(&lifecycle_mu_);
+  engine::WriterLock lock(&lifecycle_mu_);
   if (closed_) return close_status_;
   closed_ = true;
   if (owned_db_ != nullptr) {
@@ -239,10 +242,10 @@ absl::StatusOr<Reservation> Store::Impl::Decide(std::string_view id, const Looku
 
 absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   LatencyTimer timer(&reserve_latency_);
-  absl::MutexLock lock(locks_.For(id));
+  engine::MutexLock lock(locks_.For(id));
 
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
@@ -261,8 +264,8 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id) {
 
 std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<const std::string_view> ids) {
   std::vector<absl::StatusOr<Reservation>> results(ids.size(), absl::UnknownError("not evaluated"));
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) {
+  Operation op(this);
+  if (!op.open()) {
     for (auto& r : results) r = ClosedError();
     return results;
   }
@@ -400,10 +403,10 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     return absl::InvalidArgumentError(absl::StrCat("result is ", result.size(), " bytes; max_result_bytes is ",
                                                    options_.max_result_bytes));
   }
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   LatencyTimer timer(&commit_latency_);
-  absl::MutexLock lock(locks_.For(id));
+  engine::MutexLock lock(locks_.For(id));
 
   Lookup lookup;
   absl::StatusOr<Record> held = HeldReservation(id, token, "commit", &lookup);
@@ -442,9 +445,9 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
 absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
-  absl::MutexLock lock(locks_.For(id));
+  Operation op(this);
+  if (!op.open()) return ClosedError();
+  engine::MutexLock lock(locks_.For(id));
 
   Lookup lookup;
   absl::StatusOr<Record> held = HeldReservation(id, token, "release", &lookup);
@@ -462,9 +465,9 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
 absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
-  absl::MutexLock lock(locks_.For(id));
+  Operation op(this);
+  if (!op.open()) return ClosedError();
+  engine::MutexLock lock(locks_.For(id));
 
   Lookup lookup;
   absl::StatusOr<Record> held = HeldReservation(id, token, "extend", &lookup);
@@ -484,8 +487,8 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
 
 absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   if (!lookup.ok()) return lookup.status();
   if (!lookup->found) return absl::NotFoundError(absl::StrCat("no record for '", Printable(id), "'"));
@@ -506,8 +509,8 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
 // Expiry and maintenance
 
 absl::Status Store::Impl::CompactExpired() {
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   rocksdb::FlushOptions flush;
   flush.wait = true;
   memtable_max_deadline_us_.store(std::numeric_limits<int64_t>::min(), std::memory_order_relaxed);
@@ -523,8 +526,8 @@ absl::Status Store::Impl::CompactExpired() {
 }
 
 absl::Status Store::Impl::RunMaintenance() {
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   const int64_t now_us = ToMicros(clock_->Now());
 
   // 1. A memtable whose records have all expired: flushing it runs the filter, which drops them all.
@@ -573,31 +576,22 @@ absl::Status Store::Impl::RunMaintenance() {
 }
 
 void Store::Impl::MaintenanceLoop() {
-  absl::MutexLock lock(&maintenance_mu_);
-  while (!stop_maintenance_) {
-    maintenance_mu_.AwaitWithTimeout(absl::Condition(&stop_maintenance_), options_.maintenance_interval);
-    if (stop_maintenance_) break;
-    maintenance_mu_.Unlock();
+  const auto interval = absl::ToChronoNanoseconds(options_.maintenance_interval);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(maintenance_mu_);
+      if (maintenance_cv_.wait_for(lock, interval, [this] { return stop_maintenance_; })) return;
+    }
     RunMaintenance().IgnoreError();  // failures surface through Health() and the next foreground call
     // RocksDB 7.8 evaluates periodic compaction only when a new version is installed; on an idle DB a
     // no-op SetOptions is what makes it look at file ages again (ROCKSDB.md §2.3).
     const absl::Time real_now = absl::Now();
-    bool nudge = false;
-    {
-      absl::MutexLock relock(&maintenance_mu_);
-      if (real_now - last_nudge_ >= absl::Minutes(10)) {
-        last_nudge_ = real_now;
-        nudge = true;
-      }
-    }
-    if (nudge && options_.compaction != CompactionProfile::kFifo) {
-      absl::ReaderMutexLock life(&lifecycle_mu_);
-      if (!closed_) {
-        const uint64_t period = db_->GetOptions(cf_).periodic_compaction_seconds;
-        db_->SetOptions(cf_, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
-      }
-    }
-    maintenance_mu_.Lock();
+    if (options_.compaction == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) continue;
+    last_nudge_ = real_now;
+    Operation op(this);
+    if (!op.open()) return;
+    const uint64_t period = db_->GetOptions(cf_).periodic_compaction_seconds;
+    db_->SetOptions(cf_, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
   }
 }
 
@@ -625,14 +619,14 @@ Stats Store::Impl::GetStats() const {
 }
 
 absl::Status Store::Impl::Health() const {
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   return health_->error();
 }
 
 absl::Status Store::Impl::Resume() {
-  absl::ReaderMutexLock life(&lifecycle_mu_);
-  if (closed_) return ClosedError();
+  Operation op(this);
+  if (!op.open()) return ClosedError();
   const rocksdb::Status s = db_->Resume();
   if (!s.ok()) return engine::FromRocks(s, "resuming after a background error");
   health_->Set(absl::OkStatus());

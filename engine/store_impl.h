@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+
+#include "engine/sync.h"
 #include "engine/expiry_filter.h"
 #include "engine/key_locks.h"
 #include "engine/latency_histogram.h"
@@ -42,7 +44,7 @@ class Store::Impl {
     void Set(absl::Status status);
 
    private:
-    mutable absl::Mutex mu_;
+    mutable engine::Mutex mu_;
     absl::Status error_ ABSL_GUARDED_BY(mu_);
   };
 
@@ -117,14 +119,40 @@ class Store::Impl {
   std::atomic<bool> memtable_dirty_{false};
 
   // ---- Lifecycle: operations hold it shared, Close exclusively ----
-  mutable absl::Mutex lifecycle_mu_;
-  bool closed_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
+  // Pins the store open for one operation. `closing_` is checked first because glibc's rwlock prefers
+  // readers: without it a steady stream of operations would keep Close waiting forever.
+  class Operation {
+   public:
+    explicit Operation(const Impl* impl) : impl_(impl) {
+      if (impl_->closing_.load(std::memory_order_acquire)) return;
+      impl_->lifecycle_mu_.ReaderLock();
+      if (impl_->closed_) {
+        impl_->lifecycle_mu_.ReaderUnlock();
+        return;
+      }
+      open_ = true;
+    }
+    ~Operation() {
+      if (open_) impl_->lifecycle_mu_.ReaderUnlock();
+    }
+    Operation(const Operation&) = delete;
+    Operation& operator=(const Operation&) = delete;
+    bool open() const { return open_; }
+
+   private:
+    const Impl* const impl_;
+    bool open_ = false;
+  };
+  std::atomic<bool> closing_{false};
+  mutable engine::SharedMutex lifecycle_mu_;
+  bool closed_ = false;  // guarded by lifecycle_mu_
   absl::Status close_status_ ABSL_GUARDED_BY(lifecycle_mu_);
 
   // ---- Maintenance thread ----
-  absl::Mutex maintenance_mu_;
-  bool stop_maintenance_ ABSL_GUARDED_BY(maintenance_mu_) = false;
-  absl::Time last_nudge_ ABSL_GUARDED_BY(maintenance_mu_) = absl::InfinitePast();
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool stop_maintenance_ = false;  // guarded by maintenance_mu_
+  absl::Time last_nudge_ = absl::InfinitePast();  // maintenance thread only
   std::thread maintenance_thread_;
 };
 

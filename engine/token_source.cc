@@ -27,7 +27,7 @@ TokenSource::TokenSource(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const
     : db_(db), cf_(cf), write_options_(write_options), next_(high_water + 1), limit_(high_water) {}
 
 absl::StatusOr<uint64_t> TokenSource::Next() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (next_ > limit_) {
     const uint64_t new_limit = limit_ + kBlock;
     const rocksdb::Status s = db_->Put(write_options_, cf_, rocksdb::Slice(), EncodeMeta(new_limit));
@@ -38,7 +38,7 @@ absl::StatusOr<uint64_t> TokenSource::Next() {
 }
 
 uint64_t TokenSource::high_water() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return limit_;
 }
 

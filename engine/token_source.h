@@ -14,7 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "engine/sync.h"
 #include "rocksdb/db.h"
 
 namespace idem::engine {
@@ -40,7 +40,7 @@ class TokenSource {
   rocksdb::ColumnFamilyHandle* const cf_;
   const rocksdb::WriteOptions write_options_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   uint64_t next_ ABSL_GUARDED_BY(mu_);
   uint64_t limit_ ABSL_GUARDED_BY(mu_);  // highest token covered by the persisted high-water mark
 };
