@@ -1,0 +1,109 @@
+// Helpers for the benchmarks: scratch directories, per-operation latency percentiles as user counters,
+// and the raw RocksDB "floor" opened with exactly the options idem uses.
+#ifndef IDEM_BENCH_BENCH_UTIL_H_
+#define IDEM_BENCH_BENCH_UTIL_H_
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "benchmark/benchmark.h"
+#include "engine/rocksdb_options.h"
+#include "idem/options.h"
+#include "rocksdb/db.h"
+
+namespace idem::bench {
+
+// Number of records loaded before the lookup benchmarks (overridable with --preload=N for smoke runs).
+uint64_t PreloadCount();
+void SetPreloadCount(uint64_t n);
+
+// A directory removed at destruction.
+class Scratch {
+ public:
+  explicit Scratch(const std::string& name) {
+    path_ = std::filesystem::temp_directory_path() / ("idem-bench-" + std::to_string(getpid()) + "-" + name);
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Per-operation latency: time each op, then report p50/p99/p999 (nanoseconds) as user counters.
+class LatencyRecorder {
+ public:
+  explicit LatencyRecorder(benchmark::State& state) : state_(state) {
+    samples_.reserve(std::min<uint64_t>(state.max_iterations, 1u << 22));
+  }
+  void Start() { start_ = std::chrono::steady_clock::now(); }
+  void Stop() {
+    if (samples_.size() < samples_.capacity()) {
+      samples_.push_back(static_cast<uint32_t>(std::min<int64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count(),
+          UINT32_MAX)));
+    }
+  }
+  // Call once after the loop. `per` divides each sample (e.g. a batch's size, for per-event figures).
+  void Report(double per = 1.0) {
+    if (samples_.empty()) return;
+    std::sort(samples_.begin(), samples_.end());
+    auto at = [&](double q) { return samples_[static_cast<size_t>(q * (samples_.size() - 1))] / per; };
+    state_.counters["p50_ns"] = at(0.50);
+    state_.counters["p99_ns"] = at(0.99);
+    state_.counters["p999_ns"] = at(0.999);
+  }
+
+ private:
+  benchmark::State& state_;
+  std::vector<uint32_t> samples_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Raw RocksDB with idem's DB and column family options: the floor every idem case is compared with.
+class RawDb {
+ public:
+  RawDb(const Options& options, const std::string& path) {
+    rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+        {"idem", ColumnFamilyOptionsFor(options)}};
+    rocksdb::DB* raw = nullptr;
+    status = rocksdb::DB::Open(db_options, path, cfs, &handles, &raw);
+    db.reset(raw);
+    write_options.sync = options.sync;
+  }
+  ~RawDb() {
+    if (db) {
+      for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
+  }
+  rocksdb::ColumnFamilyHandle* cf() const { return handles[1]; }
+  void FlushAndCompact() {
+    db->Flush(rocksdb::FlushOptions(), cf()).PermitUncheckedError();
+    rocksdb::CompactRangeOptions compact;
+    compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    db->CompactRange(compact, cf(), nullptr, nullptr).PermitUncheckedError();
+  }
+
+  rocksdb::Status status;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::WriteOptions write_options;
+};
+
+}  // namespace idem::bench
+
+#endif  // IDEM_BENCH_BENCH_UTIL_H_
