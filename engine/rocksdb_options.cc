@@ -108,6 +108,9 @@ absl::Status ValidateOptions(const Options& options) {
   if (options.write_buffer_size < (64u << 10)) {
     return absl::InvalidArgumentError("write_buffer_size must be at least 64 KiB");
   }
+  if (options.wal_sync_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("wal_sync_interval must not be negative");
+  }
   if (options.maintenance_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("maintenance_interval must not be negative");
   }

@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
-#include <unordered_map>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/strings/str_format.h"
@@ -95,6 +95,8 @@ Store::Impl::Impl(const Options& options, rocksdb::DB* db, rocksdb::ColumnFamily
       db_(db),
       cf_(cf),
       filter_(std::move(filter)),
+      durable_reservations_(options.durable_reservations),
+      recent_(options.recent_commits_cache_entries),
       memtable_max_deadline_us_(std::numeric_limits<int64_t>::min()) {
   write_options_.sync = options.sync;
 }
@@ -112,23 +114,33 @@ absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
   if (!tokens.ok()) return tokens.status();
   tokens_ = std::move(*tokens);
   if (options_.maintenance_interval > absl::ZeroDuration()) {
-    maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
+    maintenance_ = std::make_unique<engine::Periodic>(options_.maintenance_interval, [this] {
+      RunMaintenance().IgnoreError();  // failures surface through Health() and the next foreground call
+      NudgePeriodicCompaction();
+    });
+  }
+  if (!options_.sync && options_.wal_sync_interval > absl::ZeroDuration()) {
+    wal_sync_ = std::make_unique<engine::Periodic>(options_.wal_sync_interval, [this] {
+      Operation op(this);
+      if (!op.open()) return;
+      if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) StorageError(s, "periodic WAL sync").IgnoreError();
+    });
   }
   return absl::OkStatus();
 }
 
 absl::Status Store::Impl::Close() {
-  {
-    std::lock_guard<std::mutex> lock(maintenance_mu_);
-    stop_maintenance_ = true;
-  }
-  maintenance_cv_.notify_all();
   closing_.store(true, std::memory_order_release);
-  if (maintenance_thread_.joinable()) maintenance_thread_.join();
+  if (maintenance_) maintenance_->Stop();
+  if (wal_sync_) wal_sync_->Stop();
 
   engine::WriterLock lock(&lifecycle_mu_);
   if (closed_) return close_status_;
   closed_ = true;
+  if (wal_sync_ && !options_.sync) {
+    // Whatever the periodic sync had not reached yet is made durable at a clean close.
+    if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) close_status_ = engine::FromRocks(s, "syncing the WAL");
+  }
   if (owned_db_ != nullptr) {
     for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
       rocksdb::Status s = owned_db_->DestroyColumnFamilyHandle(handle);
@@ -159,13 +171,26 @@ absl::Status Store::Impl::CheckToken(uint64_t token) const {
   return absl::OkStatus();
 }
 
+absl::Status Store::Impl::CheckCommit(const CommitRequest& request) const {
+  if (absl::Status s = CheckId(request.id); !s.ok()) return s;
+  if (absl::Status s = CheckToken(request.token); !s.ok()) return s;
+  if (request.result.size() > options_.max_result_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("result is ", request.result.size(),
+                                                   " bytes; max_result_bytes is ", options_.max_result_bytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(std::string_view id, bool count_fast_path) const {
   Lookup lookup;
   rocksdb::ReadOptions no_io;
   no_io.read_tier = rocksdb::kBlockCacheTier;
   rocksdb::Status s = db_->Get(no_io, cf_, AsSlice(id), &lookup.value);
-  if (s.IsIncomplete()) s = db_->Get(rocksdb::ReadOptions(), cf_, AsSlice(id), &lookup.value);
-  else if (s.IsNotFound() && count_fast_path) counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
+  if (s.IsIncomplete()) {
+    s = db_->Get(rocksdb::ReadOptions(), cf_, AsSlice(id), &lookup.value);
+  } else if (s.IsNotFound() && count_fast_path) {
+    counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
+  }
   if (s.ok()) {
     lookup.found = true;
     return lookup;
@@ -182,10 +207,12 @@ absl::Status Store::Impl::StorageError(const rocksdb::Status& status, std::strin
   return error;
 }
 
-absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view context) {
+absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id) {
   const rocksdb::Status s = db_->Write(write_options_, batch);
-  if (!s.ok()) return StorageError(s, absl::StrCat(engine::ToAbsl(context), " (outcome unknown: it may have reached the WAL)"));
-  return absl::OkStatus();
+  if (s.ok()) return absl::OkStatus();
+  // The message is built only on failure: the hot path allocates nothing for it.
+  return StorageError(s, absl::StrCat(engine::ToAbsl(verb), " '", Printable(id),
+                                      "' (outcome unknown: it may have reached the WAL)"));
 }
 
 void Store::Impl::NoteMemtableDeadline(int64_t deadline_us) {
@@ -199,9 +226,28 @@ void Store::Impl::NoteMemtableDeadline(int64_t deadline_us) {
 // ---------------------------------------------------------------------------------------------------
 // Check-and-reserve
 
-absl::StatusOr<Reservation> Store::Impl::Decide(std::string_view id, const Lookup& lookup, absl::Time now,
-                                                std::string* record_to_write) {
+std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::string_view id, absl::Time now,
+                                                         bool* takeover) {
+  if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
+    counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
+    return Reservation{Verdict::kDuplicate, 0, done->deadline, done->result, false};
+  }
+  if (durable_reservations_) return std::nullopt;
+  if (engine::Lease* lease = leases_.Find(shard, id)) {
+    if (lease->deadline > now) {
+      counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
+      return Reservation{Verdict::kInFlight, 0, lease->deadline, {}, false};
+    }
+    leases_.Erase(shard, id);
+    *takeover = true;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view id, const Lookup& lookup,
+                                                absl::Time now, bool takeover, rocksdb::WriteBatch* batch) {
   Reservation reservation;
+  reservation.takeover = takeover;
   if (lookup.found) {
     absl::StatusOr<Record> record = engine::DecodeRecord(lookup.value);
     if (!record.ok()) {
@@ -214,6 +260,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(std::string_view id, const Looku
       if (record->state == RecordState::kDone) {
         reservation.verdict = Verdict::kDuplicate;
         reservation.result = std::string(record->result);
+        recent_.Put(shard, id, {record->token, deadline, record->fingerprint, reservation.result});
         counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
       } else {
         reservation.verdict = Verdict::kInFlight;
@@ -222,7 +269,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(std::string_view id, const Looku
       return reservation;
     }
     // Past its deadline: the record reads as absent. A reservation that ran out is a takeover.
-    reservation.takeover = record->state == RecordState::kReserved;
+    reservation.takeover |= record->state == RecordState::kReserved;
   }
   absl::StatusOr<uint64_t> token = tokens_->Next();
   if (!token.ok()) {
@@ -232,11 +279,15 @@ absl::StatusOr<Reservation> Store::Impl::Decide(std::string_view id, const Looku
   reservation.verdict = Verdict::kReserved;
   reservation.token = *token;
   reservation.deadline = now + options_.lease;
-  Record record;
-  record.state = RecordState::kReserved;
-  record.deadline_us = ToMicros(reservation.deadline);
-  record.token = *token;
-  engine::EncodeRecord(record, record_to_write);
+  if (durable_reservations_) {
+    Record record;
+    record.state = RecordState::kReserved;
+    record.deadline_us = ToMicros(reservation.deadline);
+    record.token = *token;
+    batch->Put(cf_, AsSlice(id), engine::EncodeRecord(record));
+  } else {
+    leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, std::nullopt}, now);
+  }
   return reservation;
 }
 
@@ -245,18 +296,21 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id) {
   Operation op(this);
   if (!op.open()) return ClosedError();
   LatencyTimer timer(&reserve_latency_);
-  engine::MutexLock lock(locks_.For(id));
+  const size_t shard = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(shard));
+  const absl::Time now = clock_->Now();
 
+  bool takeover = false;
+  if (std::optional<Reservation> answer = AnswerFromMemory(shard, id, now, &takeover)) return *std::move(answer);
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
-  std::string record;
-  absl::StatusOr<Reservation> reservation = Decide(id, *lookup, clock_->Now(), &record);
-  if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
-
   rocksdb::WriteBatch batch;
-  batch.Put(cf_, AsSlice(id), record);
-  if (absl::Status s = Write(&batch, absl::StrCat("reserving '", Printable(id), "'")); !s.ok()) return s;
-  NoteMemtableDeadline(ToMicros(reservation->deadline));
+  absl::StatusOr<Reservation> reservation = Decide(shard, id, *lookup, now, takeover, &batch);
+  if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
+  if (durable_reservations_) {
+    if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
+    NoteMemtableDeadline(ToMicros(reservation->deadline));
+  }
   counters_.reserved.fetch_add(1, std::memory_order_relaxed);
   if (reservation->takeover) counters_.takeovers.fetch_add(1, std::memory_order_relaxed);
   return reservation;
@@ -271,73 +325,84 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   }
   LatencyTimer timer(&reserve_latency_);
 
-  // The first occurrence of each valid ID is looked up; later occurrences answer from the first.
-  std::vector<size_t> lookups;  // indices into ids
-  std::unordered_map<std::string_view, size_t> first_index;
+  // The first occurrence of each valid ID is evaluated; later occurrences answer from the first.
+  std::vector<size_t> firsts;  // indices into ids
+  absl::flat_hash_map<absl::string_view, size_t> first_index;
   std::vector<size_t> stripes;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (absl::Status s = CheckId(ids[i]); !s.ok()) {
       results[i] = s;
       continue;
     }
-    if (first_index.emplace(ids[i], i).second) {
-      lookups.push_back(i);
+    if (first_index.emplace(engine::ToAbsl(ids[i]), i).second) {
+      firsts.push_back(i);
       stripes.push_back(locks_.StripeOf(ids[i]));
     }
   }
-  engine::KeyLocks::Group lock(&locks_, std::move(stripes));
+  engine::KeyLocks::Group lock(&locks_, stripes);
+  const absl::Time now = clock_->Now();
 
-  // One MultiGet without I/O, then one with I/O for the keys it could not answer.
-  const size_t n = lookups.size();
+  // Memory first; what it cannot answer is read with one MultiGet without I/O, then one with I/O.
+  std::vector<size_t> to_read;  // positions in firsts
+  std::vector<char> takeover(firsts.size(), 0);
+  for (size_t k = 0; k < firsts.size(); ++k) {
+    bool t = false;
+    if (std::optional<Reservation> answer = AnswerFromMemory(stripes[k], ids[firsts[k]], now, &t)) {
+      results[firsts[k]] = *std::move(answer);
+    } else {
+      to_read.push_back(k);
+    }
+    takeover[k] = t;
+  }
+  const size_t n = to_read.size();
   std::vector<rocksdb::Slice> keys(n);
-  for (size_t k = 0; k < n; ++k) keys[k] = AsSlice(ids[lookups[k]]);
+  for (size_t r = 0; r < n; ++r) keys[r] = AsSlice(ids[firsts[to_read[r]]]);
   std::vector<rocksdb::PinnableSlice> values(n);
   std::vector<rocksdb::Status> statuses(n);
   rocksdb::ReadOptions no_io;
   no_io.read_tier = rocksdb::kBlockCacheTier;
   if (n > 0) db_->MultiGet(no_io, cf_, n, keys.data(), values.data(), statuses.data());
   std::vector<size_t> retry;
-  for (size_t k = 0; k < n; ++k) {
-    if (statuses[k].IsIncomplete()) retry.push_back(k);
-    else if (statuses[k].IsNotFound()) counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
+  for (size_t r = 0; r < n; ++r) {
+    if (statuses[r].IsIncomplete()) {
+      retry.push_back(r);
+    } else if (statuses[r].IsNotFound()) {
+      counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   if (!retry.empty()) {
     std::vector<rocksdb::Slice> retry_keys;
-    for (size_t k : retry) retry_keys.push_back(keys[k]);
+    for (size_t r : retry) retry_keys.push_back(keys[r]);
     std::vector<rocksdb::PinnableSlice> retry_values(retry.size());
     std::vector<rocksdb::Status> retry_statuses(retry.size());
     db_->MultiGet(rocksdb::ReadOptions(), cf_, retry.size(), retry_keys.data(), retry_values.data(),
                   retry_statuses.data());
-    for (size_t r = 0; r < retry.size(); ++r) {
-      statuses[retry[r]] = retry_statuses[r];
-      values[retry[r]].Reset();
-      values[retry[r]].PinSelf(retry_values[r]);
+    for (size_t j = 0; j < retry.size(); ++j) {
+      statuses[retry[j]] = retry_statuses[j];
+      values[retry[j]].Reset();
+      values[retry[j]].PinSelf(retry_values[j]);
     }
   }
 
-  const absl::Time now = clock_->Now();
   rocksdb::WriteBatch batch;
   std::vector<size_t> reserved;  // indices into ids
-  for (size_t k = 0; k < n; ++k) {
-    const size_t i = lookups[k];
+  for (size_t r = 0; r < n; ++r) {
+    const size_t k = to_read[r];
+    const size_t i = firsts[k];
     Lookup lookup;
-    if (statuses[k].ok()) {
+    if (statuses[r].ok()) {
       lookup.found = true;
-      lookup.value.assign(values[k].data(), values[k].size());
-    } else if (!statuses[k].IsNotFound()) {
+      lookup.value.assign(values[r].data(), values[r].size());
+    } else if (!statuses[r].IsNotFound()) {
       counters_.storage_errors.fetch_add(1, std::memory_order_relaxed);
-      results[i] = engine::FromRocks(statuses[k], absl::StrCat("reading '", Printable(ids[i]), "'"));
+      results[i] = engine::FromRocks(statuses[r], absl::StrCat("reading '", Printable(ids[i]), "'"));
       continue;
     }
-    std::string record;
-    results[i] = Decide(ids[i], lookup, now, &record);
-    if (results[i].ok() && results[i]->verdict == Verdict::kReserved) {
-      batch.Put(cf_, keys[k], record);
-      reserved.push_back(i);
-    }
+    results[i] = Decide(stripes[k], ids[i], lookup, now, takeover[k] != 0, &batch);
+    if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(i);
   }
-  if (!reserved.empty()) {
-    if (absl::Status s = Write(&batch, absl::StrCat("reserving a batch of ", reserved.size())); !s.ok()) {
+  if (durable_reservations_ && !reserved.empty()) {
+    if (absl::Status s = Write(&batch, "reserving a batch including", ids[reserved[0]]); !s.ok()) {
       for (size_t i : reserved) results[i] = s;
       reserved.clear();
     } else {
@@ -351,16 +416,14 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   // Repeats within the batch: a reservation made by the first occurrence is in flight for the others.
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!CheckId(ids[i]).ok()) continue;
-    const size_t first = first_index[ids[i]];
+    const size_t first = first_index[engine::ToAbsl(ids[i])];
     if (first == i) continue;
     if (!results[first].ok()) {
       results[i] = results[first].status();
       continue;
     }
     Reservation repeat = *results[first];
-    if (repeat.verdict == Verdict::kReserved) {
-      repeat = Reservation{Verdict::kInFlight, 0, repeat.deadline, {}, false};
-    }
+    if (repeat.verdict == Verdict::kReserved) repeat = Reservation{Verdict::kInFlight, 0, repeat.deadline, {}, false};
     (repeat.verdict == Verdict::kDuplicate ? counters_.duplicate : counters_.in_flight)
         .fetch_add(1, std::memory_order_relaxed);
     results[i] = std::move(repeat);
@@ -371,75 +434,176 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
 // ---------------------------------------------------------------------------------------------------
 // Commit, Release, Extend
 
-absl::StatusOr<Record> Store::Impl::HeldReservation(std::string_view id, uint64_t token, std::string_view verb,
-                                                    Lookup* lookup) {
-  absl::StatusOr<Lookup> read = Read(id, /*count_fast_path=*/false);
-  if (!read.ok()) return read.status();
-  *lookup = std::move(*read);
-  if (!lookup->found) {
-    counters_.lease_lost.fetch_add(1, std::memory_order_relaxed);
-    return absl::AbortedError(absl::StrCat("cannot ", engine::ToAbsl(verb), " '", Printable(id), "' with token ", token,
-                                           ": no reservation (released, expired or never made)"));
+absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::string_view verb,
+                                     std::string_view why) {
+  counters_.lease_lost.fetch_add(1, std::memory_order_relaxed);
+  return absl::AbortedError(absl::StrCat("cannot ", engine::ToAbsl(verb), " '", Printable(id), "' with token ",
+                                         token, ": ", engine::ToAbsl(why)));
+}
+
+absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::string_view id, uint64_t token,
+                                                        std::string_view verb, absl::Time now) {
+  Hold hold;
+  if (!durable_reservations_) {
+    if (engine::Lease* lease = leases_.Find(shard, id)) {
+      if (lease->token != token) {
+        return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", lease->token,
+                                                        " (the lease was lost or the token is not this ID's)"));
+      }
+      hold.in_memory = true;
+      hold.fingerprint = lease->fingerprint;
+      return hold;
+    }
   }
+  if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
+    if (done->token != token) {
+      return AbortedFor(id, token, verb, absl::StrCat("the ID was committed by token ", done->token));
+    }
+    hold.done = true;
+    return hold;
+  }
+  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  if (!lookup.ok()) return lookup.status();
+  if (!lookup->found) return AbortedFor(id, token, verb, "no reservation (released, expired or never made)");
   absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
   if (!record.ok()) {
     counters_.corrupt_records.fetch_add(1, std::memory_order_relaxed);
     return absl::DataLossError(absl::StrCat("record of '", Printable(id), "': ", record.status().message()));
   }
   if (record->token != token) {
-    counters_.lease_lost.fetch_add(1, std::memory_order_relaxed);
-    return absl::AbortedError(absl::StrCat("cannot ", engine::ToAbsl(verb), " '", Printable(id), "' with token ", token,
-                                           ": the ID is held by token ", record->token,
-                                           " (the lease was lost or the token is not this ID's)"));
+    return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", record->token,
+                                                    " (the lease was lost or the token is not this ID's)"));
   }
-  return record;
+  hold.done = record->state == RecordState::kDone;
+  hold.fingerprint = record->fingerprint;
+  hold.record = *record;
+  hold.record.result = {};  // points into lookup, which dies here
+  return hold;
+}
+
+void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, const Record& done) {
+  if (!durable_reservations_) leases_.Erase(shard, request.id);
+  recent_.Put(shard, request.id,
+              {request.token, FromMicros(done.deadline_us), done.fingerprint, std::string(request.result)});
+  NoteMemtableDeadline(done.deadline_us);
+  counters_.committed.fetch_add(1, std::memory_order_relaxed);
 }
 
 absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::string_view result,
                                  rocksdb::WriteBatch* effects) {
-  if (absl::Status s = CheckId(id); !s.ok()) return s;
-  if (absl::Status s = CheckToken(token); !s.ok()) return s;
-  if (result.size() > options_.max_result_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("result is ", result.size(), " bytes; max_result_bytes is ",
-                                                   options_.max_result_bytes));
-  }
+  const CommitRequest request{id, token, result, effects};
+  if (absl::Status s = CheckCommit(request); !s.ok()) return s;
   Operation op(this);
   if (!op.open()) return ClosedError();
   LatencyTimer timer(&commit_latency_);
-  engine::MutexLock lock(locks_.For(id));
+  const size_t shard = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(shard));
+  const absl::Time now = clock_->Now();
 
-  Lookup lookup;
-  absl::StatusOr<Record> held = HeldReservation(id, token, "commit", &lookup);
-  if (!held.ok()) return held.status();
+  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "commit", now);
+  if (!hold.ok()) return hold.status();
   // Same token, already done: a repeated Commit (e.g. a retry after an ambiguous error that did land).
-  if (held->state == RecordState::kDone) return absl::OkStatus();
+  if (hold->done) return absl::OkStatus();
 
   Record done;
   done.state = RecordState::kDone;
-  done.deadline_us = ToMicros(clock_->Now() + options_.ttl);
+  done.deadline_us = ToMicros(now + options_.ttl);
   done.token = token;
-  done.fingerprint = held->fingerprint;
+  done.fingerprint = hold->fingerprint;
   done.result = result;
   const std::string encoded = engine::EncodeRecord(done);
-
-  const std::string context = absl::StrCat("committing '", Printable(id), "'");
   absl::Status status;
   if (effects != nullptr) {
     // The marker rides in the caller's batch so effects and marker land in one atomic write; the save
     // point hands the batch back exactly as the caller built it.
     effects->SetSavePoint();
     effects->Put(cf_, AsSlice(id), encoded);
-    status = Write(effects, context);
+    status = Write(effects, "committing", id);
     effects->RollbackToSavePoint().PermitUncheckedError();
   } else {
     rocksdb::WriteBatch batch;
     batch.Put(cf_, AsSlice(id), encoded);
-    status = Write(&batch, context);
+    status = Write(&batch, "committing", id);
   }
   if (!status.ok()) return status;
-  NoteMemtableDeadline(done.deadline_us);
-  counters_.committed.fetch_add(1, std::memory_order_relaxed);
+  NoteCommitted(shard, request, done);
   return absl::OkStatus();
+}
+
+namespace {
+
+// Appends the records of `src` to a WriteBatch representation under construction. The representation
+// is RocksDB's WAL format: a 12-byte header (8-byte sequence, 4-byte little-endian count) and then the
+// records, so batches concatenate by appending records and adding the counts.
+constexpr size_t kBatchHeader = 12;
+void AppendRecords(const rocksdb::WriteBatch& src, std::string* rep, uint32_t* count) {
+  rep->append(src.Data(), kBatchHeader, std::string::npos);
+  *count += src.Count();
+}
+rocksdb::WriteBatch BatchFrom(std::string rep, uint32_t count) {
+  for (int i = 0; i < 4; ++i) rep[8 + i] = static_cast<char>(count >> (8 * i));
+  return rocksdb::WriteBatch(std::move(rep));
+}
+
+}  // namespace
+
+std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitRequest> requests) {
+  std::vector<absl::Status> results(requests.size());
+  Operation op(this);
+  if (!op.open()) {
+    for (auto& r : results) r = ClosedError();
+    return results;
+  }
+  LatencyTimer timer(&commit_latency_);
+  std::vector<size_t> stripes(requests.size());
+  std::vector<size_t> valid;
+  absl::flat_hash_map<absl::string_view, size_t> seen;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    results[i] = CheckCommit(requests[i]);
+    if (results[i].ok() && !seen.emplace(engine::ToAbsl(requests[i].id), i).second) {
+      results[i] = absl::InvalidArgumentError(
+          absl::StrCat("'", Printable(requests[i].id), "' appears twice in one CommitBatch"));
+    }
+    if (!results[i].ok()) continue;
+    stripes[i] = locks_.StripeOf(requests[i].id);
+    valid.push_back(i);
+  }
+  std::vector<size_t> held_stripes;
+  for (size_t i : valid) held_stripes.push_back(stripes[i]);
+  engine::KeyLocks::Group lock(&locks_, std::move(held_stripes));
+  const absl::Time now = clock_->Now();
+
+  std::string rep(kBatchHeader, '\0');
+  uint32_t count = 0;
+  rocksdb::WriteBatch markers;
+  std::vector<std::pair<size_t, Record>> to_commit;
+  for (size_t i : valid) {
+    const CommitRequest& request = requests[i];
+    absl::StatusOr<Hold> hold = FindHold(stripes[i], request.id, request.token, "commit", now);
+    if (!hold.ok()) {
+      results[i] = hold.status();
+      continue;
+    }
+    if (hold->done) continue;  // a repeat: OK, nothing to write
+    Record done;
+    done.state = RecordState::kDone;
+    done.deadline_us = ToMicros(now + options_.ttl);
+    done.token = request.token;
+    done.fingerprint = hold->fingerprint;
+    done.result = request.result;
+    if (request.effects != nullptr) AppendRecords(*request.effects, &rep, &count);
+    markers.Put(cf_, AsSlice(request.id), engine::EncodeRecord(done));
+    to_commit.emplace_back(i, done);
+  }
+  if (to_commit.empty()) return results;
+  AppendRecords(markers, &rep, &count);
+  rocksdb::WriteBatch batch = BatchFrom(std::move(rep), count);
+  if (absl::Status s = Write(&batch, "committing a batch including", requests[to_commit[0].first].id); !s.ok()) {
+    for (const auto& [i, done] : to_commit) results[i] = s;
+    return results;
+  }
+  for (const auto& [i, done] : to_commit) NoteCommitted(stripes[i], requests[i], done);
+  return results;
 }
 
 absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
@@ -447,17 +611,21 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(this);
   if (!op.open()) return ClosedError();
-  engine::MutexLock lock(locks_.For(id));
+  const size_t shard = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(shard));
 
-  Lookup lookup;
-  absl::StatusOr<Record> held = HeldReservation(id, token, "release", &lookup);
-  if (!held.ok()) return held.status();
-  if (held->state == RecordState::kDone) {
+  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "release", clock_->Now());
+  if (!hold.ok()) return hold.status();
+  if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot release '", Printable(id), "': already committed"));
   }
-  rocksdb::WriteBatch batch;
-  batch.Delete(cf_, AsSlice(id));
-  if (absl::Status s = Write(&batch, absl::StrCat("releasing '", Printable(id), "'")); !s.ok()) return s;
+  if (hold->in_memory) {
+    leases_.Erase(shard, id);
+  } else {
+    rocksdb::WriteBatch batch;
+    batch.Delete(cf_, AsSlice(id));
+    if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
+  }
   counters_.released.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -467,20 +635,25 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(this);
   if (!op.open()) return ClosedError();
-  engine::MutexLock lock(locks_.For(id));
+  const size_t shard = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(shard));
+  const absl::Time now = clock_->Now();
 
-  Lookup lookup;
-  absl::StatusOr<Record> held = HeldReservation(id, token, "extend", &lookup);
-  if (!held.ok()) return held.status();
-  if (held->state == RecordState::kDone) {
+  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "extend", now);
+  if (!hold.ok()) return hold.status();
+  if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot extend '", Printable(id), "': already committed"));
   }
-  Record renewed = *held;
-  renewed.deadline_us = ToMicros(clock_->Now() + options_.lease);
-  rocksdb::WriteBatch batch;
-  batch.Put(cf_, AsSlice(id), engine::EncodeRecord(renewed));
-  if (absl::Status s = Write(&batch, absl::StrCat("extending '", Printable(id), "'")); !s.ok()) return s;
-  NoteMemtableDeadline(renewed.deadline_us);
+  if (hold->in_memory) {
+    leases_.Find(shard, id)->deadline = now + options_.lease;
+  } else {
+    Record renewed = hold->record;
+    renewed.deadline_us = ToMicros(now + options_.lease);
+    rocksdb::WriteBatch batch;
+    batch.Put(cf_, AsSlice(id), engine::EncodeRecord(renewed));
+    if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
+    NoteMemtableDeadline(renewed.deadline_us);
+  }
   counters_.extended.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -489,6 +662,15 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(this);
   if (!op.open()) return ClosedError();
+  const absl::Time now = clock_->Now();
+  if (!durable_reservations_) {
+    const size_t shard = locks_.StripeOf(id);
+    auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
+    engine::MutexLock lock(self->locks_.At(shard));
+    if (const engine::Lease* lease = self->leases_.Find(shard, id)) {
+      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {}, lease->deadline <= now};
+    }
+  }
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   if (!lookup.ok()) return lookup.status();
   if (!lookup->found) return absl::NotFoundError(absl::StrCat("no record for '", Printable(id), "'"));
@@ -501,8 +683,23 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   info.token = record->token;
   info.deadline = FromMicros(record->deadline_us);
   info.result = std::string(record->result);
-  info.expired = info.deadline <= clock_->Now();
+  info.expired = info.deadline <= now;
   return info;
+}
+
+absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limit) const {
+  Operation op(this);
+  if (!op.open()) return ClosedError();
+  std::vector<InDoubtReservation> found;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+  for (it->SeekToFirst(); it->Valid() && found.size() < limit; it->Next()) {
+    if (it->key().empty()) continue;  // metadata
+    absl::StatusOr<Record> record = engine::DecodeRecord(std::string_view(it->value().data(), it->value().size()));
+    if (!record.ok() || record->state != RecordState::kReserved) continue;
+    found.push_back({it->key().ToString(), record->token, FromMicros(record->deadline_us)});
+  }
+  if (!it->status().ok()) return engine::FromRocks(it->status(), "listing reservations in doubt");
+  return found;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -575,24 +772,16 @@ absl::Status Store::Impl::RunMaintenance() {
   return absl::OkStatus();
 }
 
-void Store::Impl::MaintenanceLoop() {
-  const auto interval = absl::ToChronoNanoseconds(options_.maintenance_interval);
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(maintenance_mu_);
-      if (maintenance_cv_.wait_for(lock, interval, [this] { return stop_maintenance_; })) return;
-    }
-    RunMaintenance().IgnoreError();  // failures surface through Health() and the next foreground call
-    // RocksDB 7.8 evaluates periodic compaction only when a new version is installed; on an idle DB a
-    // no-op SetOptions is what makes it look at file ages again (ROCKSDB.md §2.3).
-    const absl::Time real_now = absl::Now();
-    if (options_.compaction == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) continue;
-    last_nudge_ = real_now;
-    Operation op(this);
-    if (!op.open()) return;
-    const uint64_t period = db_->GetOptions(cf_).periodic_compaction_seconds;
-    db_->SetOptions(cf_, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
-  }
+void Store::Impl::NudgePeriodicCompaction() {
+  // RocksDB 7.8 evaluates periodic compaction only when a new version is installed; on an idle DB a
+  // no-op SetOptions is what makes it look at file ages again (ROCKSDB.md §2.3).
+  const absl::Time real_now = absl::Now();
+  if (options_.compaction == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) return;
+  last_nudge_ = real_now;
+  Operation op(this);
+  if (!op.open()) return;
+  const uint64_t period = db_->GetOptions(cf_).periodic_compaction_seconds;
+  db_->SetOptions(cf_, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -723,6 +912,10 @@ absl::Status Store::Extend(std::string_view id, uint64_t token) { return impl_->
 std::vector<absl::StatusOr<Reservation>> Store::ReserveBatch(absl::Span<const std::string_view> ids) {
   return impl_->ReserveBatch(ids);
 }
+std::vector<absl::Status> Store::CommitBatch(absl::Span<const CommitRequest> requests) {
+  return impl_->CommitBatch(requests);
+}
+absl::StatusOr<std::vector<InDoubtReservation>> Store::InDoubt(size_t limit) const { return impl_->InDoubt(limit); }
 absl::StatusOr<RecordInfo> Store::Peek(std::string_view id) const { return impl_->Peek(id); }
 absl::Status Store::CompactExpired() { return impl_->CompactExpired(); }
 Stats Store::GetStats() const { return impl_->GetStats(); }

@@ -9,16 +9,16 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include <condition_variable>
-
 #include "engine/sync.h"
 #include "engine/expiry_filter.h"
 #include "engine/key_locks.h"
 #include "engine/latency_histogram.h"
+#include "engine/memory_tables.h"
+#include "engine/periodic.h"
 #include "engine/record.h"
 #include "engine/token_source.h"
 #include "idem/store.h"
@@ -61,6 +61,8 @@ class Store::Impl {
   absl::Status Release(std::string_view id, uint64_t token);
   absl::Status Extend(std::string_view id, uint64_t token);
   std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);
+  std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests);
+  absl::StatusOr<std::vector<InDoubtReservation>> InDoubt(size_t limit) const;
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
   absl::Status CompactExpired();
   Stats GetStats() const;
@@ -82,20 +84,36 @@ class Store::Impl {
     std::string value;  // the encoded record, when found
   };
 
+  // How a Commit/Release/Extend finds the caller's reservation.
+  struct Hold {
+    bool done = false;                    // already committed with this token
+    std::optional<uint64_t> fingerprint;  // carried into the done record
+    bool in_memory = false;               // the lease is in leases_ (else a durable record)
+    engine::Record record;                // the durable record, when !in_memory && !done
+  };
+
   absl::Status CheckId(std::string_view id) const;
   absl::Status CheckToken(uint64_t token) const;
+  absl::Status CheckCommit(const CommitRequest& request) const;
   // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
   absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
-  // Decides the verdict for `id` from what was read; on kReserved fills *record_to_write.
-  absl::StatusOr<Reservation> Decide(std::string_view id, const Lookup& lookup, absl::Time now,
-                                     std::string* record_to_write);
-  // Reads `id` and checks that `token` holds it (state kReserved, same token); Aborted otherwise.
-  absl::StatusOr<engine::Record> HeldReservation(std::string_view id, uint64_t token, std::string_view verb,
-                                                 Lookup* lookup);
-  absl::Status Write(rocksdb::WriteBatch* batch, std::string_view context);
+  // REQUIRES: stripe `shard` held. Answers Reserve from the recent-commit cache or the lease table;
+  // nullopt when RocksDB must be read. Sets *takeover when an expired in-memory lease was dropped.
+  std::optional<Reservation> AnswerFromMemory(size_t shard, std::string_view id, absl::Time now, bool* takeover);
+  // REQUIRES: stripe `shard` held. Decides from what was read; a kReserved verdict is recorded in the
+  // lease table, or (durable reservations) as a Put added to *batch.
+  absl::StatusOr<Reservation> Decide(size_t shard, std::string_view id, const Lookup& lookup, absl::Time now,
+                                     bool takeover, rocksdb::WriteBatch* batch);
+  // REQUIRES: stripe `shard` held. Finds the reservation `token` holds on `id`; kAborted if it holds none.
+  absl::StatusOr<Hold> FindHold(size_t shard, std::string_view id, uint64_t token, std::string_view verb,
+                                absl::Time now);
+  absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
+  // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
+  void NoteCommitted(size_t shard, const CommitRequest& request, const engine::Record& done);
+  absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
   void NoteMemtableDeadline(int64_t deadline_us);
-  void MaintenanceLoop();
+  void NudgePeriodicCompaction();
 
   // ---- Constant after construction ----
   const Options options_;
@@ -106,11 +124,15 @@ class Store::Impl {
   rocksdb::WriteOptions write_options_;
   std::unique_ptr<engine::TokenSource> tokens_;
   std::shared_ptr<HealthListener> health_;
+  const bool durable_reservations_;
   std::unique_ptr<rocksdb::DB> owned_db_;
   std::vector<rocksdb::ColumnFamilyHandle*> owned_handles_;
 
   // ---- Thread-safe on their own ----
   engine::KeyLocks locks_;
+  // Shards guarded by the matching locks_ stripe.
+  engine::LeaseTable leases_;
+  engine::RecentCommits recent_;
   mutable Counters counters_;
   engine::LatencyHistogram reserve_latency_, commit_latency_;
   // Upper bound of the deadlines written since the last maintenance flush (conservative: only grows
@@ -148,12 +170,10 @@ class Store::Impl {
   bool closed_ = false;  // guarded by lifecycle_mu_
   absl::Status close_status_ ABSL_GUARDED_BY(lifecycle_mu_);
 
-  // ---- Maintenance thread ----
-  std::mutex maintenance_mu_;
-  std::condition_variable maintenance_cv_;
-  bool stop_maintenance_ = false;  // guarded by maintenance_mu_
+  // ---- Background work (started last, stopped first) ----
   absl::Time last_nudge_ = absl::InfinitePast();  // maintenance thread only
-  std::thread maintenance_thread_;
+  std::unique_ptr<engine::Periodic> maintenance_;
+  std::unique_ptr<engine::Periodic> wal_sync_;
 };
 
 }  // namespace idem

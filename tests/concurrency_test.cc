@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "idem/store.h"
@@ -16,16 +17,18 @@ using ::idem::testing::FakeClock;
 using ::idem::testing::IsOk;
 using ::idem::testing::ScratchDir;
 
-class ConcurrencyTest : public ::testing::TestWithParam<int> {};
+// (threads, durable_reservations)
+class ConcurrencyTest : public ::testing::TestWithParam<std::tuple<int, bool>> {};
 
 TEST_P(ConcurrencyTest, ExactlyOneReservationPerIdAcrossThreads) {
-  const int threads = GetParam();
+  const int threads = std::get<0>(GetParam());
   constexpr int kIds = 300;
   ScratchDir dir;
   auto clock = std::make_shared<FakeClock>();
   Options options;
   options.clock = clock;
   options.maintenance_interval = absl::ZeroDuration();
+  options.durable_reservations = std::get<1>(GetParam());
   IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
 
   std::vector<std::atomic<int>> winners(kIds);
@@ -70,12 +73,13 @@ TEST_P(ConcurrencyTest, ExactlyOneReservationPerIdAcrossThreads) {
 }
 
 TEST_P(ConcurrencyTest, TakeoverRaceHasOneWinnerPerExpiredLease) {
-  const int threads = GetParam();
+  const int threads = std::get<0>(GetParam());
   ScratchDir dir;
   auto clock = std::make_shared<FakeClock>();
   Options options;
   options.clock = clock;
   options.maintenance_interval = absl::ZeroDuration();
+  options.durable_reservations = std::get<1>(GetParam());
   IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
   for (int round = 0; round < 5; ++round) {
     std::atomic<int> reserved{0};
@@ -116,7 +120,8 @@ TEST(ConcurrencyCloseTest, CloseWhileOperationsRunFailsThemCleanly) {
   EXPECT_EQ(unexpected.load(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Threads, ConcurrencyTest, ::testing::Values(2, 4, 16));
+INSTANTIATE_TEST_SUITE_P(ThreadsAndModes, ConcurrencyTest,
+                         ::testing::Combine(::testing::Values(2, 4, 16), ::testing::Bool()));
 
 }  // namespace
 }  // namespace idem

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "rocksdb/db.h"
+#include "rocksdb/perf_context.h"
+#include "rocksdb/perf_level.h"
 #include "rocksdb/write_batch.h"
 #include "tests/test_util.h"
 
@@ -19,7 +21,8 @@ using ::idem::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class StoreTest : public ::testing::Test {
+// Every semantic holds in both reservation modes (durable records, in-memory lease table).
+class StoreTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     clock_ = std::make_shared<FakeClock>();
@@ -27,6 +30,7 @@ class StoreTest : public ::testing::Test {
     options_.ttl = absl::Hours(1);
     options_.lease = absl::Seconds(30);
     options_.maintenance_interval = absl::ZeroDuration();
+    options_.durable_reservations = GetParam();
     Reopen();
   }
 
@@ -47,7 +51,7 @@ class StoreTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, NewIdIsReservedWithFreshTokenAndLease) {
+TEST_P(StoreTest, NewIdIsReservedWithFreshTokenAndLease) {
   const Reservation a = MustReserve("event-a");
   EXPECT_EQ(a.verdict, Verdict::kReserved);
   EXPECT_NE(a.token, 0u);
@@ -58,7 +62,7 @@ TEST_F(StoreTest, NewIdIsReservedWithFreshTokenAndLease) {
   EXPECT_NE(b.token, a.token);
 }
 
-TEST_F(StoreTest, SecondReserveWhileLeaseLivesIsInFlightWithLeaseEnd) {
+TEST_P(StoreTest, SecondReserveWhileLeaseLivesIsInFlightWithLeaseEnd) {
   const Reservation first = MustReserve("e");
   clock_->Advance(absl::Seconds(10));
   const Reservation second = MustReserve("e");
@@ -67,7 +71,7 @@ TEST_F(StoreTest, SecondReserveWhileLeaseLivesIsInFlightWithLeaseEnd) {
   EXPECT_EQ(second.token, 0u);
 }
 
-TEST_F(StoreTest, CommittedIdIsDuplicateWithResultUntilTtlThenNewAgain) {
+TEST_P(StoreTest, CommittedIdIsDuplicateWithResultUntilTtlThenNewAgain) {
   const Reservation r = MustReserve("e");
   ASSERT_THAT(store_->Commit("e", r.token, "the-result"), IsOk());
   const absl::Time committed_at = clock_->Now();
@@ -83,7 +87,7 @@ TEST_F(StoreTest, CommittedIdIsDuplicateWithResultUntilTtlThenNewAgain) {
   EXPECT_GT(again.token, r.token);
 }
 
-TEST_F(StoreTest, ExpiredLeaseIsTakenOverAndOldHolderIsFenced) {
+TEST_P(StoreTest, ExpiredLeaseIsTakenOverAndOldHolderIsFenced) {
   const Reservation old_holder = MustReserve("e");
   clock_->Advance(options_.lease);
   const Reservation taker = MustReserve("e");
@@ -110,7 +114,7 @@ TEST_F(StoreTest, ExpiredLeaseIsTakenOverAndOldHolderIsFenced) {
   EXPECT_EQ(stats.lease_lost, 3u);
 }
 
-TEST_F(StoreTest, CommitWritesEffectsAndMarkerAtomicallyAndRepeatWritesNothing) {
+TEST_P(StoreTest, CommitWritesEffectsAndMarkerAtomicallyAndRepeatWritesNothing) {
   const Reservation r = MustReserve("e");
   rocksdb::WriteBatch effects;
   effects.Put(store_->db()->DefaultColumnFamily(), "ledger:e", "+10");
@@ -129,14 +133,14 @@ TEST_F(StoreTest, CommitWritesEffectsAndMarkerAtomicallyAndRepeatWritesNothing) 
   EXPECT_EQ(store_->GetStats().committed, 1u);
 }
 
-TEST_F(StoreTest, CommitAfterLeaseEndSucceedsWhileNobodyTookOver) {
+TEST_P(StoreTest, CommitAfterLeaseEndSucceedsWhileNobodyTookOver) {
   const Reservation r = MustReserve("e");
   clock_->Advance(options_.lease + absl::Seconds(5));
   EXPECT_THAT(store_->Commit("e", r.token), IsOk());
   EXPECT_EQ(MustReserve("e").verdict, Verdict::kDuplicate);
 }
 
-TEST_F(StoreTest, ReleaseMakesIdNewAtOnce) {
+TEST_P(StoreTest, ReleaseMakesIdNewAtOnce) {
   const Reservation r = MustReserve("e");
   ASSERT_THAT(store_->Release("e", r.token), IsOk());
   const Reservation again = MustReserve("e");
@@ -147,7 +151,7 @@ TEST_F(StoreTest, ReleaseMakesIdNewAtOnce) {
   EXPECT_EQ(store_->GetStats().released, 1u);
 }
 
-TEST_F(StoreTest, ReleaseOrExtendOfCommittedIdIsFailedPrecondition) {
+TEST_P(StoreTest, ReleaseOrExtendOfCommittedIdIsFailedPrecondition) {
   const Reservation r = MustReserve("e");
   ASSERT_THAT(store_->Commit("e", r.token), IsOk());
   EXPECT_THAT(store_->Release("e", r.token), StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -155,7 +159,7 @@ TEST_F(StoreTest, ReleaseOrExtendOfCommittedIdIsFailedPrecondition) {
   EXPECT_EQ(MustReserve("e").verdict, Verdict::kDuplicate);
 }
 
-TEST_F(StoreTest, ExtendMovesLeaseEndToNowPlusLease) {
+TEST_P(StoreTest, ExtendMovesLeaseEndToNowPlusLease) {
   const Reservation r = MustReserve("e");
   clock_->Advance(absl::Seconds(20));
   ASSERT_THAT(store_->Extend("e", r.token), IsOk());
@@ -168,7 +172,7 @@ TEST_F(StoreTest, ExtendMovesLeaseEndToNowPlusLease) {
   EXPECT_TRUE(MustReserve("e").takeover);
 }
 
-TEST_F(StoreTest, ReopenKeepsRecordsTokensAndTtl) {
+TEST_P(StoreTest, ReopenKeepsRecordsTokensAndTtl) {
   const Reservation done = MustReserve("done");
   ASSERT_THAT(store_->Commit("done", done.token, "kept"), IsOk());
   const Reservation held = MustReserve("held");
@@ -176,8 +180,16 @@ TEST_F(StoreTest, ReopenKeepsRecordsTokensAndTtl) {
   Reservation dup = MustReserve("done");
   EXPECT_EQ(dup.verdict, Verdict::kDuplicate);
   EXPECT_EQ(dup.result, "kept");
-  EXPECT_EQ(MustReserve("held").verdict, Verdict::kInFlight);
-  ASSERT_THAT(store_->Commit("held", held.token, "after restart"), IsOk());
+  if (options_.durable_reservations) {
+    EXPECT_EQ(MustReserve("held").verdict, Verdict::kInFlight);
+    ASSERT_THAT(store_->Commit("held", held.token, "after restart"), IsOk());
+  } else {
+    // In-memory leases die with the process: the ID is new again and the old token holds nothing.
+    const Reservation again = MustReserve("held");
+    EXPECT_EQ(again.verdict, Verdict::kReserved);
+    EXPECT_GT(again.token, held.token);
+    EXPECT_THAT(store_->Commit("held", held.token), StatusIs(absl::StatusCode::kAborted));
+  }
   const Reservation fresh = MustReserve("fresh");
   EXPECT_GT(fresh.token, held.token) << "tokens never repeat across restarts";
   clock_->Advance(options_.ttl);
@@ -185,7 +197,7 @@ TEST_F(StoreTest, ReopenKeepsRecordsTokensAndTtl) {
   EXPECT_EQ(MustReserve("done").verdict, Verdict::kReserved) << "TTL still applies after reopen";
 }
 
-TEST_F(StoreTest, TokensNeverRepeatAcrossManyRestarts) {
+TEST_P(StoreTest, TokensNeverRepeatAcrossManyRestarts) {
   std::set<uint64_t> seen;
   for (int restart = 0; restart < 5; ++restart) {
     for (int i = 0; i < 20; ++i) {
@@ -199,7 +211,7 @@ TEST_F(StoreTest, TokensNeverRepeatAcrossManyRestarts) {
   EXPECT_EQ(seen.size(), 100u);
 }
 
-TEST_F(StoreTest, BadInputGetsClearErrorsAndLosesNothing) {
+TEST_P(StoreTest, BadInputGetsClearErrorsAndLosesNothing) {
   const Reservation kept = MustReserve("kept");
   ASSERT_THAT(store_->Commit("kept", kept.token, "r"), IsOk());
 
@@ -225,7 +237,7 @@ TEST_F(StoreTest, BadInputGetsClearErrorsAndLosesNothing) {
   EXPECT_EQ(MustReserve("kept").verdict, Verdict::kDuplicate);
 }
 
-TEST_F(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
+TEST_P(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
   const Reservation good = MustReserve("good");
   ASSERT_THAT(store_->Commit("good", good.token), IsOk());
   ASSERT_TRUE(store_->db()->Put(rocksdb::WriteOptions(), store_->column_family(), "bad", "garbage!!!!!!!").ok());
@@ -246,7 +258,7 @@ TEST_F(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
   EXPECT_EQ(value, "garbage!!!!!!!");
 }
 
-TEST_F(StoreTest, ClosedStoreRefusesCallsWithFailedPrecondition) {
+TEST_P(StoreTest, ClosedStoreRefusesCallsWithFailedPrecondition) {
   ASSERT_THAT(store_->Close(), IsOk());
   EXPECT_THAT(store_->Reserve("e"), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(store_->Commit("e", 1), StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -257,7 +269,7 @@ TEST_F(StoreTest, ClosedStoreRefusesCallsWithFailedPrecondition) {
   EXPECT_EQ(MustReserve("e").verdict, Verdict::kReserved);
 }
 
-TEST_F(StoreTest, ReserveBatchAnswersEachIdAndRepeatsAreInFlight) {
+TEST_P(StoreTest, ReserveBatchAnswersEachIdAndRepeatsAreInFlight) {
   const Reservation done = MustReserve("done");
   ASSERT_THAT(store_->Commit("done", done.token, "R"), IsOk());
   MustReserve("held");
@@ -285,7 +297,7 @@ TEST_F(StoreTest, ReserveBatchAnswersEachIdAndRepeatsAreInFlight) {
   EXPECT_EQ(MustReserve("b").verdict, Verdict::kInFlight);
 }
 
-TEST_F(StoreTest, PeekShowsRecordWithoutChangingIt) {
+TEST_P(StoreTest, PeekShowsRecordWithoutChangingIt) {
   EXPECT_THAT(store_->Peek("e"), StatusIs(absl::StatusCode::kNotFound));
   const Reservation r = MustReserve("e");
   IDEM_ASSERT_OK_AND_ASSIGN(RecordInfo info, store_->Peek("e"));
@@ -297,7 +309,7 @@ TEST_F(StoreTest, PeekShowsRecordWithoutChangingIt) {
   EXPECT_TRUE(info.expired);
 }
 
-TEST_F(StoreTest, StatsCountVerdictsAndLatencies) {
+TEST_P(StoreTest, StatsCountVerdictsAndLatencies) {
   const Reservation r = MustReserve("e");
   MustReserve("e");
   ASSERT_THAT(store_->Commit("e", r.token), IsOk());
@@ -313,6 +325,80 @@ TEST_F(StoreTest, StatsCountVerdictsAndLatencies) {
   EXPECT_LE(stats.reserve_latency.p50, stats.reserve_latency.p999);
   EXPECT_THAT(stats.ToPrometheus(), HasSubstr("idem_reserved_total 1\n"));
 }
+
+TEST_P(StoreTest, CommitBatchCommitsHoldersInOneWriteAndAbortsLosers) {
+  const Reservation a = MustReserve("a");
+  const Reservation b = MustReserve("b");
+  const Reservation lost = MustReserve("lost");
+  clock_->Advance(options_.lease);
+  const Reservation taker = MustReserve("lost");
+  ASSERT_TRUE(taker.takeover);
+  // The takeover refreshed nothing else: a and b are past their lease but nobody took them over.
+  rocksdb::ColumnFamilyHandle* ledger = store_->db()->DefaultColumnFamily();
+  rocksdb::WriteBatch effects_a, effects_b, effects_lost;
+  effects_a.Put(ledger, "ledger:a", "1");
+  effects_b.Put(ledger, "ledger:b", "2");
+  effects_lost.Put(ledger, "ledger:lost", "zombie");
+  const rocksdb::SequenceNumber before = store_->db()->GetLatestSequenceNumber();
+  std::vector<CommitRequest> requests = {{"a", a.token, "ra", &effects_a},
+                                         {"lost", lost.token, "rl", &effects_lost},
+                                         {"b", b.token, "rb", &effects_b},
+                                         {"", 1, "", nullptr}};
+  std::vector<absl::Status> results = store_->CommitBatch(requests);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_THAT(results[0], IsOk());
+  EXPECT_THAT(results[1], StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(results[2], IsOk());
+  EXPECT_THAT(results[3], StatusIs(absl::StatusCode::kInvalidArgument));
+  // One write: two effects + two markers, four sequence numbers, one batch.
+  EXPECT_EQ(store_->db()->GetLatestSequenceNumber(), before + 4);
+  std::string value;
+  EXPECT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), "ledger:a", &value).ok());
+  EXPECT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), "ledger:b", &value).ok());
+  EXPECT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), "ledger:lost", &value).IsNotFound());
+  EXPECT_EQ(MustReserve("a").result, "ra");
+  EXPECT_EQ(MustReserve("b").result, "rb");
+  EXPECT_EQ(MustReserve("lost").verdict, Verdict::kInFlight);
+  // Repeating the batch is OK and writes nothing.
+  results = store_->CommitBatch({requests.data(), 1});
+  EXPECT_THAT(results[0], IsOk());
+  EXPECT_EQ(store_->db()->GetLatestSequenceNumber(), before + 4);
+}
+
+TEST_P(StoreTest, InDoubtListsReservationsLeftByAStoppedProcess) {
+  MustReserve("left-1");
+  MustReserve("left-2");
+  const Reservation done = MustReserve("done");
+  ASSERT_THAT(store_->Commit("done", done.token), IsOk());
+  Reopen();
+  IDEM_ASSERT_OK_AND_ASSIGN(std::vector<InDoubtReservation> in_doubt, store_->InDoubt());
+  if (!options_.durable_reservations) {
+    EXPECT_TRUE(in_doubt.empty()) << "in-memory leases leave nothing behind";
+    return;
+  }
+  ASSERT_EQ(in_doubt.size(), 2u);
+  EXPECT_EQ(in_doubt[0].id, "left-1");
+  EXPECT_EQ(in_doubt[1].id, "left-2");
+  EXPECT_EQ(in_doubt[0].deadline, clock_->Now() + options_.lease);
+  IDEM_ASSERT_OK_AND_ASSIGN(in_doubt, store_->InDoubt(1));
+  EXPECT_EQ(in_doubt.size(), 1u);
+}
+
+TEST_P(StoreTest, HotDuplicateIsAnsweredWithoutRocksDb) {
+  const Reservation r = MustReserve("hot");
+  ASSERT_THAT(store_->Commit("hot", r.token, "cached"), IsOk());
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  rocksdb::get_perf_context()->Reset();
+  EXPECT_EQ(MustReserve("hot").result, "cached");
+  EXPECT_EQ(rocksdb::get_perf_context()->get_from_memtable_count, 0u);
+  MustReserve("cold-miss");
+  EXPECT_GT(rocksdb::get_perf_context()->get_from_memtable_count, 0u) << "the control: a miss does read";
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, StoreTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? std::string("DurableReservations") : std::string("InMemoryLeases");
+});
 
 TEST(StoreOpenTest, RefusesContradictoryOptionsAndUnopenablePaths) {
   ScratchDir dir;

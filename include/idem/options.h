@@ -50,6 +50,26 @@ struct Options {
   // per write (concurrent writers share them through RocksDB's group commit).
   bool sync = false;
 
+  // With sync = false: fsync the WAL from a background thread this often (0 = never, RocksDB syncs only
+  // when it switches WAL files). Bounds what a power failure can lose to about this window, at a small
+  // cost per interval instead of per write; a process crash loses nothing either way.
+  absl::Duration wal_sync_interval = absl::ZeroDuration();
+
+  // Where reservations live.
+  //  true (default): reservations are written to RocksDB. A restarted process sees the reservations its
+  //    predecessor left in doubt (InDoubt()) and they stay in flight until their lease ends. Costs a
+  //    write per Reserve.
+  //  false: reservations live only in this process's memory (a sharded lease table). Reserve(new) is a
+  //    filter probe plus a hash insert, Commit is the only write. If the process dies its leases die
+  //    with it, which is right for a single consumer process: its work did not commit and the queue
+  //    redelivers. Choose it when one process owns the store (the usual embedded case) and you do not
+  //    need InDoubt() after a crash.
+  bool durable_reservations = true;
+
+  // Recently committed IDs kept in memory to answer hot duplicates without touching RocksDB.
+  // 0 disables the cache. Memory is about (ID + result + 64) bytes per entry.
+  size_t recent_commits_cache_entries = 1 << 16;
+
   // Upper bounds on input sizes; larger inputs are refused with InvalidArgument before anything is written.
   size_t max_id_bytes = 512;
   size_t max_result_bytes = 64 << 10;

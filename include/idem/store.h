@@ -85,6 +85,22 @@ struct RecordInfo {
   bool expired = false;  // past its deadline: Reserve treats it as absent
 };
 
+// One element of CommitBatch.
+struct CommitRequest {
+  std::string_view id;
+  uint64_t token = 0;
+  std::string_view result;
+  rocksdb::WriteBatch* effects = nullptr;  // this event's writes; left as passed
+};
+
+// A reservation found in RocksDB by InDoubt(): a previous process reserved it and did not commit or
+// release before it stopped. It stays in flight until `deadline` (then the next Reserve takes it over).
+struct InDoubtReservation {
+  std::string id;
+  uint64_t token = 0;
+  absl::Time deadline;
+};
+
 class Store {
  public:
   // Opens (creating if missing) a RocksDB at `path` with the idem column family.
@@ -122,6 +138,12 @@ class Store {
   // Renews the lease: its end becomes now + lease. Errors as Release.
   absl::Status Extend(std::string_view id, uint64_t token);
 
+  // Commit for a polled batch: every request that still holds its reservation is committed, with its
+  // effects, in ONE atomic write (one WAL append, one fsync with sync = true). Element i answers
+  // requests[i] as Commit would; requests that lost their lease get kAborted and their effects are not
+  // written; a storage error fails every request that was to be written (outcome unknown).
+  std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests);
+
   // Reserve for many IDs with one MultiGet and one write. Element i answers ids[i]; a repeated ID within
   // the batch is kInFlight after its first occurrence. An ID-level error (e.g. too long) fails only its
   // element; a storage error fails every element that needed the write.
@@ -130,6 +152,11 @@ class Store {
   // Reads the record of `id` without changing anything. NotFound if there is none (expired records are
   // returned with expired = true until compaction removes them).
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
+
+  // Reservations persisted by an earlier process and neither committed nor released (only with
+  // durable_reservations), at most `limit` of them, in key order. Expired ones are included: their
+  // holders are gone, and the next Reserve of each takes it over.
+  absl::StatusOr<std::vector<InDoubtReservation>> InDoubt(size_t limit = SIZE_MAX) const;
 
   // Flushes and compacts the whole column family now, removing every expired record from disk.
   absl::Status CompactExpired();

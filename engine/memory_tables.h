@@ -1,0 +1,74 @@
+// Per-ID state kept in memory, sharded exactly like KeyLocks: shard i is guarded by stripe i's mutex,
+// which the caller already holds for the read-decide-write of that ID. No extra lock, no extra
+// contention.
+//
+//  - LeaseTable: live reservations when Options::durable_reservations is false.
+//  - RecentCommits: a bounded FIFO cache of recently committed IDs with their result and retention
+//    end, answering hot duplicates without a RocksDB read. A done record never changes before it
+//    expires (Release and Extend refuse it), so the cache cannot go stale; expiry is checked on read.
+#ifndef IDEM_ENGINE_MEMORY_TABLES_H_
+#define IDEM_ENGINE_MEMORY_TABLES_H_
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "engine/key_locks.h"
+
+namespace idem::engine {
+
+struct Lease {
+  uint64_t token = 0;
+  absl::Time deadline;
+  std::optional<uint64_t> fingerprint;
+};
+
+class LeaseTable {
+ public:
+  // REQUIRES: the caller holds the KeyLocks stripe `shard` for every call below.
+  Lease* Find(size_t shard, std::string_view id);
+  void Put(size_t shard, std::string_view id, const Lease& lease, absl::Time now);
+  void Erase(size_t shard, std::string_view id);
+  // Live leases of the shard (for diagnostics).
+  size_t Size(size_t shard) const { return shards_[shard].leases.size(); }
+
+ private:
+  struct Shard {
+    absl::flat_hash_map<std::string, Lease> leases;
+    uint32_t puts_since_sweep = 0;
+  };
+  std::vector<Shard> shards_ = std::vector<Shard>(KeyLocks::kStripes);
+};
+
+struct RecentCommit {
+  uint64_t token = 0;
+  absl::Time deadline;
+  std::optional<uint64_t> fingerprint;
+  std::string result;
+};
+
+class RecentCommits {
+ public:
+  explicit RecentCommits(size_t capacity);
+  bool enabled() const { return per_shard_ > 0; }
+  // REQUIRES: the caller holds the KeyLocks stripe `shard`. nullptr when absent or expired at `now`.
+  const RecentCommit* Find(size_t shard, std::string_view id, absl::Time now);
+  void Put(size_t shard, std::string_view id, RecentCommit commit);
+
+ private:
+  struct Shard {
+    absl::flat_hash_map<std::string, RecentCommit> entries;
+    std::deque<std::string> order;  // insertion order, oldest first
+  };
+  size_t per_shard_;
+  std::vector<Shard> shards_;
+};
+
+}  // namespace idem::engine
+
+#endif  // IDEM_ENGINE_MEMORY_TABLES_H_
