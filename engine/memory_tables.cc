@@ -27,24 +27,45 @@ RecentCommits::RecentCommits(size_t capacity)
     : per_shard_(capacity == 0 ? 0 : (capacity + KeyLocks::kStripes - 1) / KeyLocks::kStripes),
       shards_(per_shard_ == 0 ? 0 : KeyLocks::kStripes) {}
 
-const RecentCommit* RecentCommits::Find(size_t shard, std::string_view id, absl::Time now) {
+uint64_t RecentCommits::HashOf(std::string_view id) { return std::hash<std::string_view>{}(id) * 0x9E3779B97F4A7C15ULL; }
+
+const RecentCommit* RecentCommits::Find(size_t shard, std::string_view id, absl::Time now) const {
   if (per_shard_ == 0) return nullptr;
-  auto& entries = shards_[shard].entries;
-  auto it = entries.find(ToAbsl(id));
-  if (it == entries.end() || it->second.deadline <= now) return nullptr;
-  return &it->second;
+  const Shard& s = shards_[shard];
+  auto it = s.index.find(HashOf(id));
+  if (it == s.index.end()) return nullptr;
+  const Slot& slot = s.ring[it->second];
+  if (slot.id != id || slot.commit.deadline <= now) return nullptr;
+  return &slot.commit;
 }
 
-void RecentCommits::Put(size_t shard, std::string_view id, RecentCommit commit) {
+void RecentCommits::Put(size_t shard, std::string_view id, uint64_t token, absl::Time deadline,
+                        std::optional<uint64_t> fingerprint, std::string_view result) {
   if (per_shard_ == 0) return;
   Shard& s = shards_[shard];
-  auto [it, inserted] = s.entries.insert_or_assign(std::string(id), std::move(commit));
-  if (!inserted) return;
-  s.order.push_back(it->first);
-  while (s.order.size() > per_shard_) {
-    s.entries.erase(s.order.front());
-    s.order.pop_front();
+  const uint64_t hash = HashOf(id);
+  uint32_t slot_index;
+  auto it = s.index.find(hash);
+  if (it != s.index.end() && s.ring[it->second].id == id) {
+    slot_index = it->second;  // the same ID again: update in place
+  } else {
+    if (s.ring.size() < per_shard_) {
+      s.ring.emplace_back();
+      slot_index = static_cast<uint32_t>(s.ring.size() - 1);
+    } else {
+      slot_index = static_cast<uint32_t>(s.next);
+      s.next = (s.next + 1) % per_shard_;
+      auto victim = s.index.find(HashOf(s.ring[slot_index].id));
+      if (victim != s.index.end() && victim->second == slot_index) s.index.erase(victim);
+    }
+    s.index.insert_or_assign(hash, slot_index);
   }
+  Slot& slot = s.ring[slot_index];
+  slot.id.assign(id.data(), id.size());
+  slot.commit.token = token;
+  slot.commit.deadline = deadline;
+  slot.commit.fingerprint = fingerprint;
+  slot.commit.result.assign(result.data(), result.size());
 }
 
 }  // namespace idem::engine

@@ -57,14 +57,24 @@ class RecentCommits {
   explicit RecentCommits(size_t capacity);
   bool enabled() const { return per_shard_ > 0; }
   // REQUIRES: the caller holds the KeyLocks stripe `shard`. nullptr when absent or expired at `now`.
-  const RecentCommit* Find(size_t shard, std::string_view id, absl::Time now);
-  void Put(size_t shard, std::string_view id, RecentCommit commit);
+  const RecentCommit* Find(size_t shard, std::string_view id, absl::Time now) const;
+  void Put(size_t shard, std::string_view id, uint64_t token, absl::Time deadline,
+           std::optional<uint64_t> fingerprint, std::string_view result);
 
  private:
-  struct Shard {
-    absl::flat_hash_map<std::string, RecentCommit> entries;
-    std::deque<std::string> order;  // insertion order, oldest first
+  // A ring of slots, oldest overwritten first, indexed by the ID's 64-bit hash. Slots keep their
+  // strings' capacity, so a warm cache inserts without allocating; a hash collision only costs a miss
+  // because Find compares the whole ID.
+  struct Slot {
+    std::string id;
+    RecentCommit commit;
   };
+  struct Shard {
+    std::vector<Slot> ring;
+    size_t next = 0;
+    absl::flat_hash_map<uint64_t, uint32_t> index;
+  };
+  static uint64_t HashOf(std::string_view id);
   size_t per_shard_;
   std::vector<Shard> shards_;
 };

@@ -259,8 +259,9 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
       reservation.deadline = deadline;
       if (record->state == RecordState::kDone) {
         reservation.verdict = Verdict::kDuplicate;
+        // Not cached here: the cache holds what this process committed recently (where redeliveries
+        // cluster); filling it from reads would churn it on every old duplicate.
         reservation.result = std::string(record->result);
-        recent_.Put(shard, id, {record->token, deadline, record->fingerprint, reservation.result});
         counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
       } else {
         reservation.verdict = Verdict::kInFlight;
@@ -483,8 +484,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
 
 void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, const Record& done) {
   if (!durable_reservations_) leases_.Erase(shard, request.id);
-  recent_.Put(shard, request.id,
-              {request.token, FromMicros(done.deadline_us), done.fingerprint, std::string(request.result)});
+  recent_.Put(shard, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
   NoteMemtableDeadline(done.deadline_us);
   counters_.committed.fetch_add(1, std::memory_order_relaxed);
 }
