@@ -42,9 +42,9 @@ TEST(LeaseTableTest, PutFindEraseAndSweepOfAbandonedLeases) {
   leases.Erase(3, "x");
   EXPECT_EQ(leases.Find(3, "x"), nullptr);
   // Abandoned leases are swept as new ones arrive, so the table stays bounded by the live ones.
-  for (int i = 0; i < 200; ++i) leases.Put(3, std::to_string(i), Lease{1, kNow + absl::Seconds(1)}, kNow);
+  for (int i = 0; i < 200; ++i) leases.Put(3, std::to_string(i), Lease{1, kNow + absl::Seconds(1), std::nullopt}, kNow);
   const absl::Time later = kNow + absl::Minutes(1);
-  for (int i = 0; i < 200; ++i) leases.Put(3, "live-" + std::to_string(i), Lease{1, later + absl::Minutes(1)}, later);
+  for (int i = 0; i < 200; ++i) leases.Put(3, "live-" + std::to_string(i), Lease{1, later + absl::Minutes(1), std::nullopt}, later);
   EXPECT_LT(leases.Size(3), 300u);
   EXPECT_NE(leases.Find(3, "live-7"), nullptr);
 }
