@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <string_view>
@@ -23,6 +24,8 @@ class KeyLocks {
   size_t StripeOf(std::string_view id) const { return std::hash<std::string_view>{}(id) % kStripes; }
   Mutex* For(std::string_view id) { return &stripes_[StripeOf(id)].mu; }
   Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
+  // Signalled when an ID of the stripe is committed or released (ReserveOptions::wait sleeps on it).
+  std::condition_variable& Changed(size_t stripe) { return stripes_[stripe].changed; }
 
   // Holds the stripes of many IDs, taken in ascending order so that batches never deadlock.
   class Group {
@@ -46,6 +49,7 @@ class KeyLocks {
  private:
   struct alignas(64) Stripe {
     Mutex mu;
+    std::condition_variable changed;
   };
   std::array<Stripe, kStripes> stripes_;
 };

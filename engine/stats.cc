@@ -13,6 +13,9 @@ std::string Stats::ToPrometheus() const {
   counter("reserved_total", "Reserve verdicts kReserved.", reserved);
   counter("duplicate_total", "Reserve verdicts kDuplicate.", duplicate);
   counter("in_flight_total", "Reserve verdicts kInFlight.", in_flight);
+  counter("conflicts_total", "Reserve verdicts kConflict (an ID reused with another payload).", conflicts);
+  counter("waits_total", "Reserve calls that waited for an in-flight holder.", waits);
+  counter("reopens_total", "Recoveries that reopened the DB.", reopens);
   counter("takeovers_total", "Reservations that replaced an expired lease.", takeovers);
   counter("committed_total", "Successful commits.", committed);
   counter("released_total", "Successful releases.", released);

@@ -23,8 +23,6 @@ using engine::ToMicros;
 
 namespace {
 
-absl::Status ClosedError() { return absl::FailedPreconditionError("idem store is closed"); }
-
 std::string Printable(std::string_view id) {
   constexpr size_t kShown = 64;
   std::string out;
@@ -105,7 +103,8 @@ Store::Impl::~Impl() { Close().IgnoreError(); }
 
 absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
                                 std::vector<rocksdb::ColumnFamilyHandle*> owned_handles,
-                                std::shared_ptr<HealthListener> health) {
+                                std::shared_ptr<HealthListener> health, std::string path) {
+  path_ = std::move(path);
   owned_db_ = std::move(owned_db);
   owned_handles_ = std::move(owned_handles);
   health_ = health ? std::move(health) : std::make_shared<HealthListener>();
@@ -122,7 +121,7 @@ absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
   if (!options_.sync && options_.wal_sync_interval > absl::ZeroDuration()) {
     wal_sync_ = std::make_unique<engine::Periodic>(options_.wal_sync_interval, [this] {
       Operation op(this);
-      if (!op.open()) return;
+      if (!op.ok()) return;
       if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) StorageError(s, "periodic WAL sync").IgnoreError();
     });
   }
@@ -130,14 +129,14 @@ absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
 }
 
 absl::Status Store::Impl::Close() {
-  closing_.store(true, std::memory_order_release);
+  gate_.store(kClosing, std::memory_order_release);
   if (maintenance_) maintenance_->Stop();
   if (wal_sync_) wal_sync_->Stop();
 
   engine::WriterLock lock(&lifecycle_mu_);
   if (closed_) return close_status_;
   closed_ = true;
-  if (wal_sync_ && !options_.sync) {
+  if (wal_sync_ && !options_.sync && db_ != nullptr) {
     // Whatever the periodic sync had not reached yet is made durable at a clean close.
     if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) close_status_ = engine::FromRocks(s, "syncing the WAL");
   }
@@ -226,15 +225,26 @@ void Store::Impl::NoteMemtableDeadline(int64_t deadline_us) {
 // ---------------------------------------------------------------------------------------------------
 // Check-and-reserve
 
-std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::string_view id, absl::Time now,
+std::optional<Reservation> Store::Impl::ConflictOf(const std::optional<uint64_t>& wanted,
+                                                   const std::optional<uint64_t>& stored, absl::Time deadline,
+                                                   std::string_view result) {
+  if (!wanted || !stored || *wanted == *stored) return std::nullopt;
+  counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
+  return Reservation{Verdict::kConflict, 0, deadline, std::string(result), false};
+}
+
+std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::string_view id,
+                                                         const std::optional<uint64_t>& fingerprint, absl::Time now,
                                                          bool* takeover) {
   if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
+    if (auto conflict = ConflictOf(fingerprint, done->fingerprint, done->deadline, done->result)) return conflict;
     counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
     return Reservation{Verdict::kDuplicate, 0, done->deadline, done->result, false};
   }
   if (durable_reservations_) return std::nullopt;
   if (engine::Lease* lease = leases_.Find(shard, id)) {
     if (lease->deadline > now) {
+      if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
       return Reservation{Verdict::kInFlight, 0, lease->deadline, {}, false};
     }
@@ -244,7 +254,8 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::stri
   return std::nullopt;
 }
 
-absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view id, const Lookup& lookup,
+absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view id,
+                                                const std::optional<uint64_t>& fingerprint, const Lookup& lookup,
                                                 absl::Time now, bool takeover, rocksdb::WriteBatch* batch) {
   Reservation reservation;
   reservation.takeover = takeover;
@@ -256,6 +267,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
     }
     const absl::Time deadline = FromMicros(record->deadline_us);
     if (deadline > now) {
+      if (auto conflict = ConflictOf(fingerprint, record->fingerprint, deadline, record->result)) return *conflict;
       reservation.deadline = deadline;
       if (record->state == RecordState::kDone) {
         reservation.verdict = Verdict::kDuplicate;
@@ -285,28 +297,24 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
     record.state = RecordState::kReserved;
     record.deadline_us = ToMicros(reservation.deadline);
     record.token = *token;
+    record.fingerprint = fingerprint;
     batch->Put(cf_, AsSlice(id), engine::EncodeRecord(record));
   } else {
-    leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, std::nullopt}, now);
+    leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, fingerprint}, now);
   }
   return reservation;
 }
 
-absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id) {
-  if (absl::Status s = CheckId(id); !s.ok()) return s;
-  Operation op(this);
-  if (!op.open()) return ClosedError();
-  LatencyTimer timer(&reserve_latency_);
-  const size_t shard = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(shard));
-  const absl::Time now = clock_->Now();
-
+absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t shard, std::string_view id,
+                                                       const std::optional<uint64_t>& fingerprint, absl::Time now) {
   bool takeover = false;
-  if (std::optional<Reservation> answer = AnswerFromMemory(shard, id, now, &takeover)) return *std::move(answer);
+  if (std::optional<Reservation> answer = AnswerFromMemory(shard, id, fingerprint, now, &takeover)) {
+    return *std::move(answer);
+  }
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
   rocksdb::WriteBatch batch;
-  absl::StatusOr<Reservation> reservation = Decide(shard, id, *lookup, now, takeover, &batch);
+  absl::StatusOr<Reservation> reservation = Decide(shard, id, fingerprint, *lookup, now, takeover, &batch);
   if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
   if (durable_reservations_) {
     if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
@@ -317,11 +325,35 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id) {
   return reservation;
 }
 
+absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const ReserveOptions& options) {
+  if (absl::Status s = CheckId(id); !s.ok()) return s;
+  Operation op(this);
+  if (!op.ok()) return op.status();
+  LatencyTimer timer(&reserve_latency_);
+  const size_t shard = locks_.StripeOf(id);
+  std::unique_lock<std::mutex> lock(locks_.At(shard)->native());
+  const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options.wait);
+  for (;;) {
+    const absl::Time now = clock_->Now();
+    absl::StatusOr<Reservation> reservation = ReserveLocked(shard, id, options.fingerprint, now);
+    if (!reservation.ok() || reservation->verdict != Verdict::kInFlight || options.wait <= absl::ZeroDuration()) {
+      return reservation;
+    }
+    const auto real_now = std::chrono::steady_clock::now();
+    if (real_now >= give_up) return reservation;
+    // Sleep until the holder commits or releases (Changed is notified), its lease ends, or we give up.
+    const auto lease_left = absl::ToChronoNanoseconds(std::max(reservation->deadline - now, absl::Milliseconds(1)));
+    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);  // not returned: answered again below
+    counters_.waits.fetch_add(1, std::memory_order_relaxed);
+    locks_.Changed(shard).wait_until(lock, std::min(give_up, real_now + lease_left));
+  }
+}
+
 std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<const std::string_view> ids) {
   std::vector<absl::StatusOr<Reservation>> results(ids.size(), absl::UnknownError("not evaluated"));
   Operation op(this);
-  if (!op.open()) {
-    for (auto& r : results) r = ClosedError();
+  if (!op.ok()) {
+    for (auto& r : results) r = op.status();
     return results;
   }
   LatencyTimer timer(&reserve_latency_);
@@ -348,7 +380,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   std::vector<char> takeover(firsts.size(), 0);
   for (size_t k = 0; k < firsts.size(); ++k) {
     bool t = false;
-    if (std::optional<Reservation> answer = AnswerFromMemory(stripes[k], ids[firsts[k]], now, &t)) {
+    if (std::optional<Reservation> answer = AnswerFromMemory(stripes[k], ids[firsts[k]], std::nullopt, now, &t)) {
       results[firsts[k]] = *std::move(answer);
     } else {
       to_read.push_back(k);
@@ -399,7 +431,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       results[i] = engine::FromRocks(statuses[r], absl::StrCat("reading '", Printable(ids[i]), "'"));
       continue;
     }
-    results[i] = Decide(stripes[k], ids[i], lookup, now, takeover[k] != 0, &batch);
+    results[i] = Decide(stripes[k], ids[i], std::nullopt, lookup, now, takeover[k] != 0, &batch);
     if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(i);
   }
   if (durable_reservations_ && !reserved.empty()) {
@@ -484,6 +516,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
 
 void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, const Record& done) {
   if (!durable_reservations_) leases_.Erase(shard, request.id);
+  locks_.Changed(shard).notify_all();
   recent_.Put(shard, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
   NoteMemtableDeadline(done.deadline_us);
   counters_.committed.fetch_add(1, std::memory_order_relaxed);
@@ -494,7 +527,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   const CommitRequest request{id, token, result, effects};
   if (absl::Status s = CheckCommit(request); !s.ok()) return s;
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   LatencyTimer timer(&commit_latency_);
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
@@ -550,8 +583,8 @@ rocksdb::WriteBatch BatchFrom(std::string rep, uint32_t count) {
 std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitRequest> requests) {
   std::vector<absl::Status> results(requests.size());
   Operation op(this);
-  if (!op.open()) {
-    for (auto& r : results) r = ClosedError();
+  if (!op.ok()) {
+    for (auto& r : results) r = op.status();
     return results;
   }
   LatencyTimer timer(&commit_latency_);
@@ -610,7 +643,7 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
 
@@ -626,6 +659,7 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
     batch.Delete(cf_, AsSlice(id));
     if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
   }
+  locks_.Changed(shard).notify_all();
   counters_.released.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -634,7 +668,7 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
   const absl::Time now = clock_->Now();
@@ -661,7 +695,7 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
 absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   const absl::Time now = clock_->Now();
   if (!durable_reservations_) {
     const size_t shard = locks_.StripeOf(id);
@@ -689,7 +723,7 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
 
 absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limit) const {
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   std::vector<InDoubtReservation> found;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
   for (it->SeekToFirst(); it->Valid() && found.size() < limit; it->Next()) {
@@ -707,7 +741,7 @@ absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limi
 
 absl::Status Store::Impl::CompactExpired() {
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   rocksdb::FlushOptions flush;
   flush.wait = true;
   memtable_max_deadline_us_.store(std::numeric_limits<int64_t>::min(), std::memory_order_relaxed);
@@ -724,7 +758,7 @@ absl::Status Store::Impl::CompactExpired() {
 
 absl::Status Store::Impl::RunMaintenance() {
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   const int64_t now_us = ToMicros(clock_->Now());
 
   // 1. A memtable whose records have all expired: flushing it runs the filter, which drops them all.
@@ -779,7 +813,7 @@ void Store::Impl::NudgePeriodicCompaction() {
   if (options_.compaction == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) return;
   last_nudge_ = real_now;
   Operation op(this);
-  if (!op.open()) return;
+  if (!op.ok()) return;
   const uint64_t period = db_->GetOptions(cf_).periodic_compaction_seconds;
   db_->SetOptions(cf_, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
 }
@@ -794,6 +828,9 @@ Stats Store::Impl::GetStats() const {
   stats.duplicate = get(counters_.duplicate);
   stats.in_flight = get(counters_.in_flight);
   stats.takeovers = get(counters_.takeovers);
+  stats.conflicts = get(counters_.conflicts);
+  stats.waits = get(counters_.waits);
+  stats.reopens = get(counters_.reopens);
   stats.committed = get(counters_.committed);
   stats.released = get(counters_.released);
   stats.extended = get(counters_.extended);
@@ -809,17 +846,8 @@ Stats Store::Impl::GetStats() const {
 
 absl::Status Store::Impl::Health() const {
   Operation op(this);
-  if (!op.open()) return ClosedError();
+  if (!op.ok()) return op.status();
   return health_->error();
-}
-
-absl::Status Store::Impl::Resume() {
-  Operation op(this);
-  if (!op.open()) return ClosedError();
-  const rocksdb::Status s = db_->Resume();
-  if (!s.ok()) return engine::FromRocks(s, "resuming after a background error");
-  health_->Set(absl::OkStatus());
-  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -840,6 +868,101 @@ absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
+absl::Status Store::Impl::OpenDb(const Options& options, const std::string& path,
+                                 std::shared_ptr<engine::ExpiryFilterFactory> filter,
+                                 std::shared_ptr<HealthListener> health, std::unique_ptr<rocksdb::DB>* db,
+                                 std::vector<rocksdb::ColumnFamilyHandle*>* handles, size_t* idem_index) {
+  rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
+  db_options.listeners.push_back(std::move(health));
+  std::vector<std::string> names;
+  rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
+  if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new store
+  if (std::find(names.begin(), names.end(), options.column_family) == names.end()) {
+    names.push_back(options.column_family);
+  }
+  rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
+  idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == options.column_family) {
+      *idem_index = i;
+      descriptors.emplace_back(names[i], idem_cf);
+    } else {
+      descriptors.emplace_back(names[i], rocksdb::ColumnFamilyOptions());
+    }
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, handles, &raw);
+  if (!s.ok()) return OpenError(s, path);
+  db->reset(raw);
+  return absl::OkStatus();
+}
+
+absl::Status Store::Impl::Resume() {
+  int gate = gate_.load(std::memory_order_acquire);
+  if (gate == kOpen) {
+    Operation op(this);
+    if (!op.ok()) return op.status();
+    const rocksdb::Status s = db_->Resume();
+    if (s.ok()) {
+      health_->Set(absl::OkStatus());
+      return absl::OkStatus();
+    }
+    if (owned_db_ == nullptr) return engine::FromRocks(s, "resuming after a background error");
+  }
+  // RocksDB refuses to resume from fatal errors (e.g. a failed WAL write): close and reopen, which
+  // replays the WAL. New calls are turned away with kUnavailable while this runs.
+  if (!gate_.compare_exchange_strong(gate, kReopening)) {
+    return gate == kClosing ? absl::FailedPreconditionError("idem store is closed")
+                            : absl::UnavailableError("idem store is already reopening");
+  }
+  if (gate != kOpen && gate != kDown) {  // lost a race with Close
+    gate_.store(gate, std::memory_order_release);
+    return absl::UnavailableError("idem store is not in a state to reopen");
+  }
+  absl::Status result;
+  {
+    engine::WriterLock lock(&lifecycle_mu_);
+    if (owned_db_ != nullptr) {
+      for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
+        owned_db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+      }
+      owned_handles_.clear();
+      owned_db_->Close().PermitUncheckedError();  // it reports the very error we are recovering from
+      owned_db_.reset();
+    }
+    db_ = nullptr;
+    cf_ = nullptr;
+    size_t idem_index = 0;
+    result = OpenDb(options_, path_, filter_, health_, &owned_db_, &owned_handles_, &idem_index);
+    if (result.ok()) {
+      db_ = owned_db_.get();
+      cf_ = owned_handles_[idem_index];
+      absl::StatusOr<std::unique_ptr<engine::TokenSource>> tokens =
+          engine::TokenSource::Load(db_, cf_, write_options_);
+      result = tokens.status();
+      if (tokens.ok()) tokens_ = std::move(*tokens);
+    }
+    if (result.ok()) {
+      health_->Set(absl::OkStatus());
+      counters_.reopens.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
+        owned_db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+      }
+      owned_handles_.clear();
+      owned_db_.reset();
+      db_ = nullptr;
+      cf_ = nullptr;
+      result = absl::UnavailableError(absl::StrCat("reopening the DB after a storage error failed (",
+                                                   result.message(), "); Resume() again later"));
+      health_->Set(result);
+    }
+  }
+  gate_.store(result.ok() ? kOpen : kDown, std::memory_order_release);
+  return result;
+}
+
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
   if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
   if (path.empty()) return absl::InvalidArgumentError("store path must not be empty");
@@ -847,37 +970,15 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
   if (options.env == nullptr && std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
     return absl::InvalidArgumentError(absl::StrCat("store path '", path, "' exists and is not a directory"));
   }
-
-  rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
   auto health = std::make_shared<Impl::HealthListener>();
-  db_options.listeners.push_back(health);
-
-  std::vector<std::string> names;
-  rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
-  if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new store
-  if (std::find(names.begin(), names.end(), options.column_family) == names.end()) {
-    names.push_back(options.column_family);
-  }
-  const rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  size_t idem_index = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == options.column_family) {
-      idem_index = i;
-      descriptors.emplace_back(names[i], idem_cf);
-    } else {
-      descriptors.emplace_back(names[i], rocksdb::ColumnFamilyOptions());
-    }
-  }
+  auto filter = std::make_shared<engine::ExpiryFilterFactory>(engine::ClockOf(options));
+  std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw);
-  if (!s.ok()) return OpenError(s, path);
-  std::unique_ptr<rocksdb::DB> db(raw);
-
-  auto filter = std::static_pointer_cast<engine::ExpiryFilterFactory>(idem_cf.compaction_filter_factory);
+  size_t idem_index = 0;
+  if (absl::Status s = Impl::OpenDb(options, path, filter, health, &db, &handles, &idem_index); !s.ok()) return s;
   auto impl = std::make_unique<Impl>(options, db.get(), handles[idem_index], std::move(filter));
-  if (absl::Status started = impl->Start(std::move(db), std::move(handles), std::move(health)); !started.ok()) {
+  if (absl::Status started = impl->Start(std::move(db), std::move(handles), std::move(health), path);
+      !started.ok()) {
     return started;
   }
   return std::unique_ptr<Store>(new Store(std::move(impl)));
@@ -898,11 +999,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::C
   Options attached = options;
   attached.column_family = cf->GetName();
   auto impl = std::make_unique<Impl>(attached, db, cf, std::move(filter));
-  if (absl::Status started = impl->Start(nullptr, {}, nullptr); !started.ok()) return started;
+  if (absl::Status started = impl->Start(nullptr, {}, nullptr, ""); !started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
-absl::StatusOr<Reservation> Store::Reserve(std::string_view id) { return impl_->Reserve(id); }
+absl::StatusOr<Reservation> Store::Reserve(std::string_view id) { return impl_->Reserve(id, ReserveOptions()); }
+absl::StatusOr<Reservation> Store::Reserve(std::string_view id, const ReserveOptions& options) {
+  return impl_->Reserve(id, options);
+}
 absl::Status Store::Commit(std::string_view id, uint64_t token, std::string_view result,
                            rocksdb::WriteBatch* effects) {
   return impl_->Commit(id, token, result, effects);

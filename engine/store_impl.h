@@ -30,7 +30,7 @@ namespace idem {
 class Store::Impl {
  public:
   struct Counters {
-    std::atomic<uint64_t> reserved{0}, duplicate{0}, in_flight{0}, takeovers{0};
+    std::atomic<uint64_t> reserved{0}, duplicate{0}, in_flight{0}, conflicts{0}, takeovers{0}, waits{0}, reopens{0};
     std::atomic<uint64_t> committed{0}, released{0}, extended{0}, lease_lost{0};
     std::atomic<uint64_t> fast_path_hits{0}, corrupt_records{0}, storage_errors{0};
   };
@@ -52,11 +52,19 @@ class Store::Impl {
        std::shared_ptr<engine::ExpiryFilterFactory> filter);
   ~Impl();
 
-  // Finishes construction: tokens, maintenance thread. For Open, also takes ownership of the DB.
+  // Finishes construction: tokens, maintenance thread. For Open, also takes ownership of the DB and
+  // remembers `path` so that Resume can reopen it.
   absl::Status Start(std::unique_ptr<rocksdb::DB> owned_db, std::vector<rocksdb::ColumnFamilyHandle*> owned_handles,
-                     std::shared_ptr<HealthListener> health);
+                     std::shared_ptr<HealthListener> health, std::string path);
 
-  absl::StatusOr<Reservation> Reserve(std::string_view id);
+  // Opens the DB at `path` with idem's column family configured by `options` (its expiry filter is
+  // `filter`); *idem_index says which handle is idem's.
+  static absl::Status OpenDb(const Options& options, const std::string& path,
+                             std::shared_ptr<engine::ExpiryFilterFactory> filter,
+                             std::shared_ptr<HealthListener> health, std::unique_ptr<rocksdb::DB>* db,
+                             std::vector<rocksdb::ColumnFamilyHandle*>* handles, size_t* idem_index);
+
+  absl::StatusOr<Reservation> Reserve(std::string_view id, const ReserveOptions& options);
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects);
   absl::Status Release(std::string_view id, uint64_t token);
   absl::Status Extend(std::string_view id, uint64_t token);
@@ -99,14 +107,22 @@ class Store::Impl {
   absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
   // REQUIRES: stripe `shard` held. Answers Reserve from the recent-commit cache or the lease table;
   // nullopt when RocksDB must be read. Sets *takeover when an expired in-memory lease was dropped.
-  std::optional<Reservation> AnswerFromMemory(size_t shard, std::string_view id, absl::Time now, bool* takeover);
+  std::optional<Reservation> AnswerFromMemory(size_t shard, std::string_view id,
+                                              const std::optional<uint64_t>& fingerprint, absl::Time now,
+                                              bool* takeover);
   // REQUIRES: stripe `shard` held. Decides from what was read; a kReserved verdict is recorded in the
   // lease table, or (durable reservations) as a Put added to *batch.
-  absl::StatusOr<Reservation> Decide(size_t shard, std::string_view id, const Lookup& lookup, absl::Time now,
-                                     bool takeover, rocksdb::WriteBatch* batch);
+  absl::StatusOr<Reservation> Decide(size_t shard, std::string_view id, const std::optional<uint64_t>& fingerprint,
+                                     const Lookup& lookup, absl::Time now, bool takeover, rocksdb::WriteBatch* batch);
+  // kConflict when both fingerprints are known and differ; counts it.
+  std::optional<Reservation> ConflictOf(const std::optional<uint64_t>& wanted, const std::optional<uint64_t>& stored,
+                                        absl::Time deadline, std::string_view result);
   // REQUIRES: stripe `shard` held. Finds the reservation `token` holds on `id`; kAborted if it holds none.
   absl::StatusOr<Hold> FindHold(size_t shard, std::string_view id, uint64_t token, std::string_view verb,
                                 absl::Time now);
+  // REQUIRES: stripe `shard` held. One check-and-reserve attempt, writing a durable reservation.
+  absl::StatusOr<Reservation> ReserveLocked(size_t shard, std::string_view id,
+                                            const std::optional<uint64_t>& fingerprint, absl::Time now);
   absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
   // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
   void NoteCommitted(size_t shard, const CommitRequest& request, const engine::Record& done);
@@ -118,13 +134,15 @@ class Store::Impl {
   // ---- Constant after construction ----
   const Options options_;
   const std::shared_ptr<Clock> clock_;
-  rocksdb::DB* const db_;
-  rocksdb::ColumnFamilyHandle* const cf_;
+  // Replaced only by a reopen in Resume, under lifecycle_mu_ held exclusively.
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* cf_;
   const std::shared_ptr<engine::ExpiryFilterFactory> filter_;
   rocksdb::WriteOptions write_options_;
   std::unique_ptr<engine::TokenSource> tokens_;
   std::shared_ptr<HealthListener> health_;
   const bool durable_reservations_;
+  std::string path_;  // empty for Attach
   std::unique_ptr<rocksdb::DB> owned_db_;
   std::vector<rocksdb::ColumnFamilyHandle*> owned_handles_;
 
@@ -141,31 +159,52 @@ class Store::Impl {
   std::atomic<bool> memtable_dirty_{false};
 
   // ---- Lifecycle: operations hold it shared, Close exclusively ----
-  // Pins the store open for one operation. `closing_` is checked first because glibc's rwlock prefers
-  // readers: without it a steady stream of operations would keep Close waiting forever.
+  // Pins the store open for one operation. `gate_` is checked first because glibc's rwlock prefers
+  // readers: without it a steady stream of operations would keep Close (or a reopen) waiting forever.
+  // kDown: a reopen failed (the fault persists); calls get kUnavailable until a Resume succeeds.
+  enum Gate : int { kOpen = 0, kReopening = 1, kClosing = 2, kDown = 3 };
   class Operation {
    public:
     explicit Operation(const Impl* impl) : impl_(impl) {
-      if (impl_->closing_.load(std::memory_order_acquire)) return;
+      if (Refused()) return;
       impl_->lifecycle_mu_.ReaderLock();
       if (impl_->closed_) {
         impl_->lifecycle_mu_.ReaderUnlock();
+        status_ = ClosedStatus();
         return;
       }
-      open_ = true;
+      held_ = true;
     }
     ~Operation() {
-      if (open_) impl_->lifecycle_mu_.ReaderUnlock();
+      if (held_) impl_->lifecycle_mu_.ReaderUnlock();
     }
     Operation(const Operation&) = delete;
     Operation& operator=(const Operation&) = delete;
-    bool open() const { return open_; }
+    bool ok() const { return held_; }
+    const absl::Status& status() const { return status_; }
 
    private:
+    static absl::Status ClosedStatus() { return absl::FailedPreconditionError("idem store is closed"); }
+    bool Refused() {
+      switch (impl_->gate_.load(std::memory_order_acquire)) {
+        case kClosing:
+          status_ = ClosedStatus();
+          return true;
+        case kReopening:
+          status_ = absl::UnavailableError("idem store is reopening its DB after a storage error; retry");
+          return true;
+        case kDown:
+          status_ = absl::UnavailableError("idem store is down after a storage error; Resume() to retry");
+          return true;
+        default:
+          return false;
+      }
+    }
     const Impl* const impl_;
-    bool open_ = false;
+    bool held_ = false;
+    absl::Status status_;
   };
-  std::atomic<bool> closing_{false};
+  std::atomic<int> gate_{kOpen};
   mutable engine::SharedMutex lifecycle_mu_;
   bool closed_ = false;  // guarded by lifecycle_mu_
   absl::Status close_status_ ABSL_GUARDED_BY(lifecycle_mu_);

@@ -36,6 +36,7 @@ const char* Name(idem::Verdict v) {
     case idem::Verdict::kReserved: return "reserved (new: handle it)";
     case idem::Verdict::kDuplicate: return "duplicate (skip it)";
     case idem::Verdict::kInFlight: return "in flight (another worker holds it)";
+    case idem::Verdict::kConflict: return "conflict (ID reused with another payload)";
   }
   return "?";
 }

@@ -3,8 +3,10 @@
 
 #include <fstream>
 #include <set>
+#include <thread>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "rocksdb/db.h"
 #include "rocksdb/perf_context.h"
 #include "rocksdb/perf_level.h"
@@ -394,6 +396,69 @@ TEST_P(StoreTest, HotDuplicateIsAnsweredWithoutRocksDb) {
   MustReserve("cold-miss");
   EXPECT_GT(rocksdb::get_perf_context()->get_from_memtable_count, 0u) << "the control: a miss does read";
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+}
+
+TEST_P(StoreTest, ReusedIdWithAnotherPayloadIsConflictNotDuplicate) {
+  ReserveOptions payload_a;
+  payload_a.fingerprint = 0xA;
+  ReserveOptions payload_b;
+  payload_b.fingerprint = 0xB;
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store_->Reserve("e", payload_a));
+  ASSERT_EQ(r.verdict, Verdict::kReserved);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation busy, store_->Reserve("e", payload_b));
+  EXPECT_EQ(busy.verdict, Verdict::kConflict) << "in flight with another payload";
+  ASSERT_THAT(store_->Commit("e", r.token, "done-a"), IsOk());
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation same, store_->Reserve("e", payload_a));
+  EXPECT_EQ(same.verdict, Verdict::kDuplicate);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation other, store_->Reserve("e", payload_b));
+  EXPECT_EQ(other.verdict, Verdict::kConflict);
+  EXPECT_EQ(other.result, "done-a");
+  // The fingerprint survives a restart (it is in the done record), and callers without one never conflict.
+  Reopen();
+  IDEM_ASSERT_OK_AND_ASSIGN(other, store_->Reserve("e", payload_b));
+  EXPECT_EQ(other.verdict, Verdict::kConflict);
+  EXPECT_EQ(MustReserve("e").verdict, Verdict::kDuplicate);
+  EXPECT_EQ(store_->GetStats().conflicts, 1u);
+}
+
+TEST_P(StoreTest, WaitingCallerGetsTheDuplicateWhenTheHolderCommits) {
+  const Reservation holder = MustReserve("e");
+  std::thread committer([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    EXPECT_THAT(store_->Commit("e", holder.token, "from-holder"), IsOk());
+  });
+  ReserveOptions wait;
+  wait.wait = absl::Seconds(30);
+  const absl::Time start = absl::Now();
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store_->Reserve("e", wait));
+  committer.join();
+  EXPECT_EQ(r.verdict, Verdict::kDuplicate);
+  EXPECT_EQ(r.result, "from-holder");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "woken by the commit, not by the timeout";
+  EXPECT_GE(store_->GetStats().waits, 1u);
+}
+
+TEST_P(StoreTest, WaitingCallerGetsTheReservationWhenTheHolderReleases) {
+  const Reservation holder = MustReserve("e");
+  std::thread releaser([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    EXPECT_THAT(store_->Release("e", holder.token), IsOk());
+  });
+  ReserveOptions wait;
+  wait.wait = absl::Seconds(30);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store_->Reserve("e", wait));
+  releaser.join();
+  EXPECT_EQ(r.verdict, Verdict::kReserved);
+  EXPECT_GT(r.token, holder.token);
+}
+
+TEST_P(StoreTest, WaitIsBoundedWhenTheHolderNeverFinishes) {
+  MustReserve("e");
+  ReserveOptions wait;
+  wait.wait = absl::Milliseconds(30);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store_->Reserve("e", wait));
+  EXPECT_EQ(r.verdict, Verdict::kInFlight);
+  EXPECT_EQ(store_->GetStats().in_flight, 1u) << "one verdict returned, however many times it waited";
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, StoreTest, ::testing::Bool(), [](const auto& info) {

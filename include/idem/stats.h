@@ -24,8 +24,13 @@ struct Stats {
   uint64_t reserved = 0;
   uint64_t duplicate = 0;
   uint64_t in_flight = 0;
+  uint64_t conflicts = 0;
   // Reservations that replaced an expired lease (also counted in `reserved`).
   uint64_t takeovers = 0;
+  // Reserve calls that waited for an in-flight holder (ReserveOptions::wait).
+  uint64_t waits = 0;
+  // Successful Resume calls that had to close and reopen the DB.
+  uint64_t reopens = 0;
 
   uint64_t committed = 0;
   uint64_t released = 0;

@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,20 @@ enum class Verdict {
   kReserved,   // new: the caller owns it until `deadline`, identified by `token`
   kDuplicate,  // committed before and still remembered: skip it; `result` is what Commit stored
   kInFlight,   // another holder's lease is live until `deadline`: do not ack, retry after it
+  // Only when the caller passed a payload fingerprint: the ID is known (done or in flight) with a
+  // DIFFERENT fingerprint. A producer reused an ID for another payload; never skip it silently.
+  kConflict,
+};
+
+// Per-call options of Reserve.
+struct ReserveOptions {
+  // A hash of the event's payload, kept with the record; a later delivery of the same ID with another
+  // fingerprint is kConflict instead of kDuplicate. Records stored without one never conflict.
+  std::optional<uint64_t> fingerprint;
+  // If the ID is in flight, wait up to this long (real time) for its holder to Commit or Release, or
+  // for its lease to end, and answer then: the duplicate's result, or a reservation. Waiting is
+  // in-process (woken by the holder's Commit/Release), never polling RocksDB. Zero: answer at once.
+  absl::Duration wait = absl::ZeroDuration();
 };
 
 struct Reservation {
@@ -122,6 +137,7 @@ class Store {
   // Check-and-reserve. Writes a reservation (lease end = now + lease) unless the ID is a duplicate or in
   // flight. Errors: see the header comment.
   absl::StatusOr<Reservation> Reserve(std::string_view id);
+  absl::StatusOr<Reservation> Reserve(std::string_view id, const ReserveOptions& options);
 
   // Marks `id` done with `result` (kept for ttl and returned to later duplicates), writing `effects` (if
   // given) in the same atomic WriteBatch. Succeeds while `token` still holds the reservation, even after
@@ -165,7 +181,10 @@ class Store {
 
   // OK while RocksDB accepts writes; otherwise the background error (kUnavailable).
   absl::Status Health() const;
-  // Asks RocksDB to recover from a background error (DB::Resume). kUnavailable if it cannot (yet).
+  // Recovers from a background error: DB::Resume, and for a store from Open whose error RocksDB cannot
+  // resume from (fatal WAL/SST write errors), closes and reopens the DB, which replays the WAL.
+  // kUnavailable if the fault persists (retry later). While a reopen runs, other calls get kUnavailable.
+  // In-memory leases survive a reopen. An attached store can only DB::Resume; reopening is the caller's.
   absl::Status Resume();
 
   // Stops background work and, for a Store from Open, closes the DB. Later calls get kFailedPrecondition.
