@@ -1,0 +1,420 @@
+#include "idem/consumer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/latency_histogram.h"
+#include "rocksdb/write_batch.h"
+
+namespace idem {
+
+std::string_view OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kApplied: return "applied";
+    case Outcome::kDuplicate: return "duplicate";
+    case Outcome::kRetryLater: return "retry_later";
+    case Outcome::kConflict: return "conflict";
+    case Outcome::kRejected: return "rejected";
+    case Outcome::kInvalid: return "invalid";
+    case Outcome::kLeaseLost: return "lease_lost";
+    case Outcome::kUnavailable: return "unavailable";
+  }
+  return "?";
+}
+
+class Processor::Impl {
+ public:
+  Impl(Store* store, ProcessorOptions options) : store_(store), options_(options) {
+    heartbeat_ = options_.heartbeat == absl::ZeroDuration() ? options_.lease / 3 : options_.heartbeat;
+    recovery_thread_ = std::thread([this] { RecoveryLoop(); });
+    if (heartbeat_ > absl::ZeroDuration()) heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (recovery_thread_.joinable()) recovery_thread_.join();
+    if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  }
+
+  HandleResult Handle(const Event& event, const Handler& handler) {
+    const auto start = std::chrono::steady_clock::now();
+    HandleResult out = HandleOne(event, handler);
+    Count(out.outcome);
+    step_latency_.Record(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count()));
+    return out;
+  }
+
+  std::vector<HandleResult> HandleBatch(absl::Span<const Event> events, const Handler& handler) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<HandleResult> out(events.size());
+    if (paused_.load()) {
+      for (auto& r : out) r = Paused();
+    } else {
+      HandleMany(events, handler, &out);
+    }
+    const uint64_t each = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count() /
+        std::max<size_t>(1, events.size()));
+    for (const HandleResult& r : out) {
+      Count(r.outcome);
+      step_latency_.Record(each);
+    }
+    return out;
+  }
+
+  bool healthy() const { return !paused_.load(); }
+
+  absl::Status AwaitHealthy(absl::Duration timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const bool ok = cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return !paused_.load() || stop_; });
+    return ok && !paused_.load() ? absl::OkStatus() : absl::UnavailableError("the store has not recovered yet");
+  }
+
+  ProcessorStats GetStats() const {
+    ProcessorStats s;
+    s.applied = applied_;
+    s.duplicates = duplicates_;
+    s.retry_later = retry_later_;
+    s.conflicts = conflicts_;
+    s.rejected = rejected_;
+    s.invalid = invalid_;
+    s.lease_lost = lease_lost_;
+    s.unavailable = unavailable_;
+    s.pauses = pauses_;
+    s.resumes = resumes_;
+    s.resume_attempts = resume_attempts_;
+    s.heartbeats = heartbeats_;
+    s.paused = paused_.load();
+    s.step_latency = step_latency_.Summary();
+    s.store = store_->GetStats();
+    return s;
+  }
+
+ private:
+  static HandleResult Result(Outcome outcome, absl::Status status = absl::OkStatus(), std::string result = {},
+                             uint64_t token = 0) {
+    HandleResult r;
+    r.outcome = outcome;
+    r.status = std::move(status);
+    r.result = std::move(result);
+    r.token = token;
+    return r;
+  }
+
+  HandleResult Paused() const {
+    return Result(Outcome::kUnavailable,
+                  absl::UnavailableError("consumption is paused until the idem store recovers"));
+  }
+
+  // Maps a failed store call to an outcome, pausing on unavailability.
+  HandleResult FromStoreError(const absl::Status& status) {
+    switch (status.code()) {
+      case absl::StatusCode::kInvalidArgument:
+        return Result(Outcome::kInvalid, status);
+      case absl::StatusCode::kUnavailable:
+      case absl::StatusCode::kFailedPrecondition:  // closed
+        Pause();
+        return Result(Outcome::kUnavailable, status);
+      default:  // kDataLoss of one record, ...: do not ack, let a person look
+        return Result(Outcome::kRetryLater, status);
+    }
+  }
+
+  static HandleResult FromVerdict(const Reservation& r) {
+    switch (r.verdict) {
+      case Verdict::kDuplicate:
+        return Result(Outcome::kDuplicate, absl::OkStatus(), r.result);
+      case Verdict::kInFlight:
+        return Result(Outcome::kRetryLater, absl::UnavailableError("another worker holds this event's lease"));
+      case Verdict::kConflict:
+        return Result(Outcome::kConflict,
+                      absl::AlreadyExistsError("event ID seen before with a different payload fingerprint"),
+                      r.result);
+      case Verdict::kReserved:
+        break;
+    }
+    return Result(Outcome::kRetryLater, absl::InternalError("unexpected verdict"));
+  }
+
+  // Runs the handler for a reserved event; fills *effects. Handler exceptions count as transient errors:
+  // nothing may escape into the caller's consumer loop.
+  absl::StatusOr<std::string> RunHandler(std::string_view id, uint64_t token, const Handler& handler,
+                                         rocksdb::WriteBatch* effects) {
+    Track(id, token);
+    absl::StatusOr<std::string> result;
+    try {
+      result = handler(EventContext{id, token, effects});
+    } catch (const std::exception& e) {
+      result = absl::InternalError(absl::StrCat("handler threw: ", e.what()));
+    } catch (...) {
+      result = absl::InternalError("handler threw");
+    }
+    Untrack(id);
+    return result;
+  }
+
+  // The handler failed: give the ID back so the redelivery can retry (or the dead-letter path runs).
+  HandleResult AfterHandlerError(std::string_view id, uint64_t token, const absl::Status& error) {
+    absl::Status released = store_->Release(id, token);
+    if (released.code() == absl::StatusCode::kUnavailable) {
+      Remember(id, token);
+      Pause();
+    }
+    const bool permanent = error.code() == absl::StatusCode::kInvalidArgument ||
+                           error.code() == absl::StatusCode::kFailedPrecondition;
+    return Result(permanent ? Outcome::kRejected : Outcome::kRetryLater, error, {}, token);
+  }
+
+  HandleResult AfterCommit(std::string_view id, uint64_t token, const absl::Status& committed, std::string result) {
+    if (committed.ok()) return Result(Outcome::kApplied, absl::OkStatus(), std::move(result), token);
+    if (committed.code() == absl::StatusCode::kAborted) return Result(Outcome::kLeaseLost, committed, {}, token);
+    if (committed.code() == absl::StatusCode::kUnavailable) {
+      Remember(id, token);  // outcome unknown: settled after recovery
+      Pause();
+      return Result(Outcome::kUnavailable, committed, {}, token);
+    }
+    return Result(Outcome::kRetryLater, committed, {}, token);
+  }
+
+  HandleResult HandleOne(const Event& event, const Handler& handler) {
+    if (paused_.load()) return Paused();
+    ReserveOptions reserve_options;
+    reserve_options.fingerprint = event.fingerprint;
+    reserve_options.wait = options_.wait_in_flight;
+    absl::StatusOr<Reservation> r = store_->Reserve(event.id, reserve_options);
+    if (!r.ok()) return FromStoreError(r.status());
+    if (r->verdict != Verdict::kReserved) return FromVerdict(*r);
+    rocksdb::WriteBatch effects;
+    absl::StatusOr<std::string> result = RunHandler(event.id, r->token, handler, &effects);
+    if (!result.ok()) return AfterHandlerError(event.id, r->token, result.status());
+    // Commit first: it reads *result, which the last argument of AfterCommit takes over.
+    const absl::Status committed = store_->Commit(event.id, r->token, *result, &effects);
+    return AfterCommit(event.id, r->token, committed, *std::move(result));
+  }
+
+  void HandleMany(absl::Span<const Event> events, const Handler& handler, std::vector<HandleResult>* out) {
+    // Reservations: one ReserveBatch, unless fingerprints ask for the per-event conflict check.
+    std::vector<absl::StatusOr<Reservation>> reserved;
+    const bool fingerprints = std::any_of(events.begin(), events.end(), [](const Event& e) { return e.fingerprint; });
+    if (fingerprints) {
+      for (const Event& e : events) {
+        ReserveOptions o;
+        o.fingerprint = e.fingerprint;
+        reserved.push_back(store_->Reserve(e.id, o));
+      }
+    } else {
+      std::vector<std::string_view> ids;
+      for (const Event& e : events) ids.push_back(e.id);
+      reserved = store_->ReserveBatch(ids);
+    }
+    std::vector<std::unique_ptr<rocksdb::WriteBatch>> effects(events.size());
+    std::vector<std::string> results(events.size());
+    std::vector<CommitRequest> commits;
+    std::vector<size_t> committing;
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (!reserved[i].ok()) {
+        (*out)[i] = FromStoreError(reserved[i].status());
+        continue;
+      }
+      if (reserved[i]->verdict != Verdict::kReserved) {
+        (*out)[i] = FromVerdict(*reserved[i]);
+        continue;
+      }
+      const uint64_t token = reserved[i]->token;
+      effects[i] = std::make_unique<rocksdb::WriteBatch>();
+      absl::StatusOr<std::string> result = RunHandler(events[i].id, token, handler, effects[i].get());
+      if (!result.ok()) {
+        (*out)[i] = AfterHandlerError(events[i].id, token, result.status());
+        continue;
+      }
+      results[i] = *std::move(result);
+      commits.push_back(CommitRequest{events[i].id, token, results[i], effects[i].get()});
+      committing.push_back(i);
+    }
+    if (commits.empty()) return;
+    std::vector<absl::Status> committed = store_->CommitBatch(commits);
+    for (size_t k = 0; k < committing.size(); ++k) {
+      const size_t i = committing[k];
+      (*out)[i] = AfterCommit(events[i].id, commits[k].token, committed[k], results[i]);
+    }
+  }
+
+  void Count(Outcome outcome) {
+    switch (outcome) {
+      case Outcome::kApplied: applied_++; break;
+      case Outcome::kDuplicate: duplicates_++; break;
+      case Outcome::kRetryLater: retry_later_++; break;
+      case Outcome::kConflict: conflicts_++; break;
+      case Outcome::kRejected: rejected_++; break;
+      case Outcome::kInvalid: invalid_++; break;
+      case Outcome::kLeaseLost: lease_lost_++; break;
+      case Outcome::kUnavailable: unavailable_++; break;
+    }
+  }
+
+  // ---- Store failure: pause, recover with backoff, settle unknown commits, resume ----
+
+  void Pause() {
+    if (!paused_.exchange(true)) {
+      pauses_++;
+      cv_.notify_all();
+    }
+  }
+
+  void Remember(std::string_view id, uint64_t token) {
+    std::lock_guard<std::mutex> lock(mu_);
+    unknown_.emplace_back(std::string(id), token);
+  }
+
+  void RecoveryLoop() {
+    std::mt19937_64 rng(std::random_device{}());
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || paused_.load(); });
+      if (stop_) return;
+      absl::Duration ceiling = options_.backoff_initial;
+      while (paused_.load() && !stop_) {
+        lock.unlock();
+        resume_attempts_++;
+        const bool recovered = store_->Resume().ok() && store_->Health().ok() && Settle();
+        lock.lock();
+        if (recovered) {
+          paused_.store(false);
+          resumes_++;
+          cv_.notify_all();
+          break;
+        }
+        // Full jitter: a random wait in [0, ceiling], the ceiling doubling up to backoff_max.
+        const int64_t ceiling_us = std::max<int64_t>(1, absl::ToInt64Microseconds(ceiling));
+        const auto wait = std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, ceiling_us)(rng));
+        cv_.wait_for(lock, wait, [this] { return stop_; });
+        ceiling = std::min(ceiling * 2, options_.backoff_max);
+      }
+    }
+  }
+
+  // Commits that failed with an unknown outcome: if they did not land, release them so their
+  // redeliveries are processed now instead of after the lease. False if the store is still failing.
+  bool Settle() {
+    std::vector<std::pair<std::string, uint64_t>> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending.swap(unknown_);
+    }
+    bool ok = true;
+    for (auto& [id, token] : pending) {
+      absl::StatusOr<RecordInfo> info = store_->Peek(id);
+      absl::Status s;
+      if (info.ok() && info->state == RecordInfo::State::kDone && info->token == token) continue;  // it landed
+      s = store_->Release(id, token);
+      if (s.code() == absl::StatusCode::kUnavailable) {
+        ok = false;
+        Remember(id, token);
+      }
+    }
+    return ok;
+  }
+
+  // ---- Heartbeats: renew the leases of running handlers ----
+
+  void Track(std::string_view id, uint64_t token) {
+    if (heartbeat_ <= absl::ZeroDuration()) return;
+    std::lock_guard<std::mutex> lock(active_mu_);
+    active_[std::string(id)] = token;
+  }
+  void Untrack(std::string_view id) {
+    if (heartbeat_ <= absl::ZeroDuration()) return;
+    std::lock_guard<std::mutex> lock(active_mu_);
+    active_.erase(std::string(id));
+  }
+
+  void HeartbeatLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cv_.wait_for(lock, absl::ToChronoNanoseconds(heartbeat_), [this] { return stop_; })) {
+      lock.unlock();
+      std::map<std::string, uint64_t> running;
+      {
+        std::lock_guard<std::mutex> active_lock(active_mu_);
+        running = active_;
+      }
+      for (const auto& [id, token] : running) {
+        if (store_->Extend(id, token).ok()) heartbeats_++;
+      }
+      lock.lock();
+    }
+  }
+
+  Store* const store_;
+  const ProcessorOptions options_;
+  absl::Duration heartbeat_;
+
+  std::atomic<uint64_t> applied_{0}, duplicates_{0}, retry_later_{0}, conflicts_{0}, rejected_{0}, invalid_{0};
+  std::atomic<uint64_t> lease_lost_{0}, unavailable_{0}, pauses_{0}, resumes_{0}, resume_attempts_{0};
+  std::atomic<uint64_t> heartbeats_{0};
+  engine::LatencyHistogram step_latency_;
+  std::atomic<bool> paused_{false};
+
+  std::mutex mu_;  // guards stop_, unknown_; the condition for both background threads
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::vector<std::pair<std::string, uint64_t>> unknown_;
+
+  std::mutex active_mu_;
+  std::map<std::string, uint64_t> active_;  // guarded by active_mu_
+
+  std::thread recovery_thread_;
+  std::thread heartbeat_thread_;
+};
+
+Processor::Processor(Store* store, ProcessorOptions options) : impl_(std::make_unique<Impl>(store, options)) {}
+Processor::~Processor() = default;
+HandleResult Processor::Handle(const Event& event, const Handler& handler) { return impl_->Handle(event, handler); }
+std::vector<HandleResult> Processor::HandleBatch(absl::Span<const Event> events, const Handler& handler) {
+  return impl_->HandleBatch(events, handler);
+}
+bool Processor::healthy() const { return impl_->healthy(); }
+absl::Status Processor::AwaitHealthy(absl::Duration timeout) { return impl_->AwaitHealthy(timeout); }
+ProcessorStats Processor::GetStats() const { return impl_->GetStats(); }
+
+std::string ProcessorStats::ToPrometheus() const {
+  std::string out;
+  auto outcome = [&out](std::string_view name, uint64_t value) {
+    absl::StrAppend(&out, "idem_consumer_events_total{outcome=\"", absl::string_view(name.data(), name.size()),
+                    "\"} ", value, "\n");
+  };
+  absl::StrAppend(&out, "# HELP idem_consumer_events_total Events by outcome.\n",
+                  "# TYPE idem_consumer_events_total counter\n");
+  outcome("applied", applied);
+  outcome("duplicate", duplicates);
+  outcome("retry_later", retry_later);
+  outcome("conflict", conflicts);
+  outcome("rejected", rejected);
+  outcome("invalid", invalid);
+  outcome("lease_lost", lease_lost);
+  outcome("unavailable", unavailable);
+  absl::StrAppend(&out, "# TYPE idem_consumer_paused gauge\nidem_consumer_paused ", paused ? 1 : 0, "\n");
+  absl::StrAppend(&out, "# TYPE idem_consumer_pauses_total counter\nidem_consumer_pauses_total ", pauses, "\n");
+  absl::StrAppend(&out, "# TYPE idem_consumer_resumes_total counter\nidem_consumer_resumes_total ", resumes, "\n");
+  absl::StrAppend(&out, "# TYPE idem_consumer_step_seconds summary\n");
+  absl::StrAppend(&out, "idem_consumer_step_seconds{quantile=\"0.5\"} ", absl::ToDoubleSeconds(step_latency.p50),
+                  "\n", "idem_consumer_step_seconds{quantile=\"0.99\"} ", absl::ToDoubleSeconds(step_latency.p99),
+                  "\n");
+  absl::StrAppend(&out, store.ToPrometheus());
+  return out;
+}
+
+}  // namespace idem

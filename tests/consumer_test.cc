@@ -1,0 +1,226 @@
+// The consumer runtime: outcomes, effects atomic with the marker, heartbeats, waiting, store failure.
+#include "idem/consumer.h"
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "tests/fault_fs.h"
+#include "tests/test_util.h"
+
+namespace idem {
+namespace {
+
+using ::idem::testing::FakeClock;
+using ::idem::testing::Fault;
+using ::idem::testing::FaultFs;
+using ::idem::testing::IsOk;
+using ::idem::testing::ScratchDir;
+
+class ConsumerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs_ = std::make_shared<FaultFs>();
+    env_ = testing::EnvOver(fs_);
+    clock_ = std::make_shared<FakeClock>();
+    options_.clock = clock_;
+    options_.env = env_.get();
+    options_.maintenance_interval = absl::ZeroDuration();
+    options_.durable_reservations = false;
+    IDEM_ASSERT_OK_AND_ASSIGN(store_, Store::Open(options_, dir_.Sub("db")));
+  }
+
+  // A handler whose effect increments the event's ledger entry, counting its calls.
+  Handler Ledger(std::string result = "ok") {
+    return [this, result](const EventContext& ctx) -> absl::StatusOr<std::string> {
+      calls_++;
+      ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/" + std::string(ctx.event_id),
+                       std::to_string(ctx.token));
+      return result;
+    };
+  }
+  bool Applied(const std::string& id) {
+    std::string v;
+    return store_->db()->Get(rocksdb::ReadOptions(), "ledger/" + id, &v).ok();
+  }
+
+  ScratchDir dir_;
+  std::shared_ptr<FaultFs> fs_;
+  std::unique_ptr<rocksdb::Env> env_;
+  std::shared_ptr<FakeClock> clock_;
+  Options options_;
+  std::unique_ptr<Store> store_;
+  std::atomic<int> calls_{0};
+};
+
+TEST_F(ConsumerTest, AppliesOnceAndAnswersDuplicatesWithTheStoredResult) {
+  Processor processor(store_.get());
+  HandleResult first = processor.Handle({"e1"}, Ledger("receipt-1"));
+  EXPECT_EQ(first.outcome, Outcome::kApplied);
+  EXPECT_TRUE(first.ShouldAck());
+  EXPECT_TRUE(Applied("e1"));
+  HandleResult again = processor.Handle({"e1"}, Ledger("other"));
+  EXPECT_EQ(again.outcome, Outcome::kDuplicate);
+  EXPECT_EQ(again.result, "receipt-1");
+  EXPECT_TRUE(again.ShouldAck());
+  EXPECT_EQ(calls_.load(), 1);
+  const ProcessorStats stats = processor.GetStats();
+  EXPECT_EQ(stats.applied, 1u);
+  EXPECT_EQ(stats.duplicates, 1u);
+  EXPECT_EQ(stats.step_latency.count, 2u);
+  EXPECT_THAT(stats.ToPrometheus(), ::testing::HasSubstr("idem_consumer_events_total{outcome=\"applied\"} 1"));
+}
+
+TEST_F(ConsumerTest, FailingHandlerReleasesAndWritesNoEffects) {
+  Processor processor(store_.get());
+  HandleResult failed = processor.Handle({"e"}, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+    ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/e", "half-done");
+    return absl::UnavailableError("downstream timeout");
+  });
+  EXPECT_EQ(failed.outcome, Outcome::kRetryLater);
+  EXPECT_FALSE(failed.ShouldAck());
+  EXPECT_FALSE(Applied("e")) << "effects of a failed handler are never written";
+  EXPECT_EQ(processor.Handle({"e"}, Ledger()).outcome, Outcome::kApplied) << "the ID was released at once";
+
+  HandleResult thrown = processor.Handle({"t"}, [](const EventContext&) -> absl::StatusOr<std::string> {
+    throw std::runtime_error("boom");
+  });
+  EXPECT_EQ(thrown.outcome, Outcome::kRetryLater);
+}
+
+TEST_F(ConsumerTest, PoisonInputHasClearOutcomes) {
+  Processor processor(store_.get());
+  EXPECT_EQ(processor.Handle({""}, Ledger()).outcome, Outcome::kInvalid);
+  EXPECT_EQ(processor.Handle({std::string(options_.max_id_bytes + 1, 'x')}, Ledger()).outcome, Outcome::kInvalid);
+  HandleResult rejected = processor.Handle({"bad-payload"}, [](const EventContext&) -> absl::StatusOr<std::string> {
+    return absl::InvalidArgumentError("amount is not a number");
+  });
+  EXPECT_EQ(rejected.outcome, Outcome::kRejected);
+  EXPECT_TRUE(rejected.DeadLetter());
+  EXPECT_EQ(calls_.load(), 0);
+  EXPECT_EQ(processor.Handle({"after-poison"}, Ledger()).outcome, Outcome::kApplied);
+}
+
+TEST_F(ConsumerTest, ReusedIdWithAnotherPayloadIsAConflict) {
+  Processor processor(store_.get());
+  EXPECT_EQ(processor.Handle({"e", 111}, Ledger()).outcome, Outcome::kApplied);
+  EXPECT_EQ(processor.Handle({"e", 111}, Ledger()).outcome, Outcome::kDuplicate);
+  HandleResult conflict = processor.Handle({"e", 222}, Ledger());
+  EXPECT_EQ(conflict.outcome, Outcome::kConflict);
+  EXPECT_TRUE(conflict.DeadLetter());
+  EXPECT_EQ(calls_.load(), 1);
+  EXPECT_EQ(processor.GetStats().conflicts, 1u);
+}
+
+TEST_F(ConsumerTest, InFlightIsRetryLaterOrWaitedFor) {
+  Processor quick(store_.get());
+  ProcessorOptions waiting_options;
+  waiting_options.wait_in_flight = absl::Seconds(30);
+  Processor waiting(store_.get(), waiting_options);
+  std::atomic<bool> inside{false};
+  std::atomic<bool> release{false};
+  std::thread holder([&] {
+    quick.Handle({"e"}, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+      inside = true;
+      while (!release) absl::SleepFor(absl::Milliseconds(1));
+      ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/e", "1");
+      return "from-holder";
+    });
+  });
+  while (!inside) absl::SleepFor(absl::Milliseconds(1));
+  HandleResult busy = quick.Handle({"e"}, Ledger());
+  EXPECT_EQ(busy.outcome, Outcome::kRetryLater);
+  EXPECT_FALSE(busy.ShouldAck());
+  std::thread finisher([&] {
+    absl::SleepFor(absl::Milliseconds(30));
+    release = true;
+  });
+  HandleResult waited = waiting.Handle({"e"}, Ledger());
+  holder.join();
+  finisher.join();
+  EXPECT_EQ(waited.outcome, Outcome::kDuplicate);
+  EXPECT_EQ(waited.result, "from-holder");
+  EXPECT_EQ(calls_.load(), 0);
+}
+
+TEST_F(ConsumerTest, HeartbeatKeepsALongHandlersLease) {
+  ProcessorOptions options;
+  options.lease = options_.lease;
+  options.heartbeat = absl::Milliseconds(2);
+  Processor processor(store_.get(), options);
+  Processor other(store_.get());
+  HandleResult r = processor.Handle({"long"}, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+    const uint64_t before = processor.GetStats().heartbeats;
+    for (int i = 0; i < 4; ++i) {
+      clock_->Advance(options_.lease / 2);  // two whole leases pass while the handler runs
+      const absl::Time real_deadline = absl::Now() + absl::Seconds(10);
+      while (processor.GetStats().heartbeats <= before + i && absl::Now() < real_deadline) {
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+      EXPECT_EQ(other.Handle({"long"}, Ledger()).outcome, Outcome::kRetryLater) << "still held after " << i;
+    }
+    ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/long", "1");
+    return "done";
+  });
+  EXPECT_EQ(r.outcome, Outcome::kApplied);
+  EXPECT_EQ(calls_.load(), 0);
+}
+
+TEST_F(ConsumerTest, StoreFailurePausesAndResumesByItselfWithNothingLostOrDoubled) {
+  ProcessorOptions options;
+  options.backoff_initial = absl::Milliseconds(1);
+  options.backoff_max = absl::Milliseconds(20);
+  Processor processor(store_.get(), options);
+  ASSERT_EQ(processor.Handle({"a"}, Ledger()).outcome, Outcome::kApplied);
+
+  fs_->Arm(Fault::kIoError);
+  HandleResult failed = processor.Handle({"b"}, Ledger());
+  EXPECT_EQ(failed.outcome, Outcome::kUnavailable);
+  EXPECT_FALSE(failed.ShouldAck());
+  EXPECT_FALSE(processor.healthy());
+  const int calls_before = calls_.load();
+  EXPECT_EQ(processor.Handle({"c"}, Ledger()).outcome, Outcome::kUnavailable);
+  EXPECT_EQ(calls_.load(), calls_before) << "paused: events are not taken";
+  EXPECT_THAT(processor.AwaitHealthy(absl::Milliseconds(50)), ::testing::Not(IsOk()));
+
+  fs_->Clear();
+  ASSERT_THAT(processor.AwaitHealthy(absl::Seconds(20)), IsOk());
+  // The redelivered events go through; "b" is applied once whatever its failed commit did.
+  HandleResult b = processor.Handle({"b"}, Ledger());
+  EXPECT_TRUE(b.outcome == Outcome::kApplied || b.outcome == Outcome::kDuplicate) << OutcomeName(b.outcome);
+  EXPECT_EQ(processor.Handle({"c"}, Ledger()).outcome, Outcome::kApplied);
+  EXPECT_EQ(processor.Handle({"a"}, Ledger()).outcome, Outcome::kDuplicate);
+  EXPECT_TRUE(Applied("a") && Applied("b") && Applied("c"));
+  const ProcessorStats stats = processor.GetStats();
+  EXPECT_EQ(stats.pauses, 1u);
+  EXPECT_EQ(stats.resumes, 1u);
+  EXPECT_GE(stats.resume_attempts, 1u);
+}
+
+TEST_F(ConsumerTest, HandleBatchMixesOutcomesInOneCommit) {
+  Processor processor(store_.get());
+  ASSERT_EQ(processor.Handle({"seen"}, Ledger("old")).outcome, Outcome::kApplied);
+  std::vector<Event> events = {{"n1"}, {"seen"}, {""}, {"n2"}, {"n1"}, {"poison"}};
+  std::vector<HandleResult> results =
+      processor.HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+        if (ctx.event_id == "poison") return absl::InvalidArgumentError("bad");
+        ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/" + std::string(ctx.event_id), "1");
+        return "new";
+      });
+  ASSERT_EQ(results.size(), events.size());
+  EXPECT_EQ(results[0].outcome, Outcome::kApplied);
+  EXPECT_EQ(results[1].outcome, Outcome::kDuplicate);
+  EXPECT_EQ(results[1].result, "old");
+  EXPECT_EQ(results[2].outcome, Outcome::kInvalid);
+  EXPECT_EQ(results[3].outcome, Outcome::kApplied);
+  EXPECT_EQ(results[4].outcome, Outcome::kRetryLater) << "a repeat inside the batch waits for the first";
+  EXPECT_EQ(results[5].outcome, Outcome::kRejected);
+  EXPECT_TRUE(Applied("n1") && Applied("n2"));
+  EXPECT_FALSE(Applied("poison"));
+}
+
+}  // namespace
+}  // namespace idem
