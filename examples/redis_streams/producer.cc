@@ -1,0 +1,77 @@
+// Writes N events to the partitioned stream, and re-sends a share of them with the same event ID and
+// payload, as a producer retrying after a timeout does. Records what a correct ledger must show in
+// the hash events:expected (distinct events, and the total per account).
+// Usage: producer --port=P [--events=N] [--partitions=2] [--resend=0.2] [--accounts=10] [--poison=0]
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "examples/redis_streams/flags.h"
+#include "examples/redis_streams/redis.h"
+
+using idem::example::Flags;
+using idem::example::Redis;
+
+int main(int argc, char** argv) {
+  Flags flags(argc, argv);
+  const int port = static_cast<int>(flags.Int("port", 6379));
+  const long events = flags.Int("events", 1000);
+  const int partitions = static_cast<int>(flags.Int("partitions", 2));
+  const double resend = flags.Double("resend", 0.2);
+  const long accounts = flags.Int("accounts", 10);
+  const long poison = flags.Int("poison", 0);
+  Redis redis("127.0.0.1", port);
+  if (!redis.ok()) {
+    std::fprintf(stderr, "producer: cannot connect to redis on port %d: %s\n", port, redis.error().c_str());
+    return 1;
+  }
+  for (int p = 0; p < partitions; ++p) {
+    // The group exists before the first event, so consumers see every event ("0"), not just new ones.
+    redis.Command({"XGROUP", "CREATE", idem::example::StreamName(p), idem::example::kGroup, "0", "MKSTREAM"});
+  }
+  std::map<std::string, long long> expected;  // account -> total
+  long sent = 0, resent = 0;
+  uint64_t rng = 42;
+  auto next = [&rng] {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return rng >> 33;
+  };
+  for (long i = 0; i < events; ++i) {
+    const std::string id = "evt-" + std::to_string(i);
+    const std::string account = "acct-" + std::to_string(i % accounts);
+    const std::string amount = std::to_string(1 + static_cast<long>(next() % 1000));
+    expected[account] += std::stoll(amount);
+    const std::string stream = idem::example::StreamName(idem::example::PartitionOf(id, partitions));
+    const int copies = (static_cast<double>(next() % 10000) / 10000.0) < resend ? 2 : 1;
+    for (int c = 0; c < copies; ++c) {
+      auto reply = redis.Command({"XADD", stream, "*", "event_id", id, "account", account, "amount", amount});
+      if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        std::fprintf(stderr, "producer: XADD failed\n");
+        return 1;
+      }
+      ++sent;
+      resent += c;
+    }
+  }
+  // Poison: events the consumers must dead-letter without stopping (no ID; an ID over the limit; an
+  // amount the handler rejects). They are not part of the expected ledger.
+  for (long i = 0; i < poison; ++i) {
+    const std::string stream = idem::example::StreamName(static_cast<int>(i % partitions));
+    redis.Command({"XADD", stream, "*", "account", "acct-0", "amount", "5"});
+    redis.Command({"XADD", stream, "*", "event_id", std::string(600, 'x'), "account", "acct-0", "amount", "5"});
+    redis.Command({"XADD", stream, "*", "event_id", "poison-" + std::to_string(i), "account", "acct-0",
+                   "amount", "not-a-number"});
+    sent += 3;
+  }
+  std::vector<std::string> hset = {"HSET", idem::example::kExpected, "distinct", std::to_string(events),
+                                   "deliveries_sent", std::to_string(sent), "resent", std::to_string(resent),
+                                   "poison", std::to_string(poison * 3)};
+  for (const auto& [account, total] : expected) {
+    hset.push_back("total:" + account);
+    hset.push_back(std::to_string(total));
+  }
+  redis.Command(hset);
+  std::printf("produced %ld events as %ld messages (%ld re-sent with the same ID, %ld poison)\n", events, sent,
+              resent, poison * 3);
+  return 0;
+}
