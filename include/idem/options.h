@@ -94,7 +94,7 @@ struct Options {
   // How often a background thread looks for files whose records have all expired, and for an idle store
   // whose expired records would otherwise never be compacted away (RocksDB 7.8 re-evaluates its periodic
   // compaction only on writes). Zero disables the thread; CompactExpired() still works.
-  absl::Duration maintenance_interval = absl::Minutes(1);
+  absl::Duration maintenance_interval = absl::Seconds(2);
 
   // ---- Environment ----
 
