@@ -503,6 +503,10 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
     counters_.corrupt_records.fetch_add(1, std::memory_order_relaxed);
     return absl::DataLossError(absl::StrCat("record of '", Printable(id), "': ", record.status().message()));
   }
+  if (record->state == RecordState::kDone && FromMicros(record->deadline_us) <= now) {
+    // Past its retention the record reads as absent, here as in Reserve: the ID may be new again.
+    return AbortedFor(id, token, verb, "the ID's commit has expired (past its ttl)");
+  }
   if (record->token != token) {
     return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", record->token,
                                                     " (the lease was lost or the token is not this ID's)"));
