@@ -39,6 +39,15 @@ const RecentCommit* RecentCommits::Find(size_t shard, std::string_view id, absl:
   return &slot.commit;
 }
 
+void RecentCommits::Erase(size_t shard, std::string_view id) {
+  if (per_shard_ == 0) return;
+  Shard& s = shards_[shard];
+  auto it = s.index.find(HashOf(id));
+  if (it == s.index.end() || s.ring[it->second].id != id) return;
+  s.ring[it->second].commit.deadline = absl::InfinitePast();  // the slot stays in the ring, never found
+  s.index.erase(it);
+}
+
 void RecentCommits::Put(size_t shard, std::string_view id, uint64_t token, absl::Time deadline,
                         std::optional<uint64_t> fingerprint, std::string_view result) {
   if (per_shard_ == 0) return;

@@ -60,6 +60,8 @@ class RecentCommits {
   const RecentCommit* Find(size_t shard, std::string_view id, absl::Time now) const;
   void Put(size_t shard, std::string_view id, uint64_t token, absl::Time deadline,
            std::optional<uint64_t> fingerprint, std::string_view result);
+  // Forgets `id` (it was reserved again, so its old commit no longer describes it).
+  void Erase(size_t shard, std::string_view id);
 
  private:
   // A ring of slots, oldest overwritten first, indexed by the ID's 64-bit hash. Slots keep their

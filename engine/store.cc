@@ -236,13 +236,9 @@ std::optional<Reservation> Store::Impl::ConflictOf(const std::optional<uint64_t>
 std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::string_view id,
                                                          const std::optional<uint64_t>& fingerprint, absl::Time now,
                                                          bool* takeover) {
-  if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
-    if (auto conflict = ConflictOf(fingerprint, done->fingerprint, done->deadline, done->result)) return conflict;
-    counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
-    return Reservation{Verdict::kDuplicate, 0, done->deadline, done->result, false};
-  }
-  if (durable_reservations_) return std::nullopt;
-  if (engine::Lease* lease = leases_.Find(shard, id)) {
+  // A lease is newer than any cached commit of the same ID (Reserve erases the cache entry), so it is
+  // looked at first.
+  if (engine::Lease* lease = durable_reservations_ ? nullptr : leases_.Find(shard, id)) {
     if (lease->deadline > now) {
       if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -250,6 +246,12 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::stri
     }
     leases_.Erase(shard, id);
     *takeover = true;
+    return std::nullopt;
+  }
+  if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
+    if (auto conflict = ConflictOf(fingerprint, done->fingerprint, done->deadline, done->result)) return conflict;
+    counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
+    return Reservation{Verdict::kDuplicate, 0, done->deadline, done->result, false};
   }
   return std::nullopt;
 }
@@ -292,6 +294,9 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
   reservation.verdict = Verdict::kReserved;
   reservation.token = *token;
   reservation.deadline = now + options_.lease;
+  // An expired commit of this ID may still be cached; after a backward clock jump it would read as
+  // live again and contradict this newer reservation.
+  recent_.Erase(shard, id);
   if (durable_reservations_) {
     Record record;
     record.state = RecordState::kReserved;
