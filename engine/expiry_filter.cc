@@ -85,8 +85,19 @@ void ExpiryFilterFactory::SetClock(std::shared_ptr<Clock> clock) {
 }
 
 int64_t ExpiryFilterFactory::NowMicros() const {
-  MutexLock lock(&mu_);
-  return ToMicros(clock_->Now());
+  int64_t now;
+  {
+    MutexLock lock(&mu_);
+    now = ToMicros(clock_->Now());
+  }
+  return Observe(now);
+}
+
+int64_t ExpiryFilterFactory::Observe(int64_t clock_us) const {
+  int64_t seen = horizon_us_.load(std::memory_order_relaxed);
+  while (clock_us > seen && !horizon_us_.compare_exchange_weak(seen, clock_us, std::memory_order_relaxed)) {
+  }
+  return clock_us > seen ? clock_us : seen;
 }
 
 rocksdb::TablePropertiesCollector* DeadlineCollectorFactory::CreateTablePropertiesCollector(

@@ -37,7 +37,11 @@ class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
   // The Store attaching to a column family makes the filter read the Store's clock, so the read path
   // and the filter never disagree about time.
   void SetClock(std::shared_ptr<Clock> clock);
+  // The store's time: the clock, but never earlier than any time already observed, so that a backward
+  // clock jump cannot revive what has expired (for the filter, the store's reads and its caches alike).
   int64_t NowMicros() const;
+  // Folds a clock reading into the horizon; returns the (monotonic) time to use.
+  int64_t Observe(int64_t clock_us) const;
 
   uint64_t removed() const { return removed_.load(std::memory_order_relaxed); }
 
@@ -45,6 +49,7 @@ class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
   mutable Mutex mu_;
   std::shared_ptr<Clock> clock_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> removed_{0};
+  mutable std::atomic<int64_t> horizon_us_{INT64_MIN};
 };
 
 class DeadlineCollectorFactory : public rocksdb::TablePropertiesCollectorFactory {

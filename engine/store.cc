@@ -109,6 +109,7 @@ absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
   owned_handles_ = std::move(owned_handles);
   health_ = health ? std::move(health) : std::make_shared<HealthListener>();
   filter_->SetClock(clock_);
+  Now();  // the store's time starts at its clock's reading now
   absl::StatusOr<std::unique_ptr<engine::TokenSource>> tokens = engine::TokenSource::Load(db_, cf_, write_options_);
   if (!tokens.ok()) return tokens.status();
   tokens_ = std::move(*tokens);
@@ -339,7 +340,7 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
   std::unique_lock<std::mutex> lock(locks_.At(shard)->native());
   const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options.wait);
   for (;;) {
-    const absl::Time now = clock_->Now();
+    const absl::Time now = Now();
     absl::StatusOr<Reservation> reservation = ReserveLocked(shard, id, options.fingerprint, now);
     if (!reservation.ok() || reservation->verdict != Verdict::kInFlight || options.wait <= absl::ZeroDuration()) {
       return reservation;
@@ -378,7 +379,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
     }
   }
   engine::KeyLocks::Group lock(&locks_, stripes);
-  const absl::Time now = clock_->Now();
+  const absl::Time now = Now();
 
   // Memory first; what it cannot answer is read with one MultiGet without I/O, then one with I/O.
   std::vector<size_t> to_read;  // positions in firsts
@@ -540,7 +541,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   LatencyTimer timer(&commit_latency_);
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
-  const absl::Time now = clock_->Now();
+  const absl::Time now = Now();
 
   absl::StatusOr<Hold> hold = FindHold(shard, id, token, "commit", now);
   if (!hold.ok()) return hold.status();
@@ -613,7 +614,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   std::vector<size_t> held_stripes;
   for (size_t i : valid) held_stripes.push_back(stripes[i]);
   engine::KeyLocks::Group lock(&locks_, std::move(held_stripes));
-  const absl::Time now = clock_->Now();
+  const absl::Time now = Now();
 
   std::string rep(kBatchHeader, '\0');
   uint32_t count = 0;
@@ -656,7 +657,7 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
 
-  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "release", clock_->Now());
+  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "release", Now());
   if (!hold.ok()) return hold.status();
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot release '", Printable(id), "': already committed"));
@@ -680,7 +681,7 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
-  const absl::Time now = clock_->Now();
+  const absl::Time now = Now();
 
   absl::StatusOr<Hold> hold = FindHold(shard, id, token, "extend", now);
   if (!hold.ok()) return hold.status();
@@ -705,7 +706,7 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(this);
   if (!op.ok()) return op.status();
-  const absl::Time now = clock_->Now();
+  const absl::Time now = Now();
   if (!durable_reservations_) {
     const size_t shard = locks_.StripeOf(id);
     auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
@@ -768,7 +769,7 @@ absl::Status Store::Impl::CompactExpired() {
 absl::Status Store::Impl::RunMaintenance() {
   Operation op(this);
   if (!op.ok()) return op.status();
-  const int64_t now_us = ToMicros(clock_->Now());
+  const int64_t now_us = ToMicros(Now());
 
   // 1. A memtable whose records have all expired: flushing it runs the filter, which drops them all.
   if (memtable_dirty_.load(std::memory_order_relaxed) &&

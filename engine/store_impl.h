@@ -130,6 +130,13 @@ class Store::Impl {
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
   void NoteMemtableDeadline(int64_t deadline_us);
   void NudgePeriodicCompaction();
+  // The injected clock made monotonic (see ExpiryFilterFactory::Observe): every decision uses it.
+  absl::Time Now() const {
+    const absl::Time t = clock_->Now();
+    const int64_t us = engine::ToMicros(t);
+    const int64_t monotonic = filter_->Observe(us);
+    return monotonic == us ? t : engine::FromMicros(monotonic);  // exact unless the clock went back
+  }
 
   // ---- Constant after construction ----
   const Options options_;

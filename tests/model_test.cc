@@ -2,6 +2,7 @@
 // forward and backward, compaction, reopen) run against the store and against a small in-memory
 // reference model. Any divergence fails with the seed and the shortest failing prefix of operations.
 // IDEM_MODEL_SEEDS / IDEM_MODEL_OPS scale the run (defaults keep ctest short).
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -91,13 +92,17 @@ class Harness {
   // Empty when store and model agree on `op`; otherwise what differed.
   std::string Apply(const Op& op) {
     const std::string id = "id" + std::to_string(op.id);
-    const absl::Time now = clock_->Now();
+    // The store's time never goes back within a process: a rewound clock stands still until it catches
+    // up. The store reads the clock only when called, so the model does too (Observe).
+    const absl::Time now = std::max(horizon_, clock_->Now());
     switch (op.kind) {
       case OpKind::kReserve:
+        Observe();
         return CheckReserve(id, store_->Reserve(id), now);
       case OpKind::kBatch: {
         const std::string other = "id" + std::to_string(op.other);
         std::vector<std::string_view> ids = {id, other};
+        Observe();
         auto results = store_->ReserveBatch(ids);
         std::string diff = CheckReserve(id, results[0], now);
         if (!diff.empty()) return diff;
@@ -112,6 +117,7 @@ class Harness {
         const uint64_t token = TokenFor(id, op.kind == OpKind::kCommitStale);
         if (token == 0) return "";
         const std::string result = "r" + std::to_string(token);
+        Observe();
         absl::Status s = store_->Commit(id, token, result);
         const Hold hold = HoldOf(id, token, now);
         if (hold == Hold::kMaybe) {
@@ -130,6 +136,7 @@ class Harness {
         const uint64_t token = TokenFor(id, false);
         if (token == 0) return "";
         const bool release = op.kind == OpKind::kRelease;
+        Observe();
         absl::Status s = release ? store_->Release(id, token) : store_->Extend(id, token);
         const Hold hold = HoldOf(id, token, now);
         absl::StatusCode want = absl::StatusCode::kAborted;
@@ -156,6 +163,7 @@ class Harness {
         clock_->Advance(-absl::Seconds(op.seconds));
         return "";
       case OpKind::kCompact: {
+        Observe();
         absl::Status s = store_->CompactExpired();
         if (!s.ok()) return "compact: " + s.ToString();
         for (auto it = disk_.begin(); it != disk_.end();) it = it->second.deadline <= now ? disk_.erase(it) : std::next(it);
@@ -174,7 +182,10 @@ class Harness {
  private:
   enum class Hold { kNo, kReserved, kDone, kMaybe };
 
+  void Observe() { horizon_ = std::max(horizon_, clock_->Now()); }
+
   void Open() {
+    horizon_ = clock_->Now();  // a new process starts from its clock (the store reads it at Open)
     absl::StatusOr<std::unique_ptr<Store>> s = Store::Open(options_, path_);
     store_ = s.ok() ? std::move(*s) : nullptr;
   }
@@ -262,6 +273,7 @@ class Harness {
   std::unique_ptr<Store> store_;
   std::map<std::string, ModelRecord> disk_, leases_;
   ModelRecord* hold_record_ = nullptr;
+  absl::Time horizon_ = absl::InfinitePast();
   std::map<std::string, std::vector<uint64_t>> tokens_;
 };
 

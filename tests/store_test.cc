@@ -461,6 +461,16 @@ TEST_P(StoreTest, WaitIsBoundedWhenTheHolderNeverFinishes) {
   EXPECT_EQ(store_->GetStats().in_flight, 1u) << "one verdict returned, however many times it waited";
 }
 
+TEST_P(StoreTest, BackwardClockJumpNeverRevivesWhatExpired) {
+  const Reservation first = MustReserve("e");
+  clock_->Advance(options_.lease + absl::Seconds(10));  // the lease has ended
+  clock_->Advance(-absl::Seconds(20));                  // the wall clock steps back inside the old lease
+  const Reservation again = MustReserve("e");
+  EXPECT_EQ(again.verdict, Verdict::kReserved) << "store time does not go back: the lease stays ended";
+  EXPECT_TRUE(again.takeover);
+  EXPECT_THAT(store_->Commit("e", first.token), StatusIs(absl::StatusCode::kAborted));
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, StoreTest, ::testing::Bool(), [](const auto& info) {
   return info.param ? std::string("DurableReservations") : std::string("InMemoryLeases");
 });
