@@ -120,6 +120,10 @@ class Harness {
         Observe();
         absl::Status s = store_->Commit(id, token, result);
         const Hold hold = HoldOf(id, token, now);
+        if (hold == Hold::kMaybeDone) {  // done, or compacted away earlier: OK (no-op) or kAborted
+          if (!s.ok()) Forget(id);
+          return s.ok() || s.code() == absl::StatusCode::kAborted ? "" : "commit: " + s.ToString();
+        }
         if (hold == Hold::kMaybe) {
           if (s.ok()) Commit(id, token, now, result);
           if (!s.ok()) Forget(id);
@@ -142,10 +146,11 @@ class Harness {
         absl::StatusCode want = absl::StatusCode::kAborted;
         if (hold == Hold::kReserved || hold == Hold::kMaybe) want = absl::StatusCode::kOk;
         if (hold == Hold::kDone) want = absl::StatusCode::kFailedPrecondition;
-        if (hold == Hold::kMaybe && s.code() == absl::StatusCode::kAborted) {
+        if ((hold == Hold::kMaybe || hold == Hold::kMaybeDone) && s.code() == absl::StatusCode::kAborted) {
           Forget(id);
           return "";
         }
+        if (hold == Hold::kMaybeDone) want = absl::StatusCode::kFailedPrecondition;
         if (s.code() != want) return std::string(release ? "release" : "extend") + " gave " + s.ToString();
         if (want == absl::StatusCode::kOk) {
           if (release) {
@@ -180,12 +185,16 @@ class Harness {
   }
 
  private:
-  enum class Hold { kNo, kReserved, kDone, kMaybe };
+  enum class Hold { kNo, kReserved, kDone, kMaybe, kMaybeDone };
 
-  void Observe() { horizon_ = std::max(horizon_, clock_->Now()); }
+  void Observe() {
+    horizon_ = std::max(horizon_, clock_->Now());
+    ever_ = std::max(ever_, horizon_);
+  }
 
   void Open() {
     horizon_ = clock_->Now();  // a new process starts from its clock (the store reads it at Open)
+    ever_ = std::max(ever_, horizon_);
     absl::StatusOr<std::unique_ptr<Store>> s = Store::Open(options_, path_);
     store_ = s.ok() ? std::move(*s) : nullptr;
   }
@@ -206,9 +215,12 @@ class Harness {
     auto it = disk_.find(id);
     if (it == disk_.end() || it->second.token != token) return Hold::kNo;
     hold_record_ = &it->second;
-    if (it->second.done) return it->second.deadline > now ? Hold::kDone : Hold::kNo;
+    if (it->second.done) {
+      if (it->second.deadline <= now) return Hold::kNo;
+      return it->second.deadline <= ever_ ? Hold::kMaybeDone : Hold::kDone;
+    }
     // An expired reservation on disk still holds, unless a background compaction removed it.
-    return it->second.deadline > now ? Hold::kReserved : Hold::kMaybe;
+    return it->second.deadline > now && it->second.deadline > ever_ ? Hold::kReserved : Hold::kMaybe;
   }
 
   void Commit(const std::string& id, uint64_t token, absl::Time now, const std::string& result) {
@@ -244,6 +256,12 @@ class Harness {
         else maybe_takeover = !it->second.done;
       }
     }
+    const bool live_on_disk = live != nullptr && (lease == leases_.end() || live != &lease->second);
+    if (live_on_disk && live->deadline <= ever_ && got->verdict == Verdict::kReserved) {
+      // The record may have been compacted away before the clock went back; the store says it was.
+      live = nullptr;
+      maybe_takeover = true;
+    }
     if (live != nullptr) {
       const Verdict want = live->done ? Verdict::kDuplicate : Verdict::kInFlight;
       if (got->verdict != want) return "reserve " + id + ": verdict " + std::to_string(static_cast<int>(got->verdict));
@@ -274,6 +292,10 @@ class Harness {
   std::map<std::string, ModelRecord> disk_, leases_;
   ModelRecord* hold_record_ = nullptr;
   absl::Time horizon_ = absl::InfinitePast();
+  // The latest time any incarnation of the store has seen. A record whose deadline is before it may
+  // have been removed by a background compaction (after a reopen the clock may be behind it), so the
+  // model cannot say whether it still exists.
+  absl::Time ever_ = absl::InfinitePast();
   std::map<std::string, std::vector<uint64_t>> tokens_;
 };
 
