@@ -185,10 +185,9 @@ void BM_Reserve_DuplicateCold(benchmark::State& state) {
   RunDuplicates(state, *loaded, 0);
 }
 
-void BM_Cycle(benchmark::State& state) {
-  Scratch dir("cycle");
-  auto store = Store::Open(BenchOptions(state.range(0) != 0), dir.path());
-  if (!store.ok()) return state.SkipWithError(store.status().ToString().c_str());
+// The consumer's path: Reserve + Commit of fresh IDs, timed per event. `store` is read only inside the
+// timing loop, whose start is the barrier after which a shared store is open (see RunSharedCycles).
+void RunCycles(benchmark::State& state, const std::unique_ptr<Store>& store) {
   IdGenerator ids(IdShape::kRandom16);
   LatencyRecorder latency(state);
   uint64_t i = FreshBase();
@@ -196,13 +195,39 @@ void BM_Cycle(benchmark::State& state) {
   for (auto _ : state) {
     ids.Make(i++, &id);
     latency.Start();
-    absl::StatusOr<Reservation> r = (*store)->Reserve(id);
-    absl::Status committed = r.ok() ? (*store)->Commit(id, r->token) : r.status();
+    absl::StatusOr<Reservation> r = store->Reserve(id);
+    absl::Status committed = r.ok() ? store->Commit(id, r->token) : r.status();
     latency.Stop();
-    if (!committed.ok()) return state.SkipWithError(committed.ToString().c_str());
+    if (!committed.ok()) {
+      state.SkipWithError(committed.ToString().c_str());
+      break;
+    }
   }
   latency.Report();
   state.SetItemsProcessed(state.iterations());
+}
+
+// RunCycles on one store shared by every thread of the benchmark: thread 0 opens it before the timing
+// loop (whose start is a barrier for all threads) and closes it after the loop's closing barrier.
+void RunSharedCycles(benchmark::State& state, const Options& options) {
+  static Scratch* dir = nullptr;
+  static std::unique_ptr<Store> store;
+  if (state.thread_index() == 0) {
+    dir = new Scratch("cycle-shared");
+    store = *Store::Open(options, dir->path());
+  }
+  RunCycles(state, store);
+  if (state.thread_index() == 0) {
+    store.reset();
+    delete dir;
+  }
+}
+
+void BM_Cycle(benchmark::State& state) {
+  Scratch dir("cycle");
+  auto store = Store::Open(BenchOptions(state.range(0) != 0), dir.path());
+  if (!store.ok()) return state.SkipWithError(store.status().ToString().c_str());
+  RunCycles(state, *store);
 }
 
 // Reserve + Commit of a polled batch of N events: one MultiGet-backed ReserveBatch, one CommitBatch.
@@ -238,70 +263,16 @@ void BM_CycleBatch(benchmark::State& state) {
 }
 
 // The consumer's path from several threads sharing one store.
-void BM_Cycle_Threads(benchmark::State& state) {
-  static Scratch* dir = nullptr;
-  static std::unique_ptr<Store> store;
-  if (state.thread_index() == 0) {
-    dir = new Scratch("cycle-threads");
-    store = *Store::Open(BenchOptions(), dir->path());
-  }
-  IdGenerator ids(IdShape::kRandom16);
-  LatencyRecorder latency(state);
-  uint64_t i = FreshBase();
-  std::string id;
-  for (auto _ : state) {
-    ids.Make(i++, &id);
-    latency.Start();
-    absl::StatusOr<Reservation> r = store->Reserve(id);
-    absl::Status committed = r.ok() ? store->Commit(id, r->token) : r.status();
-    latency.Stop();
-    if (!committed.ok()) {
-      state.SkipWithError(committed.ToString().c_str());
-      break;
-    }
-  }
-  latency.Report();
-  state.SetItemsProcessed(state.iterations());
-  if (state.thread_index() == 0) {
-    store.reset();
-    delete dir;
-  }
-}
+void BM_Cycle_Threads(benchmark::State& state) { RunSharedCycles(state, BenchOptions()); }
 
 // Durability modes of the consumer's path: 0 = WAL written, not fsynced (sync = false); 1 = WAL fsynced
 // by a background timer every 10 ms (bounded loss on power failure); 2 = fsync before every Commit
 // returns (sync = true). Threads share fsyncs through RocksDB's group commit in mode 2.
 void BM_Cycle_Durability(benchmark::State& state) {
-  static Scratch* dir = nullptr;
-  static std::unique_ptr<Store> store;
-  if (state.thread_index() == 0) {
-    Options options = BenchOptions();
-    options.sync = state.range(0) == 2;
-    if (state.range(0) == 1) options.wal_sync_interval = absl::Milliseconds(10);
-    dir = new Scratch("cycle-durability");
-    store = *Store::Open(options, dir->path());
-  }
-  IdGenerator ids(IdShape::kRandom16);
-  LatencyRecorder latency(state);
-  uint64_t i = FreshBase();
-  std::string id;
-  for (auto _ : state) {
-    ids.Make(i++, &id);
-    latency.Start();
-    absl::StatusOr<Reservation> r = store->Reserve(id);
-    absl::Status committed = r.ok() ? store->Commit(id, r->token) : r.status();
-    latency.Stop();
-    if (!committed.ok()) {
-      state.SkipWithError(committed.ToString().c_str());
-      break;
-    }
-  }
-  latency.Report();
-  state.SetItemsProcessed(state.iterations());
-  if (state.thread_index() == 0) {
-    store.reset();
-    delete dir;
-  }
+  Options options = BenchOptions();
+  options.sync = state.range(0) == 2;
+  if (state.range(0) == 1) options.wal_sync_interval = absl::Milliseconds(10);
+  RunSharedCycles(state, options);
 }
 
 // Space: bytes of SST per live 16-byte ID after a full compaction (one iteration; the figure is the
