@@ -315,36 +315,38 @@ int EnvInt(const char* name, int fallback) {
   return v ? std::atoi(v) : fallback;
 }
 
+// Drops operations one by one from the failing prefix while the divergence persists; returns the
+// shortest sequence found, one operation per line.
+std::string Shrink(bool durable, const std::vector<Op>& ops, int at) {
+  std::vector<Op> shrunk(ops.begin(), ops.begin() + at + 1);
+  for (size_t i = 0; i + 1 < shrunk.size();) {
+    std::vector<Op> candidate = shrunk;
+    candidate.erase(candidate.begin() + static_cast<long>(i));
+    std::string diff;
+    if (RunSequence(durable, candidate, &diff) >= 0) {
+      shrunk = std::move(candidate);
+    } else {
+      ++i;
+    }
+  }
+  std::string trace = std::to_string(shrunk.size()) + " ops:\n";
+  for (const Op& op : shrunk) trace += "  " + Describe(op) + "\n";
+  return trace;
+}
+
 class ModelTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ModelTest, StoreAgreesWithReferenceModel) {
   const int seeds = EnvInt("IDEM_MODEL_SEEDS", 40);
   const int length = EnvInt("IDEM_MODEL_OPS", 150);
   const int first = EnvInt("IDEM_MODEL_FIRST_SEED", 1);
-  uint64_t operations = 0;
+  const uint64_t operations = static_cast<uint64_t>(seeds) * static_cast<uint64_t>(length);
   for (int seed = first; seed < first + seeds; ++seed) {
     const std::vector<Op> ops = Generate(static_cast<uint64_t>(seed) * 7919 + (GetParam() ? 1 : 0), length);
     std::string diff;
     const int at = RunSequence(GetParam(), ops, &diff);
-    operations += ops.size();
-    if (at < 0) continue;
-    // Shrink: drop operations one by one while the divergence persists.
-    std::vector<Op> shrunk(ops.begin(), ops.begin() + at + 1);
-    for (size_t i = 0; i + 1 < shrunk.size();) {
-      std::vector<Op> candidate = shrunk;
-      candidate.erase(candidate.begin() + static_cast<long>(i));
-      std::string d;
-      if (RunSequence(GetParam(), candidate, &d) >= 0) {
-        shrunk = candidate;
-      } else {
-        ++i;
-      }
-    }
-    std::string trace;
-    for (const Op& op : shrunk) trace += "  " + Describe(op) + "\n";
-    FAIL() << "seed " << seed << " diverged at op " << at << ": " << diff << "\nshortest reproduction (" << shrunk.size()
-           << " ops):\n"
-           << trace;
+    ASSERT_LT(at, 0) << "seed " << seed << " diverged at op " << at << ": " << diff << "\nshortest reproduction, "
+                     << Shrink(GetParam(), ops, at);
   }
   RecordProperty("operations", static_cast<int>(operations));
   std::printf("model test: %llu operations, %d seeds, no divergence\n", static_cast<unsigned long long>(operations),
