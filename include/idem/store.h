@@ -192,7 +192,10 @@ class Store {
   absl::Status Close();
 
   // The underlying DB and column family, for callers that want to add their own writes to `effects`.
-  // Valid until Close(). For Open, other column families are the caller's to create.
+  // Valid until Close(), or until a Resume() that had to reopen the DB: fetch them again per use rather
+  // than caching them. For Open, other column families are the caller's to create (and destroy before
+  // Close); their handles do not survive a reopen, so effects that must survive store failures belong
+  // in the default column family or in a DB the caller owns (Attach).
   rocksdb::DB* db() const;
   rocksdb::ColumnFamilyHandle* column_family() const;
 
