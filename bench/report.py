@@ -141,13 +141,15 @@ def main():
     fig.savefig(os.path.join(out_dir, "latency.png"), dpi=110)
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    threads = [(int(n.split("threads:")[1]), rows[n]["items_per_second"]) for n in names if "threads:" in n]
+    threads = [(int(n.split("threads:")[1]), rows[n]["items_per_second"]) for n in names
+               if n.startswith("BM_Cycle_Threads/")]
     if threads:
         a1.plot([t for t, _ in threads], [v / 1000 for _, v in threads], marker="o")
         a1.set_xlabel("threads")
         a1.set_ylabel("events/s (thousands)")
         a1.set_title("BM_Cycle_Threads throughput")
-    batches = [(int(n.split("batch:")[1]), rows[n]["items_per_second"]) for n in names if "batch:" in n]
+    batches = [(int(n.split("batch:")[1]), rows[n]["items_per_second"]) for n in names
+               if n.startswith("BM_CycleBatch/")]
     if batches:
         a2.plot([b for b, _ in batches], [v / 1000 for _, v in batches], marker="o")
         a2.set_xscale("log", base=2)
