@@ -141,17 +141,25 @@ absl::Status Store::Impl::Close() {
     // Whatever the periodic sync had not reached yet is made durable at a clean close.
     if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) close_status_ = engine::FromRocks(s, "syncing the WAL");
   }
+  if (absl::Status s = CloseOwnedDb(); !s.ok() && close_status_.ok()) close_status_ = s;
+  return close_status_;
+}
+
+absl::Status Store::Impl::CloseOwnedDb() {
+  absl::Status first;
   if (owned_db_ != nullptr) {
     for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
       rocksdb::Status s = owned_db_->DestroyColumnFamilyHandle(handle);
-      if (!s.ok() && close_status_.ok()) close_status_ = engine::FromRocks(s, "closing column family");
+      if (!s.ok() && first.ok()) first = engine::FromRocks(s, "closing column family");
     }
-    owned_handles_.clear();
     rocksdb::Status s = owned_db_->Close();
-    if (!s.ok() && close_status_.ok()) close_status_ = engine::FromRocks(s, "closing the DB");
-    owned_db_.reset();
+    if (!s.ok() && first.ok()) first = engine::FromRocks(s, "closing the DB");
   }
-  return close_status_;
+  owned_handles_.clear();
+  owned_db_.reset();
+  db_ = nullptr;
+  cf_ = nullptr;
+  return first;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -226,6 +234,25 @@ void Store::Impl::NoteMemtableDeadline(int64_t deadline_us) {
 // ---------------------------------------------------------------------------------------------------
 // Check-and-reserve
 
+absl::StatusOr<Record> Store::Impl::DecodeStored(std::string_view id, std::string_view bytes,
+                                                 bool count_corrupt) const {
+  absl::StatusOr<Record> record = engine::DecodeRecord(bytes);
+  if (record.ok()) return record;
+  if (count_corrupt) counters_.corrupt_records.fetch_add(1, std::memory_order_relaxed);
+  return absl::DataLossError(absl::StrCat("record of '", Printable(id), "': ", record.status().message()));
+}
+
+Record Store::Impl::DoneRecord(uint64_t token, std::optional<uint64_t> fingerprint, std::string_view result,
+                               absl::Time now) const {
+  Record done;
+  done.state = RecordState::kDone;
+  done.deadline_us = ToMicros(now + options_.ttl);
+  done.token = token;
+  done.fingerprint = fingerprint;
+  done.result = result;
+  return done;
+}
+
 std::optional<Reservation> Store::Impl::ConflictOf(const std::optional<uint64_t>& wanted,
                                                    const std::optional<uint64_t>& stored, absl::Time deadline,
                                                    std::string_view result) {
@@ -263,11 +290,8 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
   Reservation reservation;
   reservation.takeover = takeover;
   if (lookup.found) {
-    absl::StatusOr<Record> record = engine::DecodeRecord(lookup.value);
-    if (!record.ok()) {
-      counters_.corrupt_records.fetch_add(1, std::memory_order_relaxed);
-      return absl::DataLossError(absl::StrCat("record of '", Printable(id), "': ", record.status().message()));
-    }
+    absl::StatusOr<Record> record = DecodeStored(id, lookup.value, /*count_corrupt=*/true);
+    if (!record.ok()) return record.status();
     const absl::Time deadline = FromMicros(record->deadline_us);
     if (deadline > now) {
       if (auto conflict = ConflictOf(fingerprint, record->fingerprint, deadline, record->result)) return *conflict;
@@ -504,11 +528,8 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   if (!lookup.ok()) return lookup.status();
   if (!lookup->found) return AbortedFor(id, token, verb, "no reservation (released, expired or never made)");
-  absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
-  if (!record.ok()) {
-    counters_.corrupt_records.fetch_add(1, std::memory_order_relaxed);
-    return absl::DataLossError(absl::StrCat("record of '", Printable(id), "': ", record.status().message()));
-  }
+  absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/true);
+  if (!record.ok()) return record.status();
   if (record->state == RecordState::kDone && FromMicros(record->deadline_us) <= now) {
     // Past its retention the record reads as absent, here as in Reserve: the ID may be new again.
     return AbortedFor(id, token, verb, "the ID's commit has expired (past its ttl)");
@@ -548,12 +569,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   // Same token, already done: a repeated Commit (e.g. a retry after an ambiguous error that did land).
   if (hold->done) return absl::OkStatus();
 
-  Record done;
-  done.state = RecordState::kDone;
-  done.deadline_us = ToMicros(now + options_.ttl);
-  done.token = token;
-  done.fingerprint = hold->fingerprint;
-  done.result = result;
+  const Record done = DoneRecord(token, hold->fingerprint, result, now);
   const std::string encoded = engine::EncodeRecord(done);
   absl::Status status;
   if (effects != nullptr) {
@@ -628,12 +644,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
       continue;
     }
     if (hold->done) continue;  // a repeat: OK, nothing to write
-    Record done;
-    done.state = RecordState::kDone;
-    done.deadline_us = ToMicros(now + options_.ttl);
-    done.token = request.token;
-    done.fingerprint = hold->fingerprint;
-    done.result = request.result;
+    const Record done = DoneRecord(request.token, hold->fingerprint, request.result, now);
     if (request.effects != nullptr) AppendRecords(*request.effects, &rep, &count);
     markers.Put(cf_, AsSlice(request.id), engine::EncodeRecord(done));
     to_commit.emplace_back(i, done);
@@ -718,10 +729,8 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   if (!lookup.ok()) return lookup.status();
   if (!lookup->found) return absl::NotFoundError(absl::StrCat("no record for '", Printable(id), "'"));
-  absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
-  if (!record.ok()) {
-    return absl::DataLossError(absl::StrCat("record of '", Printable(id), "': ", record.status().message()));
-  }
+  absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/false);
+  if (!record.ok()) return record.status();
   RecordInfo info;
   info.state = record->state == RecordState::kDone ? RecordInfo::State::kDone : RecordInfo::State::kReserved;
   info.token = record->token;
@@ -933,16 +942,7 @@ absl::Status Store::Impl::Resume() {
   absl::Status result;
   {
     engine::WriterLock lock(&lifecycle_mu_);
-    if (owned_db_ != nullptr) {
-      for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
-        owned_db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-      }
-      owned_handles_.clear();
-      owned_db_->Close().PermitUncheckedError();  // it reports the very error we are recovering from
-      owned_db_.reset();
-    }
-    db_ = nullptr;
-    cf_ = nullptr;
+    CloseOwnedDb().IgnoreError();  // it reports the very error we are recovering from
     size_t idem_index = 0;
     result = OpenDb(options_, path_, filter_, health_, &owned_db_, &owned_handles_, &idem_index);
     if (result.ok()) {
@@ -957,13 +957,7 @@ absl::Status Store::Impl::Resume() {
       health_->Set(absl::OkStatus());
       counters_.reopens.fetch_add(1, std::memory_order_relaxed);
     } else {
-      for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
-        owned_db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-      }
-      owned_handles_.clear();
-      owned_db_.reset();
-      db_ = nullptr;
-      cf_ = nullptr;
+      CloseOwnedDb().IgnoreError();
       result = absl::UnavailableError(absl::StrCat("reopening the DB after a storage error failed (",
                                                    result.message(), "); Resume() again later"));
       health_->Set(result);

@@ -101,6 +101,14 @@ class Store::Impl {
   };
 
   absl::Status CheckId(std::string_view id) const;
+  // DataLoss naming `id` when the stored bytes do not decode; Peek does not count it as a corrupt
+  // record seen by an operation.
+  absl::StatusOr<engine::Record> DecodeStored(std::string_view id, std::string_view bytes, bool count_corrupt) const;
+  // The done record a Commit of `token` writes at `now`; `result` must outlive it.
+  engine::Record DoneRecord(uint64_t token, std::optional<uint64_t> fingerprint, std::string_view result,
+                            absl::Time now) const;
+  // Destroys the handles and closes a DB that Open owns (a no-op for Attach); the first error, if any.
+  absl::Status CloseOwnedDb();
   absl::Status CheckToken(uint64_t token) const;
   absl::Status CheckCommit(const CommitRequest& request) const;
   // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
