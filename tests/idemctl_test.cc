@@ -1,8 +1,11 @@
 // idemctl against real stores: every subcommand, a corrupt record for verify, a held store.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "idem/store.h"
@@ -128,6 +131,73 @@ TEST_F(IdemctlTest, NotAStoreIsAClearError) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("checkpoint"));
   EXPECT_THAT(Idemctl("scan --help").output, HasSubstr("--state"));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return "";
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  std::fclose(f);
+  return out;
+}
+
+// A small run: small memtables so that files are flushed and dropped, redeliveries reaching back further
+// than the recent-commit cache (65 536 IDs) so that RocksDB answers them, and a FIFO
+// size cap small enough to drop live IDs. tune must see that and refuse to recommend it.
+TEST(IdemctlTuneTest, MeasuresEveryConfigurationAndMarksTheUnsafeOne) {
+  ScratchDir dir;
+  const std::string out = dir.Sub("out");
+  CliRun run = Idemctl("tune --events 120000 --ttl 150s --rate 1000 --distance 100000 --memtable 64K "
+                       "--profiles leveled,fifo-capped --fifo-cap 128K --no-plots --scratch " + dir.path() +
+                       " --out " + out);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("best safe configuration: leveled"));
+  EXPECT_THAT(run.output, HasSubstr("UNSAFE"));
+  EXPECT_THAT(run.output, HasSubstr("options.compaction = idem::CompactionProfile::kLeveled;"));
+
+  const std::string csv = ReadFile(out + "/results.csv");
+  ASSERT_FALSE(csv.empty());
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3) << csv;  // header + two configurations
+  EXPECT_THAT(csv, HasSubstr("leveled bloom10"));
+  // The leveled row is safe and admitted no duplicate; the capped FIFO row is not.
+  const size_t leveled = csv.find("\nleveled");
+  const size_t capped = csv.find("\nfifo-capped");
+  ASSERT_NE(leveled, std::string::npos);
+  ASSERT_NE(capped, std::string::npos);
+  EXPECT_THAT(csv.substr(leveled, csv.find('\n', leveled + 1) - leveled), HasSubstr(",0,"));
+  EXPECT_THAT(csv.substr(leveled, csv.find('\n', leveled + 1) - leveled), HasSubstr(",yes,"));
+  EXPECT_THAT(csv.substr(capped), HasSubstr(",no,"));
+  EXPECT_THAT(ReadFile(out + "/timeline.csv"), HasSubstr("config,simulated_seconds,disk_bytes"));
+  // Scratch stores are removed afterwards.
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("idem-tune-" + std::to_string(getpid()))));
+}
+
+TEST(IdemctlTuneTest, DrawsPlotsWhenMatplotlibIsThere) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3-matplotlib is not installed";
+  }
+  ScratchDir dir;
+  const std::string out = dir.Sub("out");
+  CliRun run = Idemctl("tune --events 5000 --profiles leveled,universal --scratch " + dir.path() + " --out " + out);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  for (const char* png : {"/disk.png", "/latency.png"}) {
+    EXPECT_EQ(ReadFile(out + png).substr(0, 4), "\x89PNG") << png;
+  }
+}
+
+TEST(IdemctlTuneTest, RefusesContradictoryWorkloadAndHasHelp) {
+  CliRun run = Idemctl("tune --ttl 10s --lease 30s");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.output, HasSubstr("must be shorter than the ttl"));
+  CliRun help = Idemctl("tune --help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag : {"--preset", "--profiles", "--bloom-bits", "--block-cache", "--memtable", "--leases",
+                           "--sync", "--rate", "--duplicates", "--distance", "--shape", "--events", "--threads"}) {
+    EXPECT_THAT(help.output, HasSubstr(flag));
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 //   idemctl compact STORE
 //   idemctl checkpoint STORE DIR
 //   idemctl verify STORE
+//   idemctl tune [--preset=short|standard] [workload and configuration flags]
 //
 // Read-only commands (stats, get, scan, verify) open the store as a RocksDB secondary instance, so a
 // live consumer holding it is not disturbed. compact and checkpoint need the store itself and refuse
@@ -30,6 +31,7 @@
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "tools/tune_command.h"
 
 namespace {
 
@@ -256,7 +258,11 @@ int main(int argc, char** argv) {
   verify->add_option("store", path, "store directory")->required();
   verify->add_flag("--hex", hex, "print corrupt keys in hex");
 
+  idem::tools::TuneFlags tune_flags;
+  auto* tune = idem::tools::AddTuneCommand(app, &tune_flags);
+
   CLI11_PARSE(app, argc, argv);
+  if (tune->parsed()) return idem::tools::RunTune(tune_flags);
 
   if (compact->parsed() || checkpoint->parsed()) {
     idem::Options options;

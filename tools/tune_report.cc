@@ -1,0 +1,176 @@
+#include "tools/tune_report.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace idem::tools {
+namespace {
+
+// The plotting script, fed to python3 on standard input so that an installed idemctl needs no data files.
+constexpr char kPlotScript[] = R"PY(
+import csv, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+out = sys.argv[1]
+rows = list(csv.DictReader(open(out + "/results.csv")))
+timeline = list(csv.DictReader(open(out + "/timeline.csv")))
+
+fig, ax = plt.subplots(figsize=(10, 5.5))
+for row in rows:
+    points = [t for t in timeline if t["config"] == row["config"]]
+    xs = [float(t["simulated_seconds"]) / 60 for t in points]
+    ys = [int(t["disk_bytes"]) / 2**20 for t in points]
+    style = "-" if row["safe"] == "yes" else ":"
+    ax.plot(xs, ys, style, label=row["config"] + ("" if row["safe"] == "yes" else "  (UNSAFE)"))
+ttl_min = float(rows[0]["ttl_seconds"]) / 60 if rows else 0
+k = 1
+while ttl_min > 0 and xs and k * ttl_min <= max(xs):
+    ax.axvline(k * ttl_min, color="grey", linewidth=0.6, linestyle="--")
+    k += 1
+ax.set_xlabel("simulated time (minutes; dashed lines every TTL)")
+ax.set_ylabel("store directory size (MiB)")
+ax.set_title("Disk size over simulated time")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(out + "/disk.png", dpi=110)
+
+fig, ax = plt.subplots(figsize=(10, 5.5))
+names = [r["config"] for r in rows]
+width = 0.27
+for i, (col, label) in enumerate([("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")]):
+    vals = [float(r[col]) for r in rows]
+    ax.bar([x + (i - 1) * width for x in range(len(rows))], vals, width, label=label)
+ax.set_xticks(range(len(rows)))
+ax.set_xticklabels(names, rotation=20, ha="right", fontsize=7)
+ax.set_yscale("log")
+ax.set_ylabel("latency per delivery, microseconds (log)")
+ax.set_title("Reserve (+ Commit) latency per configuration")
+ax.grid(alpha=0.3, axis="y")
+ax.legend()
+fig.tight_layout()
+fig.savefig(out + "/latency.png", dpi=110)
+)PY";
+
+double Micros(absl::Duration d) { return absl::ToDoubleMicroseconds(d); }
+
+}  // namespace
+
+int BestResult(const std::vector<Result>& results, Objective objective) {
+  int best = -1;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result& r = results[i];
+    if (!r.safe()) continue;
+    if (best < 0) {
+      best = static_cast<int>(i);
+      continue;
+    }
+    const Result& b = results[best];
+    bool better = false;
+    switch (objective) {
+      case Objective::kThroughput:
+        better = r.throughput > b.throughput;
+        break;
+      case Objective::kP99:
+        better = r.p99 < b.p99;
+        break;
+      case Objective::kSpace:
+        better = r.bytes_per_live_id < b.bytes_per_live_id;
+        break;
+    }
+    if (better) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+void PrintTable(std::FILE* out, const Workload& workload, const std::vector<Result>& results, int best) {
+  absl::FPrintF(out,
+                "workload: %s IDs, %.0f deliveries per simulated second, %.0f%% redeliveries from the last %d, "
+                "ttl %s, lease %s, %d thread(s)\n\n",
+                bench::ShapeName(workload.shape), workload.rate, workload.duplicate_rate * 100,
+                workload.duplicate_distance, absl::FormatDuration(workload.ttl),
+                absl::FormatDuration(workload.lease), workload.threads);
+  absl::FPrintF(out, "  %-44s %9s %8s %8s %8s %6s %6s %7s %7s %8s %9s  %s\n", "configuration", "events/s",
+                "p50 us", "p99 us", "p999 us", "w-amp", "s-amp", "B/ID", "fast %", "disk/1k", "sim min",
+                "safety");
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result& r = results[i];
+    std::string safety;
+    if (!r.error.empty()) {
+      safety = "FAILED: " + r.error;
+    } else if (r.duplicates_admitted > 0) {
+      safety = absl::StrCat("UNSAFE: ", r.duplicates_admitted, " duplicates admitted as new");
+    } else {
+      safety = "safe";
+    }
+    if (r.events < workload.events && r.error.empty()) {
+      absl::StrAppend(&safety, " (stopped at ", r.events, " events)");
+    }
+    const double sim_minutes = r.events / workload.rate / 60;
+    absl::FPrintF(out, "%s %-44s %9.0f %8.1f %8.1f %8.1f %6.2f %6.2f %7.1f %7.1f %8.2f %9.1f  %s\n",
+                  static_cast<int>(i) == best ? "*" : " ", r.config.Name(), r.throughput, Micros(r.p50),
+                  Micros(r.p99), Micros(r.p999), r.write_amplification, r.space_amplification, r.bytes_per_live_id,
+                  r.fast_path_share * 100, r.disk_reads_per_1000, sim_minutes, safety);
+  }
+  absl::FPrintF(out,
+                "\n  events/s: deliveries per real second; p50/p99/p999: Reserve (+ Commit) per delivery; w-amp: "
+                "(flush + compaction bytes) / flush bytes;\n  s-amp: SST bytes / SST bytes after a full expiry "
+                "compaction; B/ID: SST bytes per live ID; fast %%: reserves that read no data block;\n  disk/1k: "
+                "data blocks read from disk per 1000 reserves; sim min: simulated minutes covered.\n");
+  if (best >= 0) {
+    absl::FPrintF(out, "\n* best safe configuration: %s. Its options:\n\n%s", results[best].config.Name(),
+                  results[best].config.OptionsSnippet(workload));
+  } else {
+    absl::FPrintF(out, "\nno configuration was safe: none is recommended.\n");
+  }
+}
+
+std::string WriteCsv(const std::string& dir, const Workload& workload, const std::vector<Result>& results) {
+  std::ofstream rows(dir + "/results.csv");
+  std::ofstream timeline(dir + "/timeline.csv");
+  if (!rows || !timeline) return "cannot write CSV files in " + dir;
+  rows << "config,profile,bloom_bits,block_cache_bytes,memtable_bytes,durable_reservations,sync,ttl_seconds,"
+          "events,seconds,throughput,p50_us,p99_us,p999_us,reserved,duplicates,in_flight,duplicates_admitted,"
+          "expired_readmitted,fast_path_share,disk_reads_per_1000,write_amplification,space_amplification,"
+          "bytes_per_live_id,live_ids,sst_bytes,safe,error\n";
+  timeline << "config,simulated_seconds,disk_bytes,sst_bytes,live_ids\n";
+  for (const Result& r : results) {
+    const Configuration& c = r.config;
+    rows << absl::StrFormat(
+        "%s,%s,%d,%d,%d,%d,%d,%.0f,%d,%.3f,%.0f,%.2f,%.2f,%.2f,%d,%d,%d,%d,%d,%.4f,%.3f,%.3f,%.3f,%.2f,%d,%d,%s,"
+        "\"%s\"\n",
+        c.Name(), c.profile, c.bloom_bits, c.block_cache_bytes, c.memtable_bytes, c.durable_reservations, c.sync,
+        absl::ToDoubleSeconds(workload.ttl), r.events, r.seconds, r.throughput, Micros(r.p50), Micros(r.p99),
+        Micros(r.p999), r.reserved, r.duplicates, r.in_flight, r.duplicates_admitted, r.expired_readmitted,
+        r.fast_path_share, r.disk_reads_per_1000, r.write_amplification, r.space_amplification,
+        r.bytes_per_live_id, r.live_ids, r.sst_bytes, r.safe() ? "yes" : "no", r.error);
+    for (const TimelinePoint& p : r.timeline) {
+      timeline << absl::StrFormat("%s,%.3f,%d,%d,%d\n", c.Name(), p.simulated_seconds, p.disk_bytes, p.sst_bytes,
+                                  p.live_ids);
+    }
+  }
+  return rows && timeline ? "" : "error writing CSV files in " + dir;
+}
+
+std::string RenderPlots(const std::string& dir) {
+  // Debian's matplotlib belongs to the system python; a python3 earlier on PATH may lack it.
+  const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  const std::string command = absl::StrCat(python, " - '", dir, "' 2>&1");
+  std::FILE* pipe = popen(command.c_str(), "w");
+  if (pipe == nullptr) return "cannot run python3";
+  std::fputs(kPlotScript, pipe);
+  const int status = pclose(pipe);
+  if (status != 0) {
+    return "plots not drawn: python3 with matplotlib is needed (Debian: apt-get install python3-matplotlib)";
+  }
+  return "";
+}
+
+}  // namespace idem::tools
