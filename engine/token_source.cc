@@ -30,7 +30,12 @@ absl::StatusOr<uint64_t> TokenSource::Next() {
   MutexLock lock(&mu_);
   if (next_ > limit_) {
     const uint64_t new_limit = limit_ + kBlock;
-    const rocksdb::Status s = db_->Put(write_options_, cf_, rocksdb::Slice(), EncodeMeta(new_limit));
+    // Always fsynced, whatever the store's durability mode: one fsync per block keeps tokens from being
+    // handed out twice even when a power failure drops the WAL's unsynced tail (with sync = false the
+    // writes that used the lost tokens are lost too, but a downstream system may have seen the tokens).
+    rocksdb::WriteOptions durable = write_options_;
+    durable.sync = true;
+    const rocksdb::Status s = db_->Put(durable, cf_, rocksdb::Slice(), EncodeMeta(new_limit));
     if (!s.ok()) return FromRocks(s, "persisting the token high-water mark");
     limit_ = new_limit;
   }

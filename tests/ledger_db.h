@@ -8,13 +8,16 @@
 #include <vector>
 
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 
 namespace idem::testing {
 
 class LedgerDb {
  public:
-  LedgerDb(const std::string& path, const rocksdb::ColumnFamilyOptions& idem_cf_options) {
+  LedgerDb(const std::string& path, const rocksdb::ColumnFamilyOptions& idem_cf_options,
+           rocksdb::Env* env = nullptr) {
     rocksdb::DBOptions db_options;
+    if (env != nullptr) db_options.env = env;
     db_options.create_if_missing = true;
     db_options.create_missing_column_families = true;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "idem/clock.h"
+#include "tests/fake_clock.h"
 
 namespace idem::testing {
 
@@ -46,28 +47,6 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
   lhs = std::move(*IDEM_CONCAT(_status_or_, __LINE__))
 #define IDEM_CONCAT_INNER(a, b) a##b
 #define IDEM_CONCAT(a, b) IDEM_CONCAT_INNER(a, b)
-
-// A clock that moves only when told to. Starts at a whole second so deadlines compare exactly.
-class FakeClock : public Clock {
- public:
-  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}
-  absl::Time Now() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    std::lock_guard<std::mutex> lock(mu_);
-    now_ += d;
-  }
-  void Set(absl::Time t) {
-    std::lock_guard<std::mutex> lock(mu_);
-    now_ = t;
-  }
-
- private:
-  mutable std::mutex mu_;  // std, not absl: visible to ThreadSanitizer
-  absl::Time now_;
-};
 
 // A fresh directory under the test's temp dir, removed at destruction.
 class ScratchDir {

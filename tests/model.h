@@ -1,0 +1,319 @@
+// The reference model of the store, shared by the model-based test and the operation-sequence fuzzer:
+// operations (reserve, batch, commit, release, extend, clock jumps forward and backward, compaction,
+// reopen) and a Harness that applies each one to a real Store and to the model and says where they differ.
+#ifndef IDEM_TESTS_MODEL_H_
+#define IDEM_TESTS_MODEL_H_
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "idem/store.h"
+#include "rocksdb/env.h"
+#include "tests/fake_clock.h"
+
+namespace idem::testing {
+
+enum class OpKind { kReserve, kBatch, kCommit, kCommitStale, kRelease, kExtend, kAdvance, kRewind, kCompact, kReopen };
+
+struct Op {
+  OpKind kind;
+  int id = 0;       // which of the few IDs
+  int other = 0;    // second ID for batches
+  int64_t seconds = 0;
+};
+
+inline std::string Describe(const Op& op) {
+  static const char* names[] = {"reserve", "batch",   "commit", "commit-stale", "release",
+                                "extend",  "advance", "rewind", "compact",      "reopen"};
+  std::ostringstream out;
+  out << names[static_cast<int>(op.kind)] << "(id" << op.id;
+  if (op.kind == OpKind::kBatch) out << ",id" << op.other;
+  if (op.kind == OpKind::kAdvance || op.kind == OpKind::kRewind) out << "," << op.seconds << "s";
+  out << ")";
+  return out.str();
+}
+
+inline std::vector<Op> Generate(uint64_t seed, int n) {
+  std::mt19937_64 rng(seed);
+  std::vector<Op> ops;
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int i = 0; i < n; ++i) {
+    const int r = pick(0, 99);
+    Op op;
+    op.id = pick(0, 5);
+    op.other = pick(0, 5);
+    if (r < 30) op.kind = OpKind::kReserve;
+    else if (r < 38) op.kind = OpKind::kBatch;
+    else if (r < 55) op.kind = OpKind::kCommit;
+    else if (r < 60) op.kind = OpKind::kCommitStale;
+    else if (r < 67) op.kind = OpKind::kRelease;
+    else if (r < 73) op.kind = OpKind::kExtend;
+    else if (r < 88) { op.kind = OpKind::kAdvance; op.seconds = pick(1, 4) == 1 ? pick(3000, 8000) : pick(1, 40); }
+    else if (r < 91) { op.kind = OpKind::kRewind; op.seconds = pick(1, 20); }
+    else if (r < 96) op.kind = OpKind::kCompact;
+    else op.kind = OpKind::kReopen;
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+// The reference: what a correct store answers, from first principles. Two layers, as in the store:
+// `disk_` holds what is in RocksDB (every record with durable reservations; only done records with
+// in-memory leases), `leases_` the in-memory leases. One thing the model cannot know is whether a
+// background compaction already removed an expired record: then only the takeover flag of the next
+// reservation, and the fate of an owner acting on an expired lease, may go either way, and the model
+// follows the store there.
+struct ModelRecord {
+  bool done = false;
+  uint64_t token = 0;
+  absl::Time deadline;
+  std::string result;
+};
+
+class Harness {
+ public:
+  // `env`: null for real files; fuzzing passes an in-memory Env.
+  Harness(bool durable, const std::string& path, rocksdb::Env* env = nullptr) : path_(path) {
+    clock_ = std::make_shared<FakeClock>();
+    options_.env = env;
+    options_.clock = clock_;
+    options_.ttl = absl::Hours(1);
+    options_.lease = absl::Seconds(30);
+    options_.maintenance_interval = absl::ZeroDuration();
+    options_.durable_reservations = durable;
+    // Small buffers: cheap to open (the fuzzer opens a store per input) and more flushes per sequence.
+    options_.write_buffer_size = 256 << 10;
+    options_.block_cache_bytes = 1 << 20;
+    options_.recent_commits_cache_entries = 1024;
+    Open();
+  }
+
+  // Empty when store and model agree on `op`; otherwise what differed.
+  std::string Apply(const Op& op) {
+    const std::string id = "id" + std::to_string(op.id);
+    // The store's time never goes back within a process: a rewound clock stands still until it catches
+    // up. The store reads the clock only when called, so the model does too (Observe).
+    const absl::Time now = std::max(horizon_, clock_->Now());
+    switch (op.kind) {
+      case OpKind::kReserve:
+        Observe();
+        return CheckReserve(id, store_->Reserve(id), now);
+      case OpKind::kBatch: {
+        const std::string other = "id" + std::to_string(op.other);
+        std::vector<std::string_view> ids = {id, other};
+        Observe();
+        auto results = store_->ReserveBatch(ids);
+        std::string diff = CheckReserve(id, results[0], now);
+        if (!diff.empty()) return diff;
+        if (other == id) {  // a repeat in the batch: never a second reservation
+          if (!results[1].ok()) return "batch repeat failed: " + results[1].status().ToString();
+          return results[1]->verdict == Verdict::kReserved ? "batch repeat reserved twice" : "";
+        }
+        return CheckReserve(other, results[1], now);
+      }
+      case OpKind::kCommit:
+      case OpKind::kCommitStale: {
+        const uint64_t token = TokenFor(id, op.kind == OpKind::kCommitStale);
+        if (token == 0) return "";
+        const std::string result = "r" + std::to_string(token);
+        Observe();
+        absl::Status s = store_->Commit(id, token, result);
+        const Hold hold = HoldOf(id, token, now);
+        if (hold == Hold::kMaybeDone) {  // done, or compacted away earlier: OK (no-op) or kAborted
+          if (!s.ok()) Forget(id);
+          return s.ok() || s.code() == absl::StatusCode::kAborted ? "" : "commit: " + s.ToString();
+        }
+        if (hold == Hold::kMaybe) {
+          if (s.ok()) Commit(id, token, now, result);
+          if (!s.ok()) Forget(id);
+          return s.ok() || s.code() == absl::StatusCode::kAborted ? "" : "commit: " + s.ToString();
+        }
+        const bool holds = hold != Hold::kNo;
+        if (holds != s.ok()) return "commit(" + std::to_string(token) + ") gave " + s.ToString();
+        if (!holds && s.code() != absl::StatusCode::kAborted) return "commit by a loser: " + s.ToString();
+        if (hold == Hold::kReserved) Commit(id, token, now, result);
+        return "";
+      }
+      case OpKind::kRelease:
+      case OpKind::kExtend: {
+        const uint64_t token = TokenFor(id, false);
+        if (token == 0) return "";
+        const bool release = op.kind == OpKind::kRelease;
+        Observe();
+        absl::Status s = release ? store_->Release(id, token) : store_->Extend(id, token);
+        const Hold hold = HoldOf(id, token, now);
+        absl::StatusCode want = absl::StatusCode::kAborted;
+        if (hold == Hold::kReserved || hold == Hold::kMaybe) want = absl::StatusCode::kOk;
+        if (hold == Hold::kDone) want = absl::StatusCode::kFailedPrecondition;
+        if ((hold == Hold::kMaybe || hold == Hold::kMaybeDone) && s.code() == absl::StatusCode::kAborted) {
+          Forget(id);
+          return "";
+        }
+        if (hold == Hold::kMaybeDone) want = absl::StatusCode::kFailedPrecondition;
+        if (s.code() != want) return std::string(release ? "release" : "extend") + " gave " + s.ToString();
+        if (want == absl::StatusCode::kOk) {
+          if (release) {
+            Forget(id);
+          } else {
+            hold_record_->deadline = now + options_.lease;
+          }
+        }
+        return "";
+      }
+      case OpKind::kAdvance:
+        clock_->Advance(absl::Seconds(op.seconds));
+        return "";
+      case OpKind::kRewind:
+        clock_->Advance(-absl::Seconds(op.seconds));
+        return "";
+      case OpKind::kCompact: {
+        Observe();
+        absl::Status s = store_->CompactExpired();
+        if (!s.ok()) return "compact: " + s.ToString();
+        for (auto it = disk_.begin(); it != disk_.end();) it = it->second.deadline <= now ? disk_.erase(it) : std::next(it);
+        return "";
+      }
+      case OpKind::kReopen:
+        store_.reset();
+        Open();
+        if (!store_) return "reopen failed";
+        leases_.clear();  // in-memory leases die with the process; RocksDB records survive
+        return "";
+    }
+    return "";
+  }
+
+  // Reserve of an ID outside the model's set (binary, empty, around the size limit): a verdict for a
+  // valid ID, InvalidArgument for an invalid one, nothing else. Empty when that holds.
+  std::string ReserveRaw(const std::string& id) {
+    if (!store_) return "no store";
+    Observe();
+    const absl::StatusOr<Reservation> r = store_->Reserve(id);
+    const bool valid = !id.empty() && id.size() <= options_.max_id_bytes;
+    if (valid) return r.ok() ? "" : "valid ID refused: " + r.status().ToString();
+    return r.status().code() == absl::StatusCode::kInvalidArgument ? "" : "invalid ID answered " + r.status().ToString();
+  }
+
+ private:
+  enum class Hold { kNo, kReserved, kDone, kMaybe, kMaybeDone };
+
+  void Observe() {
+    horizon_ = std::max(horizon_, clock_->Now());
+    ever_ = std::max(ever_, horizon_);
+  }
+
+  void Open() {
+    horizon_ = clock_->Now();  // a new process starts from its clock (the store reads it at Open)
+    ever_ = std::max(ever_, horizon_);
+    absl::StatusOr<std::unique_ptr<Store>> s = Store::Open(options_, path_);
+    store_ = s.ok() ? std::move(*s) : nullptr;
+  }
+
+  bool durable() const { return options_.durable_reservations; }
+
+  // Does `token` hold `id`? Sets hold_record_ to the record it holds.
+  Hold HoldOf(const std::string& id, uint64_t token, absl::Time now) {
+    hold_record_ = nullptr;
+    if (!durable()) {
+      auto lease = leases_.find(id);
+      if (lease != leases_.end()) {
+        if (lease->second.token != token) return Hold::kNo;
+        hold_record_ = &lease->second;
+        return Hold::kReserved;
+      }
+    }
+    auto it = disk_.find(id);
+    if (it == disk_.end() || it->second.token != token) return Hold::kNo;
+    hold_record_ = &it->second;
+    if (it->second.done) {
+      if (it->second.deadline <= now) return Hold::kNo;
+      return it->second.deadline <= ever_ ? Hold::kMaybeDone : Hold::kDone;
+    }
+    // An expired reservation on disk still holds, unless a background compaction removed it.
+    return it->second.deadline > now && it->second.deadline > ever_ ? Hold::kReserved : Hold::kMaybe;
+  }
+
+  void Commit(const std::string& id, uint64_t token, absl::Time now, const std::string& result) {
+    leases_.erase(id);
+    disk_[id] = {true, token, now + options_.ttl, result};
+  }
+
+  void Forget(const std::string& id) {
+    if (!durable() && leases_.erase(id) > 0) return;
+    disk_.erase(id);
+  }
+
+  uint64_t TokenFor(const std::string& id, bool stale) {
+    auto& issued = tokens_[id];
+    if (issued.empty()) return 0;
+    if (!stale || issued.size() == 1) return issued.back();
+    return issued[issued.size() - 2];
+  }
+
+  std::string CheckReserve(const std::string& id, const absl::StatusOr<Reservation>& got, absl::Time now) {
+    if (!got.ok()) return "reserve " + id + ": " + got.status().ToString();
+    const ModelRecord* live = nullptr;
+    bool takeover = false, maybe_takeover = false;
+    auto lease = durable() ? leases_.end() : leases_.find(id);
+    if (lease != leases_.end()) {
+      if (lease->second.deadline > now) live = &lease->second;
+      else takeover = true;
+    }
+    if (live == nullptr && !takeover) {
+      auto it = disk_.find(id);
+      if (it != disk_.end()) {
+        if (it->second.deadline > now) live = &it->second;
+        else maybe_takeover = !it->second.done;
+      }
+    }
+    const bool live_on_disk = live != nullptr && (lease == leases_.end() || live != &lease->second);
+    if (live_on_disk && live->deadline <= ever_ && got->verdict == Verdict::kReserved) {
+      // The record may have been compacted away before the clock went back; the store says it was.
+      live = nullptr;
+      maybe_takeover = true;
+    }
+    if (live != nullptr) {
+      const Verdict want = live->done ? Verdict::kDuplicate : Verdict::kInFlight;
+      if (got->verdict != want) return "reserve " + id + ": verdict " + std::to_string(static_cast<int>(got->verdict));
+      if (got->deadline != live->deadline) return "reserve " + id + ": deadline differs";
+      if (live->done && got->result != live->result) return "reserve " + id + ": result differs";
+      return "";
+    }
+    if (got->verdict != Verdict::kReserved) {
+      return "reserve " + id + ": expected a reservation, got verdict " + std::to_string(static_cast<int>(got->verdict));
+    }
+    if (!maybe_takeover && got->takeover != takeover) return "reserve " + id + ": takeover flag differs";
+    auto& issued = tokens_[id];
+    if (!issued.empty() && got->token <= issued.back()) return "reserve " + id + ": token did not grow";
+    issued.push_back(got->token);
+    const ModelRecord reservation{false, got->token, now + options_.lease, ""};
+    if (durable()) {
+      disk_[id] = reservation;
+    } else {
+      leases_[id] = reservation;
+    }
+    return "";
+  }
+
+  std::string path_;
+  std::shared_ptr<FakeClock> clock_;
+  Options options_;
+  std::unique_ptr<Store> store_;
+  std::map<std::string, ModelRecord> disk_, leases_;
+  ModelRecord* hold_record_ = nullptr;
+  absl::Time horizon_ = absl::InfinitePast();
+  // The latest time any incarnation of the store has seen. A record whose deadline is before it may
+  // have been removed by a background compaction (after a reopen the clock may be behind it), so the
+  // model cannot say whether it still exists.
+  absl::Time ever_ = absl::InfinitePast();
+  std::map<std::string, std::vector<uint64_t>> tokens_;
+};
+
+}  // namespace idem::testing
+
+#endif  // IDEM_TESTS_MODEL_H_
