@@ -881,6 +881,54 @@ absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
   return engine::FromRocks(s, absl::StrCat("opening idem store at '", path, "'"));
 }
 
+// Whether `path` is a directory holding files RocksDB would not have written (a creation that failed
+// half-way leaves LOCK, LOG, IDENTITY...: those are fine to create a store over).
+bool HoldsForeignFiles(const std::string& path) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+    auto ends = [&](const char* suffix) {
+      const std::string s(suffix);
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (!(starts("LOCK") || starts("LOG") || starts("IDENTITY") || starts("CURRENT") || starts("OPTIONS-") ||
+          starts("MANIFEST-") || ends(".log") || ends(".sst") || ends(".dbtmp") || ends(".blob"))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Opening an existing store under another column-family name would start an empty store beside the real
+// one, and every ID it remembers would look new. So when the named column family is missing from an
+// existing DB, look for idem's metadata record in the others, and refuse if one of them is an idem store.
+absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const std::string& path,
+                                   const std::vector<std::string>& names, const std::string& wanted) {
+  if (names.size() <= 1) return absl::OkStatus();  // only the default column family: a new store
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &handles, &raw);
+  if (!s.ok()) return absl::OkStatus();  // the real open below reports what is wrong
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string found;
+  for (rocksdb::ColumnFamilyHandle* handle : handles) {
+    std::string value;
+    if (found.empty() && handle->GetName() != rocksdb::kDefaultColumnFamilyName &&
+        db->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(), &value).ok() && engine::DecodeMeta(value).ok()) {
+      found = handle->GetName();
+    }
+    db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+  }
+  if (found.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the DB at '", path, "' holds an idem store in column family '", found, "', not '", wanted,
+      "': opening it as '", wanted, "' would start an empty store and admit every remembered ID again; set "
+      "Options::column_family = \"", found, "\""));
+}
+
 }  // namespace
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -894,8 +942,18 @@ absl::Status Store::Impl::OpenDb(const Options& options, const std::string& path
   db_options.listeners.push_back(std::move(health));
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
-  if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new store
+  if (!listed.ok()) {
+    // Not a RocksDB (yet). Creating one inside a directory that already holds other files would mix the
+    // store with them, and more likely means a wrong path: refuse.
+    if (options.env == nullptr && HoldsForeignFiles(path)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", path, "' is not an idem store: the directory holds other files and no RocksDB (", listed.ToString(),
+          "); pass an empty or missing directory to create a store"));
+    }
+    names = {rocksdb::kDefaultColumnFamilyName};  // a new store
+  }
   if (std::find(names.begin(), names.end(), options.column_family) == names.end()) {
+    if (absl::Status s = RefuseOtherIdemLayout(db_options, path, names, options.column_family); !s.ok()) return s;
     names.push_back(options.column_family);
   }
   rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
