@@ -38,7 +38,8 @@ struct Stats {
   // Commit/Extend/Release refused with Aborted because the token no longer holds the reservation.
   uint64_t lease_lost = 0;
 
-  // Reserve lookups answered without any disk I/O that found the ID absent (filters / memtable).
+  // Reserve lookups answered without any disk I/O that found the ID absent (filters / memtable). Counts
+  // single Reserve calls; ReserveBatch reads with one MultiGet, which cannot tell, and is not counted.
   uint64_t fast_path_hits = 0;
   // Records physically removed by the expiry compaction filter.
   uint64_t expired_removed = 0;
