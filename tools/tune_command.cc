@@ -133,10 +133,19 @@ CLI::App* AddTuneCommand(CLI::App& app, TuneFlags* f) {
       ->capture_default_str();
   tune->add_option("--scratch", f->scratch, "where the scratch stores go (default: the system temp directory)");
   tune->add_flag("--no-plots", f->no_plots, "write the CSV files only");
+  tune->add_option("--replot", f->replot, "only redraw the plots from the CSV files in this directory");
   return tune;
 }
 
 int RunTune(const TuneFlags& f) {
+  if (!f.replot.empty()) {
+    if (std::string error = RenderPlots(f.replot); !error.empty()) {
+      std::fprintf(stderr, "idemctl tune: %s\n", error.c_str());
+      return kExitFailed;
+    }
+    std::printf("wrote %s/disk.png, %s/latency.png\n", f.replot.c_str(), f.replot.c_str());
+    return 0;
+  }
   Preset p;
   if (!PresetNamed(f.preset, &p)) return kExitUsage;
   Workload w = p.workload;

@@ -23,6 +23,7 @@ struct TuneFlags {
   std::string out = "idem-tune";
   std::string scratch;
   bool no_plots = false;
+  std::string replot;
 };
 
 CLI::App* AddTuneCommand(CLI::App& app, TuneFlags* flags);

@@ -22,13 +22,16 @@ out = sys.argv[1]
 rows = list(csv.DictReader(open(out + "/results.csv")))
 timeline = list(csv.DictReader(open(out + "/timeline.csv")))
 
+styles = {"leveled": "-", "universal": "--", "fifo": "-.", "fifo-capped": ":"}
 fig, ax = plt.subplots(figsize=(10, 5.5))
+xs = []
 for row in rows:
     points = [t for t in timeline if t["config"] == row["config"]]
     xs = [float(t["simulated_seconds"]) / 60 for t in points]
     ys = [int(t["disk_bytes"]) / 2**20 for t in points]
-    style = "-" if row["safe"] == "yes" else ":"
-    ax.plot(xs, ys, style, label=row["config"] + ("" if row["safe"] == "yes" else "  (UNSAFE)"))
+    safe = row["safe"] == "yes"
+    ax.plot(xs, ys, styles.get(row["profile"], "-"), linewidth=1.2 if safe else 2.5,
+            label=row["config"] + ("" if safe else "  (UNSAFE)"))
 ttl_min = float(rows[0]["ttl_seconds"]) / 60 if rows else 0
 k = 1
 while ttl_min > 0 and xs and k * ttl_min <= max(xs):
