@@ -10,13 +10,13 @@ Lease* LeaseTable::Find(size_t shard, std::string_view id) {
   return it == leases.end() ? nullptr : &it->second;
 }
 
-void LeaseTable::Put(size_t shard, std::string_view id, const Lease& lease, absl::Time now) {
+void LeaseTable::Put(size_t shard, std::string_view id, const Lease& lease, absl::Duration monotonic_now) {
   Shard& s = shards_[shard];
   // Leases abandoned without Commit/Release (the handler crashed, the caller forgot) are swept
   // now and then, so the table stays bounded by the live leases.
   if (++s.puts_since_sweep >= 64 && s.leases.size() >= 64) {
     s.puts_since_sweep = 0;
-    absl::erase_if(s.leases, [now](const auto& entry) { return entry.second.deadline <= now; });
+    absl::erase_if(s.leases, [monotonic_now](const auto& entry) { return entry.second.ends_at <= monotonic_now; });
   }
   s.leases.insert_or_assign(std::string(id), lease);
 }

@@ -24,7 +24,8 @@ namespace idem::engine {
 
 struct Lease {
   uint64_t token = 0;
-  absl::Time deadline;
+  absl::Time deadline;    // as reported to callers (store time)
+  absl::Duration ends_at; // when it really ends, on the monotonic clock (Clock::Monotonic)
   std::optional<uint64_t> fingerprint;
 };
 
@@ -32,7 +33,8 @@ class LeaseTable {
  public:
   // REQUIRES: the caller holds the KeyLocks stripe `shard` for every call below.
   Lease* Find(size_t shard, std::string_view id);
-  void Put(size_t shard, std::string_view id, const Lease& lease, absl::Time now);
+  // `monotonic_now`: Clock::Monotonic() now; leases ended by then are purged now and then.
+  void Put(size_t shard, std::string_view id, const Lease& lease, absl::Duration monotonic_now);
   void Erase(size_t shard, std::string_view id);
   // Live leases of the shard (for diagnostics).
   size_t Size(size_t shard) const { return shards_[shard].leases.size(); }

@@ -267,7 +267,7 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::stri
   // A lease is newer than any cached commit of the same ID (Reserve erases the cache entry), so it is
   // looked at first.
   if (engine::Lease* lease = durable_reservations_ ? nullptr : leases_.Find(shard, id)) {
-    if (lease->deadline > now) {
+    if (lease->ends_at > MonotonicNow()) {
       if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
       return Reservation{Verdict::kInFlight, 0, lease->deadline, {}, false};
@@ -330,7 +330,9 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
     record.fingerprint = fingerprint;
     batch->Put(cf_, AsSlice(id), engine::EncodeRecord(record));
   } else {
-    leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, fingerprint}, now);
+    const absl::Duration monotonic_now = MonotonicNow();
+    leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, monotonic_now + options_.lease, fingerprint},
+                monotonic_now);
   }
   return reservation;
 }
@@ -680,7 +682,9 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
     return absl::FailedPreconditionError(absl::StrCat("cannot extend '", Printable(id), "': already committed"));
   }
   if (hold->in_memory) {
-    leases_.Find(shard, id)->deadline = now + options_.lease;
+    engine::Lease* lease = leases_.Find(shard, id);
+    lease->deadline = now + options_.lease;
+    lease->ends_at = MonotonicNow() + options_.lease;
   } else {
     Record renewed = hold->record;
     renewed.deadline_us = ToMicros(now + options_.lease);
@@ -703,7 +707,8 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
     auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
     engine::MutexLock lock(self->locks_.At(shard));
     if (const engine::Lease* lease = self->leases_.Find(shard, id)) {
-      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {}, lease->deadline <= now};
+      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {},
+                        lease->ends_at <= MonotonicNow()};
     }
   }
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);

@@ -5,6 +5,7 @@
 #define IDEM_ENGINE_STORE_IMPL_H_
 
 #include <atomic>
+#include <limits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -140,10 +141,20 @@ class Store::Impl {
   void NudgePeriodicCompaction();
   // The injected clock made monotonic (see ExpiryFilterFactory::Observe): every decision uses it.
   absl::Time Now() const {
+    MonotonicNow();  // every reading of store time also advances the monotonic one (same clock in tests)
     const absl::Time t = clock_->Now();
     const int64_t us = engine::ToMicros(t);
     const int64_t monotonic = filter_->Observe(us);
     return monotonic == us ? t : engine::FromMicros(monotonic);  // exact unless the clock went back
+  }
+
+  // The clock's monotonic reading, never going back within the process (a test clock's may).
+  absl::Duration MonotonicNow() const {
+    const int64_t ns = absl::ToInt64Nanoseconds(clock_->Monotonic());
+    int64_t seen = monotonic_ns_.load(std::memory_order_relaxed);
+    while (ns > seen && !monotonic_ns_.compare_exchange_weak(seen, ns, std::memory_order_relaxed)) {
+    }
+    return absl::Nanoseconds(ns > seen ? ns : seen);
   }
 
   // ---- Constant after construction ----
@@ -172,6 +183,7 @@ class Store::Impl {
   // between flushes), so maintenance can tell that every record in the memtable has expired.
   std::atomic<int64_t> memtable_max_deadline_us_;
   std::atomic<bool> memtable_dirty_{false};
+  mutable std::atomic<int64_t> monotonic_ns_{std::numeric_limits<int64_t>::min()};
 
   // ---- Lifecycle: operations hold it shared, Close exclusively ----
   // Pins the store open for one operation. `gate_` is checked first because glibc's rwlock prefers

@@ -36,15 +36,21 @@ TEST(RecentCommitsTest, DisabledCacheFindsNothing) {
 
 TEST(LeaseTableTest, PutFindEraseAndSweepOfAbandonedLeases) {
   LeaseTable leases;
-  leases.Put(3, "x", Lease{5, kNow + absl::Seconds(30), std::nullopt}, kNow);
+  // Deadlines are what callers see; ends_at (monotonic) is what decides.
+  const absl::Duration mono = absl::Hours(5);
+  leases.Put(3, "x", Lease{5, kNow + absl::Seconds(30), mono + absl::Seconds(30), std::nullopt}, mono);
   ASSERT_NE(leases.Find(3, "x"), nullptr);
   EXPECT_EQ(leases.Find(3, "x")->token, 5u);
   leases.Erase(3, "x");
   EXPECT_EQ(leases.Find(3, "x"), nullptr);
   // Abandoned leases are swept as new ones arrive, so the table stays bounded by the live ones.
-  for (int i = 0; i < 200; ++i) leases.Put(3, std::to_string(i), Lease{1, kNow + absl::Seconds(1), std::nullopt}, kNow);
-  const absl::Time later = kNow + absl::Minutes(1);
-  for (int i = 0; i < 200; ++i) leases.Put(3, "live-" + std::to_string(i), Lease{1, later + absl::Minutes(1), std::nullopt}, later);
+  for (int i = 0; i < 200; ++i) {
+    leases.Put(3, std::to_string(i), Lease{1, kNow + absl::Seconds(1), mono + absl::Seconds(1), std::nullopt}, mono);
+  }
+  const absl::Duration later = mono + absl::Minutes(1);
+  for (int i = 0; i < 200; ++i) {
+    leases.Put(3, "live-" + std::to_string(i), Lease{1, kNow, later + absl::Minutes(1), std::nullopt}, later);
+  }
   EXPECT_LT(leases.Size(3), 300u);
   EXPECT_NE(leases.Find(3, "live-7"), nullptr);
 }

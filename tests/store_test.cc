@@ -507,3 +507,62 @@ TEST(StoreOpenTest, SecondOpenOfHeldStoreIsUnavailable) {
 
 }  // namespace
 }  // namespace idem
+
+namespace idem {
+namespace {
+
+// A clock whose wall time and monotonic time are set separately, as NTP steps make them differ.
+class SteppedClock : public Clock {
+ public:
+  absl::Time Now() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return wall_;
+  }
+  absl::Duration Monotonic() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return monotonic_;
+  }
+  void Step(absl::Duration wall) {  // the wall clock jumps; no time passes
+    std::lock_guard<std::mutex> lock(mu_);
+    wall_ += wall;
+  }
+  void Pass(absl::Duration d) {  // time passes
+    std::lock_guard<std::mutex> lock(mu_);
+    wall_ += d;
+    monotonic_ += d;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  absl::Time wall_ = absl::FromUnixSeconds(1'700'000'000);
+  absl::Duration monotonic_ = absl::Hours(100);
+};
+
+TEST(InMemoryLeaseClockTest, WallClockStepsNeitherEndNorStretchALease) {
+  ScratchDir dir;
+  auto clock = std::make_shared<SteppedClock>();
+  Options options;
+  options.clock = clock;
+  options.durable_reservations = false;
+  options.lease = absl::Seconds(30);
+  options.maintenance_interval = absl::ZeroDuration();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
+
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation first, store->Reserve("event"));
+  ASSERT_EQ(first.verdict, Verdict::kReserved);
+  clock->Step(absl::Hours(2));  // NTP steps the wall clock forward
+  clock->Pass(absl::Seconds(10));
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation during, store->Reserve("event"));
+  EXPECT_EQ(during.verdict, Verdict::kInFlight) << "a forward wall-clock step ended a live lease";
+
+  clock->Step(-absl::Hours(3));  // and back, further than it went
+  clock->Pass(absl::Seconds(21));  // 31 s have passed since the reservation
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation after, store->Reserve("event"));
+  EXPECT_EQ(after.verdict, Verdict::kReserved) << "a backward wall-clock step stretched the lease";
+  EXPECT_TRUE(after.takeover);
+  EXPECT_THAT(store->Commit("event", first.token), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(store->Commit("event", after.token), IsOk());
+}
+
+}  // namespace
+}  // namespace idem

@@ -19,9 +19,15 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
+  // A reading that never jumps, for durations that must not follow the wall clock: in-memory leases end
+  // by it (Options::durable_reservations = false), so an NTP step or a hand-set clock neither ends a
+  // lease early nor stretches it. Only differences between readings matter. The default derives it from
+  // Now(), which is right for test clocks that move only when told.
+  virtual absl::Duration Monotonic() const { return Now() - absl::UnixEpoch(); }
 };
 
-// The wall clock (absl::Now()). Shared, never null, lives for the whole process.
+// The wall clock (absl::Now()) with CLOCK_MONOTONIC for Monotonic(). Shared, never null, lives for the
+// whole process.
 std::shared_ptr<Clock> SystemClock();
 
 }  // namespace idem
