@@ -59,6 +59,14 @@ class Child {
     return true;
   }
 
+  // Waits for the child to exit by itself (after its output ended), and reaps it.
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
   // SIGKILL, reap, and read what the child wrote before dying.
   int Kill() {
     kill(pid_, SIGKILL);
