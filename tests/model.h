@@ -38,25 +38,32 @@ inline std::string Describe(const Op& op) {
   return out.str();
 }
 
+// The operation mix: a percentile in [0, 100) to an operation kind. Shared by Generate and the fuzzer's
+// decoder so that both explore the same mix.
+inline OpKind KindOf(int percentile) {
+  if (percentile < 30) return OpKind::kReserve;
+  if (percentile < 38) return OpKind::kBatch;
+  if (percentile < 55) return OpKind::kCommit;
+  if (percentile < 60) return OpKind::kCommitStale;
+  if (percentile < 67) return OpKind::kRelease;
+  if (percentile < 73) return OpKind::kExtend;
+  if (percentile < 88) return OpKind::kAdvance;
+  if (percentile < 91) return OpKind::kRewind;
+  if (percentile < 96) return OpKind::kCompact;
+  return OpKind::kReopen;
+}
+
 inline std::vector<Op> Generate(uint64_t seed, int n) {
   std::mt19937_64 rng(seed);
   std::vector<Op> ops;
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   for (int i = 0; i < n; ++i) {
-    const int r = pick(0, 99);
     Op op;
+    op.kind = KindOf(pick(0, 99));
     op.id = pick(0, 5);
     op.other = pick(0, 5);
-    if (r < 30) op.kind = OpKind::kReserve;
-    else if (r < 38) op.kind = OpKind::kBatch;
-    else if (r < 55) op.kind = OpKind::kCommit;
-    else if (r < 60) op.kind = OpKind::kCommitStale;
-    else if (r < 67) op.kind = OpKind::kRelease;
-    else if (r < 73) op.kind = OpKind::kExtend;
-    else if (r < 88) { op.kind = OpKind::kAdvance; op.seconds = pick(1, 4) == 1 ? pick(3000, 8000) : pick(1, 40); }
-    else if (r < 91) { op.kind = OpKind::kRewind; op.seconds = pick(1, 20); }
-    else if (r < 96) op.kind = OpKind::kCompact;
-    else op.kind = OpKind::kReopen;
+    if (op.kind == OpKind::kAdvance) op.seconds = pick(1, 4) == 1 ? pick(3000, 8000) : pick(1, 40);
+    if (op.kind == OpKind::kRewind) op.seconds = pick(1, 20);
     ops.push_back(op);
   }
   return ops;

@@ -63,7 +63,9 @@ struct Options {
   //    filter probe plus a hash insert, Commit is the only write. If the process dies its leases die
   //    with it, which is right for a single consumer process: its work did not commit and the queue
   //    redelivers. Choose it when one process owns the store (the usual embedded case) and you do not
-  //    need InDoubt() after a crash.
+  //    need InDoubt() after a crash. These leases end by Clock::Monotonic(), so a wall-clock step
+  //    neither ends one early nor stretches it (durable ones are wall-clock deadlines, as they must mean
+  //    the same to the next process).
   bool durable_reservations = true;
 
   // Recently committed IDs kept in memory to answer hot duplicates without touching RocksDB.

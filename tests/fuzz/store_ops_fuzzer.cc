@@ -23,23 +23,11 @@ constexpr size_t kMaxOps = 160;
 
 Op Decode(uint8_t kind, uint8_t ids, uint8_t seconds) {
   Op op;
+  op.kind = idem::testing::KindOf(kind % 100);
   op.id = ids % 6;
   op.other = (ids / 6) % 6;
-  const int r = kind % 100;
-  if (r < 30) op.kind = OpKind::kReserve;
-  else if (r < 38) op.kind = OpKind::kBatch;
-  else if (r < 55) op.kind = OpKind::kCommit;
-  else if (r < 60) op.kind = OpKind::kCommitStale;
-  else if (r < 67) op.kind = OpKind::kRelease;
-  else if (r < 73) op.kind = OpKind::kExtend;
-  else if (r < 88) {
-    op.kind = OpKind::kAdvance;
-    op.seconds = seconds < 48 ? 3000 + seconds * 110 : seconds % 40 + 1;
-  } else if (r < 91) {
-    op.kind = OpKind::kRewind;
-    op.seconds = seconds % 20 + 1;
-  } else if (r < 96) op.kind = OpKind::kCompact;
-  else op.kind = OpKind::kReopen;
+  if (op.kind == OpKind::kAdvance) op.seconds = seconds < 48 ? 3000 + seconds * 110 : seconds % 40 + 1;
+  if (op.kind == OpKind::kRewind) op.seconds = seconds % 20 + 1;
   return op;
 }
 
