@@ -141,6 +141,10 @@ int main(int argc, char** argv) {
       if (claimed && claimed->type == REDIS_REPLY_ARRAY && claimed->elements >= 2) {
         entries = idem::example::ParseEntries(claimed->element[1]);
       }
+      // A full batch means more may be waiting (e.g. a dead consumer's whole pending list): claim again
+      // at once instead of half a lease later. What was just claimed is not idle any more, so the next
+      // claim moves on to the rest.
+      if (entries.size() >= static_cast<size_t>(batch)) last_claim_ms = 0;
     }
     if (entries.empty()) {
       entries = idem::example::ParseReadGroup(
