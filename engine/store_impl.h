@@ -141,7 +141,9 @@ class Store::Impl {
   void NudgePeriodicCompaction();
   // The injected clock made monotonic (see ExpiryFilterFactory::Observe): every decision uses it.
   absl::Time Now() const {
-    MonotonicNow();  // every reading of store time also advances the monotonic one (same clock in tests)
+    // Every reading of store time also advances the monotonic one (the same clock, for test clocks), but
+    // only in-memory leases use it: durable stores skip the extra clock read on every call.
+    if (!durable_reservations_) MonotonicNow();
     const absl::Time t = clock_->Now();
     const int64_t us = engine::ToMicros(t);
     const int64_t monotonic = filter_->Observe(us);
