@@ -408,9 +408,9 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   const absl::Time now = Now();
 
   // Memory first; what it cannot answer is read with one MultiGet. Not with a no-I/O MultiGet first, as
-  // single reads do: in RocksDB 7.8, MultiGet with read_tier = kBlockCacheTier can swallow the Incomplete
-  // of a block that is not cached and answer OK with an empty value (found by the crash-torture test),
-  // or go on to an older version in a lower level, which would be a wrong verdict.
+  // single reads do: in RocksDB 7.8, MultiGet with read_tier = kBlockCacheTier answered OK with an empty
+  // value for a record that was fine (found by the crash-torture test), and in a probe it read from disk
+  // anyway; an answer it gives without honouring the tier cannot be trusted for a verdict.
   std::vector<size_t> to_read;  // positions in firsts
   std::vector<char> takeover(firsts.size(), 0);
   for (size_t k = 0; k < firsts.size(); ++k) {

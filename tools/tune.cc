@@ -2,14 +2,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "engine/latency_histogram.h"
 #include "engine/rocksdb_options.h"
 #include "idem/store.h"
