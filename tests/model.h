@@ -5,6 +5,7 @@
 #define IDEM_TESTS_MODEL_H_
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -18,24 +19,73 @@
 
 namespace idem::testing {
 
-enum class OpKind { kReserve, kBatch, kCommit, kCommitStale, kRelease, kExtend, kAdvance, kRewind, kCompact, kReopen };
+// kReserveRaw reserves an ID outside the model's set (binary, empty, around the size limit); only the
+// fuzzer makes those.
+enum class OpKind {
+  kReserve, kBatch, kCommit, kCommitStale, kRelease, kExtend, kAdvance, kRewind, kCompact, kReopen, kReserveRaw
+};
+inline constexpr const char* kOpNames[] = {"reserve", "batch",   "commit", "commit-stale", "release",    "extend",
+                                           "advance", "rewind",  "compact", "reopen",      "reserve-raw"};
 
 struct Op {
   OpKind kind;
   int id = 0;       // which of the few IDs
   int other = 0;    // second ID for batches
-  int64_t seconds = 0;
+  int64_t seconds = 0;  // clock steps; for kReserveRaw, the raw ID's length
+  std::string raw;      // kReserveRaw: the ID; when empty, one of `seconds` bytes is made up
 };
 
 inline std::string Describe(const Op& op) {
-  static const char* names[] = {"reserve", "batch",   "commit", "commit-stale", "release",
-                                "extend",  "advance", "rewind", "compact",      "reopen"};
   std::ostringstream out;
-  out << names[static_cast<int>(op.kind)] << "(id" << op.id;
+  out << kOpNames[static_cast<int>(op.kind)] << "(id" << op.id;
   if (op.kind == OpKind::kBatch) out << ",id" << op.other;
   if (op.kind == OpKind::kAdvance || op.kind == OpKind::kRewind) out << "," << op.seconds << "s";
+  if (op.kind == OpKind::kReserveRaw) out << "," << op.seconds << "B";
   out << ")";
   return out.str();
+}
+
+// The ID a kReserveRaw stands for: its own bytes, or (parsed from a printed sequence, which gives only
+// the length) `seconds` bytes that no idN equals. What matters to the model is the length: whether the
+// store accepts the ID, and so reads its clock.
+inline std::string RawIdOf(const Op& op) {
+  if (!op.raw.empty() || op.seconds == 0) return op.raw;
+  std::string id(static_cast<size_t>(op.seconds), static_cast<char>('a' + op.id));
+  id[0] = '\xfe';
+  return id;
+}
+
+// The inverse of Describe, one operation per line ("reserve(id1)", "batch(id2,id4)", "advance(id0,37s)"),
+// so that a sequence a failure printed can be pasted into a regression test as it is. Lines that are
+// not operations are skipped.
+inline std::vector<Op> ParseOps(const std::string& text) {
+  std::vector<Op> ops;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t begin = line.find_first_not_of(" \t");
+    const size_t paren = line.find("(id");
+    if (begin == std::string::npos || paren == std::string::npos || paren < begin) continue;
+    const std::string name = line.substr(begin, paren - begin);
+    Op op;
+    bool known = false;
+    for (int k = 0; k < static_cast<int>(std::size(kOpNames)); ++k) {
+      if (name == kOpNames[k]) {
+        op.kind = static_cast<OpKind>(k);
+        known = true;
+      }
+    }
+    if (!known) continue;
+    const char* rest = line.c_str() + paren + 3;
+    op.id = std::atoi(rest);
+    const size_t comma = line.find(',', paren);
+    if (comma != std::string::npos) {
+      if (op.kind == OpKind::kBatch) op.other = std::atoi(line.c_str() + comma + 3);
+      else op.seconds = std::atoll(line.c_str() + comma + 1);
+    }
+    ops.push_back(op);
+  }
+  return ops;
 }
 
 // The operation mix: a percentile in [0, 100) to an operation kind. Shared by Generate and the fuzzer's
@@ -185,6 +235,8 @@ class Harness {
         for (auto it = disk_.begin(); it != disk_.end();) it = it->second.deadline <= now ? disk_.erase(it) : std::next(it);
         return "";
       }
+      case OpKind::kReserveRaw:
+        return ReserveRaw(RawIdOf(op));
       case OpKind::kReopen:
         store_.reset();
         Open();
@@ -198,12 +250,13 @@ class Harness {
   // Reserve of an ID outside the model's set (binary, empty, around the size limit): a verdict for a
   // valid ID, InvalidArgument for an invalid one, nothing else. Empty when that holds.
   std::string ReserveRaw(const std::string& id) {
+    const std::string where = "reserve-raw of " + std::to_string(id.size()) + " bytes: ";
     if (!store_) return "no store";
-    Observe();
-    const absl::StatusOr<Reservation> r = store_->Reserve(id);
     const bool valid = !id.empty() && id.size() <= options_.max_id_bytes;
-    if (valid) return r.ok() ? "" : "valid ID refused: " + r.status().ToString();
-    return r.status().code() == absl::StatusCode::kInvalidArgument ? "" : "invalid ID answered " + r.status().ToString();
+    if (valid) Observe();  // the store reads its clock only for an ID it accepts
+    const absl::StatusOr<Reservation> r = store_->Reserve(id);
+    if (valid) return r.ok() ? "" : where + "valid ID refused: " + r.status().ToString();
+    return r.status().code() == absl::StatusCode::kInvalidArgument ? "" : where + "invalid ID answered " + r.status().ToString();
   }
 
  private:

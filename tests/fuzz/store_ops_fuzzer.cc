@@ -1,7 +1,8 @@
 // Fuzz target: API operation sequences. The input is read as operations (3 bytes each: kind, IDs,
 // seconds) applied to a store on an in-memory Env and to the reference model of tests/model.h; any
 // divergence aborts with the sequence printed. Interleaved, raw IDs taken from the input (binary, empty,
-// over the limit) go through Reserve, which must answer them with a verdict or InvalidArgument.
+// over the limit) go through Reserve (kReserveRaw), which must answer them with a verdict or
+// InvalidArgument.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -51,31 +52,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<Op> applied;
   size_t i = 1;
   while (i + 3 <= size && applied.size() < kMaxOps) {
+    Op op;
     if (data[i] == 0xff) {
       // A raw ID: a length byte, then that many input bytes, prefixed so that it never equals an idN.
       // Length 0 is the empty ID; 250..255 give IDs of 510..515 bytes, around max_id_bytes (512).
       const size_t length = data[i + 1];
       const size_t start = i + 2;
       const size_t taken = std::min(length, size - start);
-      std::string id;
+      op.kind = OpKind::kReserveRaw;
       if (length >= 250) {
-        id.assign(510 + (length - 250), 'x');
+        op.raw.assign(510 + (length - 250), 'x');
       } else if (length > 0) {
-        id = "\xfe" + std::string(reinterpret_cast<const char*>(data) + start, taken);
+        op.raw = "\xfe" + std::string(reinterpret_cast<const char*>(data) + start, taken);
       }
-      const std::string problem = harness.ReserveRaw(id);
-      if (!problem.empty()) {
-        std::fprintf(stderr, "raw ID of %zu bytes: %s\n", id.size(), problem.c_str());
-        Fail(data, size);
-      }
+      op.seconds = static_cast<int64_t>(op.raw.size());
       i = start + (length >= 250 ? 0 : taken);
-      continue;
+    } else {
+      op = Decode(data[i], data[i + 1], data[i + 2]);
+      i += 3;
     }
-    const Op op = Decode(data[i], data[i + 1], data[i + 2]);
-    i += 3;
     applied.push_back(op);
     const std::string diff = harness.Apply(op);
     if (!diff.empty()) {
+      // The sequence as ParseOps reads it, to paste into a ModelRegressionTest.
       std::fprintf(stderr, "store and model differ (%s reservations): %s\nsequence:\n",
                    durable ? "durable" : "in-memory", diff.c_str());
       for (const Op& o : applied) std::fprintf(stderr, "  %s\n", idem::testing::Describe(o).c_str());
