@@ -18,6 +18,7 @@ namespace {
 using ::idem::testing::IsOk;
 using ::idem::testing::ScratchDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct CliRun {
   int exit_code = -1;
@@ -180,9 +181,12 @@ TEST(IdemctlTuneTest, DrawsPlotsWhenMatplotlibIsThere) {
     GTEST_SKIP() << "python3-matplotlib is not installed";
   }
   ScratchDir dir;
-  const std::string out = dir.Sub("out");
-  CliRun run = Idemctl("tune --events 5000 --profiles leveled,universal --scratch " + dir.path() + " --out " + out);
+  // A name the shell would split or expand, unless every layer passes it on as one word.
+  const std::string out = dir.Sub("it's $HOME out");
+  CliRun run = Idemctl("tune --events 5000 --profiles leveled,universal --scratch " + dir.path() + " --out \"" +
+                       dir.path() + "/it's \\$HOME out\"");
   ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, Not(HasSubstr("plots not drawn"))) << run.output;
   for (const char* png : {"/disk.png", "/latency.png"}) {
     EXPECT_EQ(ReadFile(out + png).substr(0, 4), "\x89PNG") << png;
   }

@@ -205,16 +205,15 @@ int RunTune(const TuneFlags& f) {
     std::fprintf(stderr, "idemctl tune: %s\n", error.c_str());
     return kExitFailed;
   }
-  std::printf("\nwrote %s/results.csv, %s/timeline.csv", f.out.c_str(), f.out.c_str());
+  std::printf("\nwrote %s/results.csv, %s/timeline.csv\n", f.out.c_str(), f.out.c_str());
   if (!f.no_plots) {
-    std::fflush(stdout);
+    std::fflush(stdout);  // before python writes to the same stdout
     if (std::string error = RenderPlots(f.out); !error.empty()) {
-      std::printf("\nidemctl tune: %s\n", error.c_str());
+      std::printf("idemctl tune: %s\n", error.c_str());
     } else {
-      std::printf(", %s/disk.png, %s/latency.png", f.out.c_str(), f.out.c_str());
+      std::printf("wrote %s/disk.png, %s/latency.png\n", f.out.c_str(), f.out.c_str());
     }
   }
-  std::printf("\n");
   for (const Result& r : results) {
     if (!r.error.empty()) return kExitFailed;
   }

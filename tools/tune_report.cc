@@ -162,16 +162,34 @@ std::string WriteCsv(const std::string& dir, const Workload& workload, const std
   return rows && timeline ? "" : "error writing CSV files in " + dir;
 }
 
+namespace {
+
+// popen runs a shell: any directory name (quotes, spaces, $) must reach python as one argument, unchanged.
+std::string ShellQuoted(const std::string& word) {
+  std::string quoted = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "'";
+}
+
+}  // namespace
+
 std::string RenderPlots(const std::string& dir) {
   // Debian's matplotlib belongs to the system python; a python3 earlier on PATH may lack it.
   const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-  const std::string command = absl::StrCat(python, " - '", dir, "' 2>&1");
+  const std::string command = absl::StrCat(python, " - ", ShellQuoted(dir), " 2>&1");
   std::FILE* pipe = popen(command.c_str(), "w");
   if (pipe == nullptr) return "cannot run python3";
   std::fputs(kPlotScript, pipe);
   const int status = pclose(pipe);
   if (status != 0) {
-    return "plots not drawn: python3 with matplotlib is needed (Debian: apt-get install python3-matplotlib)";
+    return absl::StrCat("plots not drawn: ", python, " failed (wait status ", status,
+                        ", its message above); it needs matplotlib (Debian: apt-get install python3-matplotlib)");
   }
   return "";
 }
