@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/strings/str_format.h"
@@ -892,15 +893,14 @@ bool HoldsForeignFiles(const std::string& path) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
     const std::string name = entry.path().filename().string();
-    auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
-    auto ends = [&](const char* suffix) {
-      const std::string s(suffix);
-      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-    };
-    if (!(starts("LOCK") || starts("LOG") || starts("IDENTITY") || starts("CURRENT") || starts("OPTIONS-") ||
-          starts("MANIFEST-") || ends(".log") || ends(".sst") || ends(".dbtmp") || ends(".blob"))) {
-      return true;
+    bool rocksdb_file = false;
+    for (const char* prefix : {"LOCK", "LOG", "IDENTITY", "CURRENT", "OPTIONS-", "MANIFEST-"}) {
+      rocksdb_file = rocksdb_file || absl::StartsWith(name, prefix);
     }
+    for (const char* suffix : {".log", ".sst", ".dbtmp", ".blob"}) {
+      rocksdb_file = rocksdb_file || absl::EndsWith(name, suffix);
+    }
+    if (!rocksdb_file) return true;
   }
   return false;
 }

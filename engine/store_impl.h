@@ -5,8 +5,8 @@
 #define IDEM_ENGINE_STORE_IMPL_H_
 
 #include <atomic>
-#include <limits>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
