@@ -56,18 +56,17 @@ inline std::string RawIdOf(const Op& op) {
   return id;
 }
 
-// The inverse of Describe, one operation per line ("reserve(id1)", "batch(id2,id4)", "advance(id0,37s)"),
-// so that a sequence a failure printed can be pasted into a regression test as it is. Lines that are
-// not operations are skipped.
+// The inverse of Describe: operations separated by white space ("reserve(id1)", "batch(id2,id4)",
+// "advance(id0,37s)"), so that a sequence a failure printed can be pasted into a regression test as it
+// is. Words that are not operations are skipped.
 inline std::vector<Op> ParseOps(const std::string& text) {
   std::vector<Op> ops;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    const size_t begin = line.find_first_not_of(" \t");
-    const size_t paren = line.find("(id");
-    if (begin == std::string::npos || paren == std::string::npos || paren < begin) continue;
-    const std::string name = line.substr(begin, paren - begin);
+  std::istringstream words(text);
+  std::string word;
+  while (words >> word) {
+    const size_t paren = word.find("(id");
+    if (paren == std::string::npos) continue;
+    const std::string name = word.substr(0, paren);
     Op op;
     bool known = false;
     for (int k = 0; k < static_cast<int>(std::size(kOpNames)); ++k) {
@@ -77,12 +76,11 @@ inline std::vector<Op> ParseOps(const std::string& text) {
       }
     }
     if (!known) continue;
-    const char* rest = line.c_str() + paren + 3;
-    op.id = std::atoi(rest);
-    const size_t comma = line.find(',', paren);
+    op.id = std::atoi(word.c_str() + paren + 3);
+    const size_t comma = word.find(',', paren);
     if (comma != std::string::npos) {
-      if (op.kind == OpKind::kBatch) op.other = std::atoi(line.c_str() + comma + 3);
-      else op.seconds = std::atoll(line.c_str() + comma + 1);
+      if (op.kind == OpKind::kBatch) op.other = std::atoi(word.c_str() + comma + 3);
+      else op.seconds = std::atoll(word.c_str() + comma + 1);
     }
     ops.push_back(op);
   }
@@ -256,6 +254,9 @@ class Harness {
     return "";
   }
 
+ private:
+  enum class Hold { kNo, kReserved, kDone, kMaybe, kMaybeDone };
+
   // Reserve of an ID outside the model's set (binary, empty, around the size limit): a verdict for a
   // valid ID, InvalidArgument for an invalid one, nothing else. Empty when that holds.
   std::string ReserveRaw(const std::string& id) {
@@ -267,9 +268,6 @@ class Harness {
     if (valid) return r.ok() ? "" : where + "valid ID refused: " + r.status().ToString();
     return r.status().code() == absl::StatusCode::kInvalidArgument ? "" : where + "invalid ID answered " + r.status().ToString();
   }
-
- private:
-  enum class Hold { kNo, kReserved, kDone, kMaybe, kMaybeDone };
 
   void Observe() {
     horizon_ = std::max(horizon_, clock_->Now());

@@ -43,13 +43,13 @@ int EnvInt(const char* name, int fallback) {
 
 // Drops operations one by one from the failing prefix while the divergence persists; returns the
 // shortest sequence found, one operation per line.
-std::string Shrink(bool durable, const std::vector<Op>& ops, int at) {
+std::string Shrink(bool durable, const std::vector<Op>& ops, int at, bool in_memory_env = false) {
   std::vector<Op> shrunk(ops.begin(), ops.begin() + at + 1);
   for (size_t i = 0; i + 1 < shrunk.size();) {
     std::vector<Op> candidate = shrunk;
     candidate.erase(candidate.begin() + static_cast<long>(i));
     std::string diff;
-    if (RunSequence(durable, candidate, &diff) >= 0) {
+    if (RunSequence(durable, candidate, &diff, in_memory_env) >= 0) {
       shrunk = std::move(candidate);
     } else {
       ++i;
@@ -91,29 +91,19 @@ namespace {
 
 // Sequences the fuzzer found; each once diverged.
 TEST(ModelRegressionTest, CompactionAfterReopenWithRewoundClock) {
-  using testing::OpKind;
-  auto op = [](OpKind kind, int id = 0, int64_t seconds = 0, int other = 0) {
-    Op o;
-    o.kind = kind;
-    o.id = id;
-    o.other = other;
-    o.seconds = seconds;
-    return o;
-  };
-  const std::vector<Op> ops = {
-      op(OpKind::kReserve, 1), op(OpKind::kReserve, 2), op(OpKind::kAdvance, 0, 6), op(OpKind::kReopen),
-      op(OpKind::kRelease, 1), op(OpKind::kReopen), op(OpKind::kReserve, 5), op(OpKind::kAdvance, 0, 36),
-      op(OpKind::kReserve, 4), op(OpKind::kCommit, 5), op(OpKind::kReserve, 5), op(OpKind::kReopen),
-      op(OpKind::kReserve, 3), op(OpKind::kReserve, 1), op(OpKind::kReserve, 1), op(OpKind::kRewind, 0, 2),
-      op(OpKind::kReserve, 3), op(OpKind::kCommitStale, 5), op(OpKind::kReopen), op(OpKind::kBatch, 1, 0, 3),
-      op(OpKind::kReserve, 5), op(OpKind::kAdvance, 0, 8), op(OpKind::kRelease, 5), op(OpKind::kReserve, 5),
-      op(OpKind::kAdvance, 0, 16), op(OpKind::kCommitStale, 1), op(OpKind::kReserve, 1),
-      op(OpKind::kAdvance, 0, 25), op(OpKind::kCompact), op(OpKind::kCommit, 4)};
+  const std::vector<Op> ops = testing::ParseOps(R"(
+      reserve(id1)  reserve(id2)  advance(id0,6s)  reopen(id0)  release(id1)  reopen(id0)  reserve(id5)
+      advance(id0,36s)  reserve(id4)  commit(id5)  reserve(id5)  reopen(id0)  reserve(id3)  reserve(id1)
+      reserve(id1)  rewind(id0,2s)  reserve(id3)  commit-stale(id5)  reopen(id0)  batch(id1,id3)  reserve(id5)
+      advance(id0,8s)  release(id5)  reserve(id5)  advance(id0,16s)  commit-stale(id1)  reserve(id1)
+      advance(id0,25s)  compact(id0)  commit(id4)
+  )");
+  ASSERT_EQ(ops.size(), 30u);
   std::string diff;
   for (bool in_memory_env : {false, true}) {
     const int at = RunSequence(/*durable=*/true, ops, &diff, in_memory_env);
     EXPECT_LT(at, 0) << "in-memory env " << in_memory_env << " diverged at op " << at << ": " << diff << "\n"
-                     << Shrink(true, ops, at);
+                     << Shrink(true, ops, at, in_memory_env);
   }
 }
 
