@@ -83,12 +83,6 @@ INSTANTIATE_TEST_SUITE_P(Modes, ModelTest, ::testing::Bool(), [](const auto& inf
   return info.param ? std::string("DurableReservations") : std::string("InMemoryLeases");
 });
 
-}  // namespace
-}  // namespace idem
-
-namespace idem {
-namespace {
-
 // Sequences the fuzzer found; each once diverged.
 TEST(ModelRegressionTest, CompactionAfterReopenWithRewoundClock) {
   const std::vector<Op> ops = testing::ParseOps(R"(

@@ -24,6 +24,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 
@@ -168,7 +169,7 @@ inline PowerLossReport ApplyPowerLoss(const std::string& journal_path, bool torn
     const uint64_t size = std::filesystem::file_size(name, ec);
     if (ec || size <= length) continue;
     uint64_t keep = length;
-    if (torn_wal && name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) {
+    if (torn_wal && absl::EndsWith(name, ".log")) {
       keep += std::uniform_int_distribution<uint64_t>(0, size - length)(*rng);
     }
     std::filesystem::resize_file(name, keep, ec);

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "idem/store.h"
 #include "tests/test_util.h"
 
@@ -44,7 +45,7 @@ Disk DiskUse(const std::string& path) {
     std::error_code size_ec;
     if (!entry.is_regular_file(size_ec)) continue;
     const uint64_t size = entry.file_size(size_ec);
-    (entry.path().filename().string().rfind("LOG", 0) == 0 ? disk.info_logs : disk.data) += size;
+    (absl::StartsWith(entry.path().filename().string(), "LOG") ? disk.info_logs : disk.data) += size;
   }
   return disk;
 }

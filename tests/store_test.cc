@@ -505,12 +505,6 @@ TEST(StoreOpenTest, SecondOpenOfHeldStoreIsUnavailable) {
   EXPECT_EQ(first->Reserve("still-works")->verdict, Verdict::kReserved);
 }
 
-}  // namespace
-}  // namespace idem
-
-namespace idem {
-namespace {
-
 // A clock whose wall time and monotonic time are set separately, as NTP steps make them differ.
 class SteppedClock : public Clock {
  public:
