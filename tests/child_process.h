@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 extern char** environ;
@@ -56,6 +57,24 @@ class Child {
     const ssize_t n = read(fd_, buf, sizeof buf);
     if (n <= 0) return false;
     output_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  // Reads until the output contains `marker` or `timeout` passes; false if the output ended first (the
+  // child exited).
+  bool ReadUntilOutput(const std::string& marker, absl::Duration timeout) {
+    const absl::Time give_up = absl::Now() + timeout;
+    while (output_.find(marker) == std::string::npos && absl::Now() < give_up) {
+      if (!ReadFor(absl::Milliseconds(10))) return false;
+    }
+    return true;
+  }
+
+  // Reads until `deadline` (the child runs on meanwhile); false if the output ended first.
+  bool ReadUntil(absl::Time deadline) {
+    while (absl::Now() < deadline) {
+      if (!ReadFor(absl::Milliseconds(2))) return false;
+    }
     return true;
   }
 

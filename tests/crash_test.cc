@@ -61,12 +61,9 @@ void RunCrashCycles(bool sync, int cycles) {
     Child child({IDEM_CRASH_WORKER, path, std::to_string(cycle * 1'000'000), sync ? "1" : "0"});
     ASSERT_TRUE(child.running());
     // Let it make progress, then kill it at a random moment.
-    const absl::Time start = absl::Now();
-    while (child.output().find("C ") == std::string::npos && absl::Now() - start < absl::Seconds(20)) {
-      ASSERT_TRUE(child.ReadFor(absl::Milliseconds(10))) << "worker exited early";
-    }
+    ASSERT_TRUE(child.ReadUntilOutput("C ", absl::Seconds(20))) << "worker exited early";
     const absl::Time kill_at = absl::Now() + absl::Milliseconds(std::uniform_int_distribution<int>(5, 200)(rng));
-    while (absl::Now() < kill_at) child.ReadFor(absl::Milliseconds(2));
+    child.ReadUntil(kill_at);  // an early exit shows in the kill status below
     const int status = child.Kill();
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "worker died on its own: " << status;
     const Acknowledged acked = Parse(child.output());
@@ -107,10 +104,7 @@ TEST(CrashTest, StoreHeldByAnotherProcessIsRefusedClearly) {
   const std::string path = dir.Sub("db");
   Child holder({IDEM_CRASH_WORKER, path, "0", "0", "hold"});
   ASSERT_TRUE(holder.running());
-  const absl::Time start = absl::Now();
-  while (holder.output().find("ready") == std::string::npos && absl::Now() - start < absl::Seconds(20)) {
-    ASSERT_TRUE(holder.ReadFor(absl::Milliseconds(10)));
-  }
+  ASSERT_TRUE(holder.ReadUntilOutput("ready", absl::Seconds(20)));
   Options options;
   options.column_family = "idem";
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options, path);

@@ -88,14 +88,11 @@ void RunTorture(const Case& c, Totals* totals) {
                  c.sync ? "1" : "0", c.durable ? "1" : "0", std::to_string(kTtlMs),
                  c.power_loss ? journal : "-", std::to_string(c.wal_sync_ms)});
     ASSERT_TRUE(child.running());
-    const absl::Time start = absl::Now();
-    while (child.output().find("\nC ") == std::string::npos && absl::Now() - start < absl::Seconds(30)) {
-      ASSERT_TRUE(child.ReadFor(absl::Milliseconds(10))) << "worker exited early";
-    }
+    ASSERT_TRUE(child.ReadUntilOutput("\nC ", absl::Seconds(30))) << "worker exited early";
     // Some cycles run past a TTL, so that expiry and compaction happen under the kill as well.
     const int run_ms = std::uniform_int_distribution<int>(5, cycle % 3 == 0 ? 2500 : 400)(rng);
     const absl::Time kill_at = absl::Now() + absl::Milliseconds(run_ms);
-    while (absl::Now() < kill_at) ASSERT_TRUE(child.ReadFor(absl::Milliseconds(2))) << "worker exited early";
+    ASSERT_TRUE(child.ReadUntil(kill_at)) << "worker exited early";
     const int64_t killed_us = absl::ToUnixMicros(absl::Now());
     const int status = child.Kill();
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "worker died on its own: " << status;
