@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/strings/str_format.h"
+#include "engine/effects_check.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
 #include "engine/store_impl.h"
@@ -188,6 +189,14 @@ absl::Status Store::Impl::CheckCommit(const CommitRequest& request) const {
                                                    " bytes; max_result_bytes is ", options_.max_result_bytes));
   }
   return absl::OkStatus();
+}
+
+absl::Status Store::Impl::CheckEffectsOf(const CommitRequest& request) const {
+  if (request.effects == nullptr) return absl::OkStatus();
+  engine::ProtectedWrites protect;
+  protect.records_cf = cf_->GetID();
+  protect.metadata_cf = cf_->GetID();
+  return engine::CheckEffects(*request.effects, protect);
 }
 
 absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(std::string_view id, bool count_fast_path) const {
@@ -542,6 +551,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   if (absl::Status s = CheckCommit(request); !s.ok()) return s;
   Operation op(this);
   if (!op.ok()) return op.status();
+  if (absl::Status s = CheckEffectsOf(request); !s.ok()) return s;
   LatencyTimer timer(&commit_latency_);
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
@@ -557,9 +567,16 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   absl::Status status;
   if (effects != nullptr) {
     // The marker rides in the caller's batch so effects and marker land in one atomic write; the save
-    // point hands the batch back exactly as the caller built it.
+    // point hands the batch back exactly as the caller built it. A batch that refuses the marker (one
+    // built with a byte limit) must not be written: its effects would land without the marker and the
+    // redelivery would apply them again.
     effects->SetSavePoint();
-    effects->Put(cf_, AsSlice(id), encoded);
+    if (const rocksdb::Status added = effects->Put(cf_, AsSlice(id), encoded); !added.ok()) {
+      effects->RollbackToSavePoint().PermitUncheckedError();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot commit '", Printable(id), "': the effects batch refused the done marker (",
+          added.ToString(), "); nothing was written, the reservation still holds"));
+    }
     status = Write(effects, "committing", id);
     effects->RollbackToSavePoint().PermitUncheckedError();
   } else {
@@ -602,6 +619,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < requests.size(); ++i) {
     results[i] = CheckCommit(requests[i]);
+    if (results[i].ok()) results[i] = CheckEffectsOf(requests[i]);
     if (results[i].ok() && !seen.emplace(engine::ToAbsl(requests[i].id), i).second) {
       results[i] = absl::InvalidArgumentError(
           absl::StrCat("'", Printable(requests[i].id), "' appears twice in one CommitBatch"));

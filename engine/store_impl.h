@@ -112,6 +112,8 @@ class Store::Impl {
   absl::Status CloseOwnedDb();
   absl::Status CheckToken(uint64_t token) const;
   absl::Status CheckCommit(const CommitRequest& request) const;
+  // REQUIRES: the store is pinned open. kInvalidArgument when the effects write idem's own data.
+  absl::Status CheckEffectsOf(const CommitRequest& request) const;
   // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
   absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
   // REQUIRES: stripe `shard` held. Answers Reserve from the recent-commit cache or the lease table;
