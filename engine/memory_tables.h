@@ -27,6 +27,9 @@ struct Lease {
   absl::Time deadline;    // as reported to callers (store time)
   absl::Duration ends_at; // when it really ends, on the monotonic clock (Clock::Monotonic)
   std::optional<uint64_t> fingerprint;
+  // A Commit under this lease failed with an unknown outcome: its write may have reached the WAL and
+  // show after recovery. Until the lease goes, RocksDB is asked before the lease is believed.
+  bool commit_outcome_unknown = false;
 };
 
 class LeaseTable {

@@ -276,7 +276,7 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::stri
                                                          bool* takeover) {
   // A lease is newer than any cached commit of the same ID (Reserve erases the cache entry), so it is
   // looked at first.
-  if (engine::Lease* lease = durable_reservations_ ? nullptr : leases_.Find(shard, id)) {
+  if (engine::Lease* lease = durable_reservations_ ? nullptr : FindLease(shard, id)) {
     if (lease->ends_at > MonotonicNow()) {
       if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -500,7 +500,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
                                                         std::string_view verb, absl::Time now) {
   Hold hold;
   if (!durable_reservations_) {
-    if (engine::Lease* lease = leases_.Find(shard, id)) {
+    if (engine::Lease* lease = FindLease(shard, id)) {
       if (lease->token != token) {
         return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", lease->token,
                                                         " (the lease was lost or the token is not this ID's)"));
@@ -535,6 +535,27 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
   hold.record = *record;
   hold.record.result = {};  // points into lookup, which dies here
   return hold;
+}
+
+void Store::Impl::NoteCommitOutcomeUnknown(size_t shard, std::string_view id) {
+  if (durable_reservations_) return;  // durable: Commit re-reads the record, which tells the truth
+  if (engine::Lease* lease = leases_.Find(shard, id)) lease->commit_outcome_unknown = true;
+}
+
+engine::Lease* Store::Impl::FindLease(size_t shard, std::string_view id) {
+  engine::Lease* lease = leases_.Find(shard, id);
+  if (lease == nullptr || !lease->commit_outcome_unknown) return lease;
+  // A commit under this lease may have landed (a failed fsync's write is replayed from the WAL by the
+  // reopen). If RocksDB holds it, the lease is over: the ID is done, and a retried Commit must find it
+  // so and write nothing. If not, the lease stands (the store refuses writes until it has recovered,
+  // and after recovery RocksDB's answer is final).
+  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  if (!lookup.ok() || !lookup->found) return lease;
+  absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
+  if (!record.ok() || record->state != RecordState::kDone || record->token != lease->token) return lease;
+  recent_.Put(shard, id, record->token, FromMicros(record->deadline_us), record->fingerprint, record->result);
+  leases_.Erase(shard, id);
+  return nullptr;
 }
 
 void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, const Record& done) {
@@ -584,7 +605,10 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     batch.Put(cf_, AsSlice(id), encoded);
     status = Write(&batch, "committing", id);
   }
-  if (!status.ok()) return status;
+  if (!status.ok()) {
+    NoteCommitOutcomeUnknown(shard, id);
+    return status;
+  }
   NoteCommitted(shard, request, done);
   return absl::OkStatus();
 }
@@ -654,7 +678,10 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   AppendRecords(markers, &rep, &count);
   rocksdb::WriteBatch batch = BatchFrom(std::move(rep), count);
   if (absl::Status s = Write(&batch, "committing a batch including", requests[to_commit[0].first].id); !s.ok()) {
-    for (const auto& [i, done] : to_commit) results[i] = s;
+    for (const auto& [i, done] : to_commit) {
+      results[i] = s;
+      NoteCommitOutcomeUnknown(stripes[i], requests[i].id);
+    }
     return results;
   }
   for (const auto& [i, done] : to_commit) NoteCommitted(stripes[i], requests[i], done);
@@ -725,7 +752,7 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
     const size_t shard = locks_.StripeOf(id);
     auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
     engine::MutexLock lock(self->locks_.At(shard));
-    if (const engine::Lease* lease = self->leases_.Find(shard, id)) {
+    if (const engine::Lease* lease = self->FindLease(shard, id)) {
       return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {},
                         lease->ends_at <= MonotonicNow()};
     }

@@ -135,6 +135,11 @@ class Store::Impl {
   absl::StatusOr<Reservation> ReserveLocked(size_t shard, std::string_view id,
                                             const std::optional<uint64_t>& fingerprint, absl::Time now);
   absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
+  // REQUIRES: stripe `shard` held. The in-memory lease of `id`, after asking RocksDB whether a commit
+  // under it whose outcome was unknown has landed (then the lease is gone and nullptr is returned).
+  engine::Lease* FindLease(size_t shard, std::string_view id);
+  // REQUIRES: stripe `shard` held. A Commit of `id` failed with an unknown outcome.
+  void NoteCommitOutcomeUnknown(size_t shard, std::string_view id);
   // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
   void NoteCommitted(size_t shard, const CommitRequest& request, const engine::Record& done);
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
