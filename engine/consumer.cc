@@ -25,6 +25,7 @@ std::string_view OutcomeName(Outcome outcome) {
     case Outcome::kConflict: return "conflict";
     case Outcome::kRejected: return "rejected";
     case Outcome::kInvalid: return "invalid";
+    case Outcome::kCorrupt: return "corrupt";
     case Outcome::kLeaseLost: return "lease_lost";
     case Outcome::kUnavailable: return "unavailable";
   }
@@ -92,6 +93,7 @@ class Processor::Impl {
     s.conflicts = conflicts_;
     s.rejected = rejected_;
     s.invalid = invalid_;
+    s.corrupt = corrupt_;
     s.lease_lost = lease_lost_;
     s.unavailable = unavailable_;
     s.pauses = pauses_;
@@ -125,11 +127,13 @@ class Processor::Impl {
     switch (status.code()) {
       case absl::StatusCode::kInvalidArgument:
         return Result(Outcome::kInvalid, status);
+      case absl::StatusCode::kDataLoss:  // this ID's record is unreadable: retrying cannot help
+        return Result(Outcome::kCorrupt, status);
       case absl::StatusCode::kUnavailable:
       case absl::StatusCode::kFailedPrecondition:  // closed
         Pause();
         return Result(Outcome::kUnavailable, status);
-      default:  // kDataLoss of one record, ...: do not ack, let a person look
+      default:
         return Result(Outcome::kRetryLater, status);
     }
   }
@@ -180,46 +184,69 @@ class Processor::Impl {
   }
 
   HandleResult AfterCommit(std::string_view id, uint64_t token, const absl::Status& committed, std::string result) {
-    if (committed.ok()) return Result(Outcome::kApplied, absl::OkStatus(), std::move(result), token);
-    if (committed.code() == absl::StatusCode::kAborted) return Result(Outcome::kLeaseLost, committed, {}, token);
-    if (committed.code() == absl::StatusCode::kUnavailable) {
-      Remember(id, token);  // outcome unknown: settled after recovery
-      Pause();
-      return Result(Outcome::kUnavailable, committed, {}, token);
+    switch (committed.code()) {
+      case absl::StatusCode::kOk:
+        return Result(Outcome::kApplied, absl::OkStatus(), std::move(result), token);
+      case absl::StatusCode::kAborted:
+        return Result(Outcome::kLeaseLost, committed, {}, token);
+      case absl::StatusCode::kUnavailable:
+        Remember(id, token);  // outcome unknown: settled after recovery
+        Pause();
+        return Result(Outcome::kUnavailable, committed, {}, token);
+      case absl::StatusCode::kFailedPrecondition:  // closed: nothing was written
+        Pause();
+        return Result(Outcome::kUnavailable, committed, {}, token);
+      case absl::StatusCode::kInvalidArgument:  // the same commit would fail the same way every time
+      case absl::StatusCode::kDataLoss: {
+        // Nothing was written. Give the ID back so it does not sit out a lease, and end the event.
+        if (store_->Release(id, token).code() == absl::StatusCode::kUnavailable) {
+          Remember(id, token);
+          Pause();
+        }
+        return Result(committed.code() == absl::StatusCode::kDataLoss ? Outcome::kCorrupt : Outcome::kInvalid,
+                      committed, {}, token);
+      }
+      default:
+        return Result(Outcome::kRetryLater, committed, {}, token);
     }
-    return Result(Outcome::kRetryLater, committed, {}, token);
   }
 
   HandleResult HandleOne(const Event& event, const Handler& handler) {
     if (paused_.load()) return Paused();
+    // Our own copy: the caller's bytes may change while the handler runs (a reused receive buffer),
+    // and the commit, the release and the heartbeat must all name the ID that was reserved.
+    const std::string id(event.id);
     ReserveOptions reserve_options;
     reserve_options.fingerprint = event.fingerprint;
     reserve_options.wait = options_.wait_in_flight;
-    absl::StatusOr<Reservation> r = store_->Reserve(event.id, reserve_options);
+    absl::StatusOr<Reservation> r = store_->Reserve(id, reserve_options);
     if (!r.ok()) return FromStoreError(r.status());
     if (r->verdict != Verdict::kReserved) return FromVerdict(*r);
     rocksdb::WriteBatch effects;
-    absl::StatusOr<std::string> result = RunHandler(event.id, r->token, handler, &effects);
-    if (!result.ok()) return AfterHandlerError(event.id, r->token, result.status());
+    absl::StatusOr<std::string> result = RunHandler(id, r->token, handler, &effects);
+    if (!result.ok()) return AfterHandlerError(id, r->token, result.status());
     // Commit first: it reads *result, which the last argument of AfterCommit takes over.
-    const absl::Status committed = store_->Commit(event.id, r->token, *result, &effects);
-    return AfterCommit(event.id, r->token, committed, *std::move(result));
+    const absl::Status committed = store_->Commit(id, r->token, *result, &effects);
+    return AfterCommit(id, r->token, committed, *std::move(result));
   }
 
   void HandleMany(absl::Span<const Event> events, const Handler& handler, std::vector<HandleResult>* out) {
+    // Copies, as in HandleOne: handlers may change the caller's buffers.
+    std::vector<std::string> ids;
+    ids.reserve(events.size());
+    for (const Event& e : events) ids.emplace_back(e.id);
     // Reservations: one ReserveBatch, unless fingerprints ask for the per-event conflict check.
     std::vector<absl::StatusOr<Reservation>> reserved;
     const bool fingerprints = std::any_of(events.begin(), events.end(), [](const Event& e) { return e.fingerprint; });
     if (fingerprints) {
-      for (const Event& e : events) {
+      for (size_t i = 0; i < events.size(); ++i) {
         ReserveOptions o;
-        o.fingerprint = e.fingerprint;
-        reserved.push_back(store_->Reserve(e.id, o));
+        o.fingerprint = events[i].fingerprint;
+        reserved.push_back(store_->Reserve(ids[i], o));
       }
     } else {
-      std::vector<std::string_view> ids;
-      for (const Event& e : events) ids.push_back(e.id);
-      reserved = store_->ReserveBatch(ids);
+      std::vector<std::string_view> views(ids.begin(), ids.end());
+      reserved = store_->ReserveBatch(views);
     }
     std::vector<std::unique_ptr<rocksdb::WriteBatch>> effects(events.size());
     std::vector<std::string> results(events.size());
@@ -236,20 +263,20 @@ class Processor::Impl {
       }
       const uint64_t token = reserved[i]->token;
       effects[i] = std::make_unique<rocksdb::WriteBatch>();
-      absl::StatusOr<std::string> result = RunHandler(events[i].id, token, handler, effects[i].get());
+      absl::StatusOr<std::string> result = RunHandler(ids[i], token, handler, effects[i].get());
       if (!result.ok()) {
-        (*out)[i] = AfterHandlerError(events[i].id, token, result.status());
+        (*out)[i] = AfterHandlerError(ids[i], token, result.status());
         continue;
       }
       results[i] = *std::move(result);
-      commits.push_back(CommitRequest{events[i].id, token, results[i], effects[i].get()});
+      commits.push_back(CommitRequest{ids[i], token, results[i], effects[i].get()});
       committing.push_back(i);
     }
     if (commits.empty()) return;
     std::vector<absl::Status> committed = store_->CommitBatch(commits);
     for (size_t k = 0; k < committing.size(); ++k) {
       const size_t i = committing[k];
-      (*out)[i] = AfterCommit(events[i].id, commits[k].token, committed[k], results[i]);
+      (*out)[i] = AfterCommit(ids[i], commits[k].token, committed[k], results[i]);
     }
   }
 
@@ -261,6 +288,7 @@ class Processor::Impl {
       case Outcome::kConflict: conflicts_++; break;
       case Outcome::kRejected: rejected_++; break;
       case Outcome::kInvalid: invalid_++; break;
+      case Outcome::kCorrupt: corrupt_++; break;
       case Outcome::kLeaseLost: lease_lost_++; break;
       case Outcome::kUnavailable: unavailable_++; break;
     }
@@ -363,6 +391,7 @@ class Processor::Impl {
   absl::Duration heartbeat_;
 
   std::atomic<uint64_t> applied_{0}, duplicates_{0}, retry_later_{0}, conflicts_{0}, rejected_{0}, invalid_{0};
+  std::atomic<uint64_t> corrupt_{0};
   std::atomic<uint64_t> lease_lost_{0}, unavailable_{0}, pauses_{0}, resumes_{0}, resume_attempts_{0};
   std::atomic<uint64_t> heartbeats_{0};
   engine::LatencyHistogram step_latency_;
@@ -404,6 +433,7 @@ std::string ProcessorStats::ToPrometheus() const {
   outcome("conflict", conflicts);
   outcome("rejected", rejected);
   outcome("invalid", invalid);
+  outcome("corrupt", corrupt);
   outcome("lease_lost", lease_lost);
   outcome("unavailable", unavailable);
   absl::StrAppend(&out, "# TYPE idem_consumer_paused gauge\nidem_consumer_paused ", paused ? 1 : 0, "\n");

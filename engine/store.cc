@@ -743,6 +743,33 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   return absl::OkStatus();
 }
 
+absl::Status Store::Impl::Forget(std::string_view id) {
+  if (absl::Status s = CheckId(id); !s.ok()) return s;
+  Operation op(this);
+  if (!op.ok()) return op.status();
+  const size_t shard = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(shard));
+  bool held = false;
+  if (!durable_reservations_ && leases_.Find(shard, id) != nullptr) {
+    leases_.Erase(shard, id);
+    held = true;
+  }
+  recent_.Erase(shard, id);
+  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
+  if (lookup.ok() && lookup->found) {
+    rocksdb::WriteBatch batch;
+    batch.Delete(cf_, AsSlice(id));
+    if (absl::Status s = Write(&batch, "forgetting", id); !s.ok()) return s;
+    held = true;
+  } else if (!lookup.ok()) {
+    return lookup.status();
+  }
+  locks_.Changed(shard).notify_all();
+  if (!held) return absl::NotFoundError(absl::StrCat("nothing stored for '", Printable(id), "'"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(this);
@@ -1132,6 +1159,7 @@ std::vector<absl::Status> Store::CommitBatch(absl::Span<const CommitRequest> req
 }
 absl::StatusOr<std::vector<InDoubtReservation>> Store::InDoubt(size_t limit) const { return impl_->InDoubt(limit); }
 absl::StatusOr<RecordInfo> Store::Peek(std::string_view id) const { return impl_->Peek(id); }
+absl::Status Store::Forget(std::string_view id) { return impl_->Forget(id); }
 absl::Status Store::CompactExpired() { return impl_->CompactExpired(); }
 Stats Store::GetStats() const { return impl_->GetStats(); }
 absl::Status Store::Health() const { return impl_->Health(); }

@@ -73,6 +73,7 @@ class Store::Impl {
   std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests);
   absl::StatusOr<std::vector<InDoubtReservation>> InDoubt(size_t limit) const;
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
+  absl::Status Forget(std::string_view id);
   absl::Status CompactExpired();
   Stats GetStats() const;
   absl::Status Health() const;

@@ -222,5 +222,69 @@ TEST_F(ConsumerTest, HandleBatchMixesOutcomesInOneCommit) {
   EXPECT_FALSE(Applied("poison"));
 }
 
+// A permanent failure to commit (here a result over max_result_bytes) ends the event as a dead letter and
+// gives the ID back: it must not wait a lease and fail the same way forever.
+TEST_F(ConsumerTest, ResultTooLargeIsADeadLetterAndReleasesTheId) {
+  Processor processor(store_.get());
+  const std::string huge(options_.max_result_bytes + 1, 'r');
+  HandleResult r = processor.Handle({"big"}, Ledger(huge));
+  EXPECT_TRUE(r.DeadLetter()) << OutcomeName(r.outcome);
+  EXPECT_THAT(r.status, testing::StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(Applied("big"));
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation again, store_->Reserve("big"));
+  EXPECT_EQ(again.verdict, Verdict::kReserved) << "the ID was not released";
+
+  std::vector<Event> events = {{"big-1"}, {"fine"}};
+  std::vector<HandleResult> results =
+      processor.HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+        ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/" + std::string(ctx.event_id), "1");
+        return ctx.event_id == "fine" ? std::string("ok") : huge;
+      });
+  EXPECT_TRUE(results[0].DeadLetter()) << OutcomeName(results[0].outcome);
+  EXPECT_EQ(results[1].outcome, Outcome::kApplied);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation batch_again, store_->Reserve("big-1"));
+  EXPECT_EQ(batch_again.verdict, Verdict::kReserved);
+}
+
+// Event::id borrows the caller's bytes; a handler that reuses that buffer must not move the commit (or
+// the heartbeat) to another ID.
+TEST_F(ConsumerTest, HandlerThatChangesTheCallersIdBufferCommitsTheOriginalId) {
+  ProcessorOptions options;
+  options.heartbeat = absl::Milliseconds(1);
+  Processor processor(store_.get(), options);
+  std::string buffer = "evt-AAA";
+  HandleResult r = processor.Handle({buffer}, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+    buffer.replace(0, buffer.size(), "evt-BBB");  // e.g. the consumer's receive buffer, reused
+    ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/x", "1");
+    return "ok";
+  });
+  EXPECT_EQ(r.outcome, Outcome::kApplied);
+  EXPECT_EQ(store_->Reserve("evt-AAA")->verdict, Verdict::kDuplicate);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation other, store_->Reserve("evt-BBB"));
+  EXPECT_EQ(other.verdict, Verdict::kReserved);
+  // Nothing is left for the heartbeat to renew: the reservation just made is not extended by it.
+  const uint64_t beats = processor.GetStats().heartbeats;
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ(processor.GetStats().heartbeats, beats);
+}
+
+// A record that no longer decodes is a dead letter (never "retry later" forever); an operator removes it
+// with Store::Forget and the event can then be applied.
+TEST_F(ConsumerTest, CorruptRecordIsADeadLetterAndForgetRemovesIt) {
+  Processor processor(store_.get());
+  ASSERT_TRUE(store_->db()->Put(rocksdb::WriteOptions(), store_->column_family(), "rotten", "\x07garbage").ok());
+  HandleResult r = processor.Handle({"rotten"}, Ledger());
+  EXPECT_TRUE(r.DeadLetter()) << OutcomeName(r.outcome);
+  EXPECT_EQ(r.outcome, Outcome::kCorrupt);
+  EXPECT_THAT(r.status, testing::StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(calls_.load(), 0);
+  EXPECT_EQ(processor.GetStats().corrupt, 1u);
+
+  ASSERT_THAT(store_->Forget("rotten"), IsOk());
+  EXPECT_THAT(store_->Forget("rotten"), testing::StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(processor.Handle({"rotten"}, Ledger()).outcome, Outcome::kApplied);
+  EXPECT_TRUE(Applied("rotten"));
+}
+
 }  // namespace
 }  // namespace idem

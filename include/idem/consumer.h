@@ -51,7 +51,10 @@ enum class Outcome {
   kRetryLater,   // another worker holds the ID, or the handler failed transiently (ID released). Do not ack.
   kConflict,     // the ID was seen with a different payload fingerprint: a producer reused an ID. Dead-letter.
   kRejected,     // the handler refused the payload (kInvalidArgument/kFailedPrecondition). Dead-letter.
-  kInvalid,      // the event itself is unusable (no ID, ID over the limit). Dead-letter.
+  kInvalid,      // the event itself is unusable (no ID, ID over the limit), or its commit can never
+                 // succeed (a result over max_result_bytes, effects refused); the ID was released. Dead-letter.
+  kCorrupt,      // the store's record of this ID does not decode (kDataLoss). Dead-letter; an operator can
+                 // remove the record with Store::Forget / `idemctl forget` (which may admit a duplicate).
   kLeaseLost,    // the commit was refused: the lease was taken over; effects not written. Do not ack.
   kUnavailable,  // the store is failing; consumption is paused until it recovers. Do not ack.
 };
@@ -61,6 +64,8 @@ std::string_view OutcomeName(Outcome outcome);
 struct Event {
   Event(std::string_view event_id, std::optional<uint64_t> payload_fingerprint = std::nullopt)  // NOLINT
       : id(event_id), fingerprint(payload_fingerprint) {}
+  // Borrowed for the duration of Handle/HandleBatch only: the Processor copies what it keeps, so the
+  // handler may reuse the buffer it points into.
   std::string_view id;
   // Hash of the payload (e.g. 64-bit xxhash/FNV). Optional: without it, reuse is not detected.
   std::optional<uint64_t> fingerprint;
@@ -75,7 +80,8 @@ struct HandleResult {
   // has recorded the message elsewhere; see DeadLetter().
   bool ShouldAck() const { return outcome == Outcome::kApplied || outcome == Outcome::kDuplicate; }
   bool DeadLetter() const {
-    return outcome == Outcome::kConflict || outcome == Outcome::kRejected || outcome == Outcome::kInvalid;
+    return outcome == Outcome::kConflict || outcome == Outcome::kRejected || outcome == Outcome::kInvalid ||
+           outcome == Outcome::kCorrupt;
   }
 };
 
@@ -102,7 +108,7 @@ struct ProcessorOptions {
 };
 
 struct ProcessorStats {
-  uint64_t applied = 0, duplicates = 0, retry_later = 0, conflicts = 0, rejected = 0, invalid = 0;
+  uint64_t applied = 0, duplicates = 0, retry_later = 0, conflicts = 0, rejected = 0, invalid = 0, corrupt = 0;
   uint64_t lease_lost = 0, unavailable = 0;
   uint64_t pauses = 0, resumes = 0, resume_attempts = 0, heartbeats = 0;
   bool paused = false;

@@ -165,6 +165,14 @@ class Store {
   // element; a storage error fails every element that needed the write.
   std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);
 
+  // Deletes whatever the store holds for `id` (a reservation, a done record, or a record that no longer
+  // decodes) so that the ID is new again. For operators (`idemctl forget`), never for normal
+  // processing: forgetting a committed ID admits its next redelivery as new, which may apply its effects
+  // a second time. A holder of a forgotten reservation gets kAborted on Commit.
+  // Errors: kNotFound (nothing stored), kInvalidArgument, kUnavailable (outcome unknown),
+  // kFailedPrecondition (closed).
+  absl::Status Forget(std::string_view id);
+
   // Reads the record of `id` without changing anything. NotFound if there is none (expired records are
   // returned with expired = true until compaction removes them).
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
