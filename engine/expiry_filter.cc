@@ -67,7 +67,8 @@ class DeadlineCollector : public rocksdb::TablePropertiesCollector {
 
 }  // namespace
 
-ExpiryFilterFactory::ExpiryFilterFactory(std::shared_ptr<Clock> clock) : clock_(std::move(clock)) {}
+ExpiryFilterFactory::ExpiryFilterFactory(std::shared_ptr<Clock> clock, RetentionShape shape)
+    : shape_(shape), clock_(std::move(clock)) {}
 
 bool ExpiryFilterFactory::ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason reason) const {
   return reason == rocksdb::TableFileCreationReason::kFlush ||

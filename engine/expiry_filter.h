@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "engine/sync.h"
 #include "idem/clock.h"
+#include "idem/options.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/table_properties.h"
 
@@ -25,9 +26,19 @@ inline constexpr char kDeadlineCollectorName[] = "idem.DeadlineCollector";
 inline constexpr char kMinDeadlineProperty[] = "idem.min_deadline_us";
 inline constexpr char kMaxDeadlineProperty[] = "idem.max_deadline_us";
 
+// What a column family was configured for (ColumnFamilyOptionsFor): Attach compares it with the
+// options it is given, so that a column family opened for a 2 s FIFO store is never used as a 24 h one.
+struct RetentionShape {
+  absl::Duration ttl;
+  absl::Duration lease;
+  CompactionProfile compaction;
+};
+
 class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
  public:
-  explicit ExpiryFilterFactory(std::shared_ptr<Clock> clock);
+  ExpiryFilterFactory(std::shared_ptr<Clock> clock, RetentionShape shape);
+
+  const RetentionShape& shape() const { return shape_; }
 
   const char* Name() const override { return kExpiryFilterFactoryName; }
   bool ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason reason) const override;
@@ -46,6 +57,7 @@ class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
   uint64_t removed() const { return removed_.load(std::memory_order_relaxed); }
 
  private:
+  const RetentionShape shape_;
   mutable Mutex mu_;
   std::shared_ptr<Clock> clock_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> removed_{0};

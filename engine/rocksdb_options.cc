@@ -42,7 +42,7 @@ rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options) {
   cf.bottommost_compression = rocksdb::kZSTD;
 
   auto clock = options.clock ? options.clock : SystemClock();
-  cf.compaction_filter_factory = std::make_shared<engine::ExpiryFilterFactory>(clock);
+  cf.compaction_filter_factory = std::make_shared<engine::ExpiryFilterFactory>(clock, engine::ShapeOf(options));
   cf.table_properties_collector_factories.push_back(std::make_shared<engine::DeadlineCollectorFactory>());
 
   const int64_t ttl_seconds = std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(options.ttl, absl::Seconds(1))));
@@ -117,6 +117,51 @@ absl::Status ValidateOptions(const Options& options) {
   }
   if (options.maintenance_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("maintenance_interval must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+RetentionShape ShapeOf(const Options& options) { return RetentionShape{options.ttl, options.lease, options.compaction}; }
+
+namespace {
+const char* ProfileName(CompactionProfile p) {
+  switch (p) {
+    case CompactionProfile::kLeveled: return "leveled";
+    case CompactionProfile::kUniversal: return "universal";
+    case CompactionProfile::kFifo: return "fifo";
+  }
+  return "?";
+}
+std::string Describe(const RetentionShape& shape) {
+  return absl::StrCat("ttl ", absl::FormatDuration(shape.ttl), ", lease ", absl::FormatDuration(shape.lease), ", ",
+                      ProfileName(shape.compaction), " compaction");
+}
+}  // namespace
+
+absl::Status CheckColumnFamilyFor(const rocksdb::ColumnFamilyOptions& current, const RetentionShape& opened_for,
+                                  const Options& options, const std::string& name) {
+  const RetentionShape wanted = ShapeOf(options);
+  if (opened_for.ttl != wanted.ttl || opened_for.lease != wanted.lease || opened_for.compaction != wanted.compaction) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "column family '", name, "' was opened with ColumnFamilyOptionsFor(", Describe(opened_for),
+        ") but the store is attached for ", Describe(wanted),
+        ": IDs would be forgotten or kept by the wrong rule. Open the DB with ColumnFamilyOptionsFor of the same "
+        "Options you attach with"));
+  }
+  // The options RocksDB actually runs with, in case they were edited after ColumnFamilyOptionsFor.
+  const rocksdb::ColumnFamilyOptions expected = ColumnFamilyOptionsFor(options);
+  std::string mismatch;
+  if (current.compaction_style != expected.compaction_style) mismatch = "compaction style";
+  if (expected.compaction_style == rocksdb::kCompactionStyleFIFO) {
+    if (current.ttl < expected.ttl) mismatch = "FIFO ttl (shorter than the store's ttl)";
+    if (current.compaction_options_fifo.allow_compaction) mismatch = "FIFO allow_compaction";
+    if (current.compaction_options_fifo.max_table_files_size < expected.compaction_options_fifo.max_table_files_size) {
+      mismatch = "FIFO max_table_files_size (deletes live IDs when reached)";
+    }
+  }
+  if (!mismatch.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("column family '", name, "' runs with another ", mismatch,
+                                                      " than ColumnFamilyOptionsFor(options) sets"));
   }
   return absl::OkStatus();
 }

@@ -5,6 +5,7 @@
 #define IDEM_ENGINE_ROCKSDB_OPTIONS_H_
 
 #include "absl/status/status.h"
+#include "engine/expiry_filter.h"
 #include "idem/options.h"
 #include "rocksdb/options.h"
 
@@ -15,6 +16,14 @@ rocksdb::DBOptions DBOptionsFor(const Options& options);
 
 // InvalidArgument naming the first contradiction (lease >= ttl, sizes out of range, ...).
 absl::Status ValidateOptions(const Options& options);
+
+// What the options configure a column family for.
+RetentionShape ShapeOf(const Options& options);
+
+// kFailedPrecondition when a column family opened for `opened_for` (its filter factory's shape), running
+// with `current`, does not fit `options`: another ttl, lease or profile, or FIFO settings that drop IDs early.
+absl::Status CheckColumnFamilyFor(const rocksdb::ColumnFamilyOptions& current, const RetentionShape& opened_for,
+                                  const Options& options, const std::string& name);
 
 // The clock the options name, or SystemClock().
 std::shared_ptr<Clock> ClockOf(const Options& options);

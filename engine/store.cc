@@ -1,4 +1,8 @@
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <limits>
@@ -58,42 +62,11 @@ class LatencyTimer {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
-// HealthListener
-
-void Store::Impl::HealthListener::OnBackgroundError(rocksdb::BackgroundErrorReason /*reason*/,
-                                                    rocksdb::Status* status) {
-  // A soft error leaves writes working; only errors that stop writes make the store unavailable.
-  if (status != nullptr && !status->ok() && status->severity() >= rocksdb::Status::Severity::kHardError) {
-    Set(engine::FromRocks(*status, "RocksDB background error"));
-  }
-}
-
-void Store::Impl::HealthListener::OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) {
-  if (info.new_bg_error.ok()) Set(absl::OkStatus());
-}
-
-absl::Status Store::Impl::HealthListener::error() const {
-  engine::MutexLock lock(&mu_);
-  return error_;
-}
-
-void Store::Impl::HealthListener::Set(absl::Status status) {
-  engine::MutexLock lock(&mu_);
-  if (!status.ok() && status.code() != absl::StatusCode::kUnavailable) {
-    status = absl::UnavailableError(status.message());
-  }
-  error_ = std::move(status);
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Construction and lifecycle
 
-Store::Impl::Impl(const Options& options, rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                  std::shared_ptr<engine::ExpiryFilterFactory> filter)
+Store::Impl::Impl(const Options& options, std::shared_ptr<engine::ExpiryFilterFactory> filter)
     : options_(options),
       clock_(engine::ClockOf(options)),
-      db_(db),
-      cf_(cf),
       filter_(std::move(filter)),
       durable_reservations_(options.durable_reservations),
       recent_(options.recent_commits_cache_entries),
@@ -103,18 +76,46 @@ Store::Impl::Impl(const Options& options, rocksdb::DB* db, rocksdb::ColumnFamily
 
 Store::Impl::~Impl() { Close().IgnoreError(); }
 
-absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
-                                std::vector<rocksdb::ColumnFamilyHandle*> owned_handles,
-                                std::shared_ptr<HealthListener> health, std::string path) {
-  path_ = std::move(path);
-  owned_db_ = std::move(owned_db);
-  owned_handles_ = std::move(owned_handles);
-  health_ = health ? std::move(health) : std::make_shared<HealthListener>();
+absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records,
+                                       engine::IfMissing if_missing) {
+  engine::MetadataLocation where{db->DefaultColumnFamily(), engine::MetadataKey(records->GetName())};
+  absl::StatusOr<engine::StoreMetadata> metadata = engine::LoadMetadata(db, where, records, if_missing);
+  if (!metadata.ok()) return metadata.status();
+  if (!identity_.empty() && metadata->identity != identity_) {
+    return absl::DataLossError("the DB reopened is not this store (another store's identity)");
+  }
+  identity_ = metadata->identity;
+  metadata_ = where;
+  tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata));
+  return absl::OkStatus();
+}
+
+absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
+                                std::unique_ptr<engine::StoreClaim> claim, engine::IfMissing if_missing) {
+  lifecycle_ = std::move(lifecycle);
+  claim_ = std::move(claim);
   filter_->SetClock(clock_);
   Now();  // the store's time starts at its clock's reading now
-  absl::StatusOr<std::unique_ptr<engine::TokenSource>> tokens = engine::TokenSource::Load(db_, cf_, write_options_);
-  if (!tokens.ok()) return tokens.status();
-  tokens_ = std::move(*tokens);
+  if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
+  lifecycle_->SetHooks(
+      [this](const engine::OpenedDb& opened) {
+        // A reopen must find this very store: a deleted directory is refused by the opener (it never
+        // creates), a replaced one by its identity.
+        absl::Status s = LoadMetadata(opened.db.get(), opened.records, engine::IfMissing::kRefuse);
+        if (s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kDataLoss) {
+          return absl::DataLossError(absl::StrCat(
+              "the store's directory no longer holds this store (", s.message(),
+              "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
+              "remembered ID again"));
+        }
+        if (s.ok()) counters_.reopens.fetch_add(1, std::memory_order_relaxed);
+        return s;
+      },
+      [this](rocksdb::DB* db) {
+        // Whatever the periodic sync had not reached yet is made durable at a clean close.
+        if (!wal_sync_ || options_.sync) return absl::OkStatus();
+        return engine::FromRocks(db->SyncWAL(), "syncing the WAL");
+      });
   if (options_.maintenance_interval > absl::ZeroDuration()) {
     maintenance_ = std::make_unique<engine::Periodic>(options_.maintenance_interval, [this] {
       RunMaintenance().IgnoreError();  // failures surface through Health() and the next foreground call
@@ -123,45 +124,23 @@ absl::Status Store::Impl::Start(std::unique_ptr<rocksdb::DB> owned_db,
   }
   if (!options_.sync && options_.wal_sync_interval > absl::ZeroDuration()) {
     wal_sync_ = std::make_unique<engine::Periodic>(options_.wal_sync_interval, [this] {
-      Operation op(this);
+      Operation op(*lifecycle_);
       if (!op.ok()) return;
-      if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) StorageError(s, "periodic WAL sync").IgnoreError();
+      if (rocksdb::Status s = db()->SyncWAL(); !s.ok()) StorageError(s, "periodic WAL sync").IgnoreError();
     });
   }
   return absl::OkStatus();
 }
 
 absl::Status Store::Impl::Close() {
-  gate_.store(kClosing, std::memory_order_release);
+  if (lifecycle_ == nullptr) return absl::OkStatus();  // Start never ran
+  lifecycle_->BeginClose();  // calls are turned away from here on
+  std::lock_guard<std::mutex> lock(stop_mu_);
   if (maintenance_) maintenance_->Stop();
   if (wal_sync_) wal_sync_->Stop();
-
-  engine::WriterLock lock(&lifecycle_mu_);
-  if (closed_) return close_status_;
-  closed_ = true;
-  if (wal_sync_ && !options_.sync && db_ != nullptr) {
-    // Whatever the periodic sync had not reached yet is made durable at a clean close.
-    if (rocksdb::Status s = db_->SyncWAL(); !s.ok()) close_status_ = engine::FromRocks(s, "syncing the WAL");
-  }
-  if (absl::Status s = CloseOwnedDb(); !s.ok() && close_status_.ok()) close_status_ = s;
-  return close_status_;
-}
-
-absl::Status Store::Impl::CloseOwnedDb() {
-  absl::Status first;
-  if (owned_db_ != nullptr) {
-    for (rocksdb::ColumnFamilyHandle* handle : owned_handles_) {
-      rocksdb::Status s = owned_db_->DestroyColumnFamilyHandle(handle);
-      if (!s.ok() && first.ok()) first = engine::FromRocks(s, "closing column family");
-    }
-    rocksdb::Status s = owned_db_->Close();
-    if (!s.ok() && first.ok()) first = engine::FromRocks(s, "closing the DB");
-  }
-  owned_handles_.clear();
-  owned_db_.reset();
-  db_ = nullptr;
-  cf_ = nullptr;
-  return first;
+  absl::Status closed = lifecycle_->Close();
+  claim_.reset();  // only once the DB is closed may another Store open the directory
+  return closed;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -194,8 +173,9 @@ absl::Status Store::Impl::CheckCommit(const CommitRequest& request) const {
 absl::Status Store::Impl::CheckEffectsOf(const CommitRequest& request) const {
   if (request.effects == nullptr) return absl::OkStatus();
   engine::ProtectedWrites protect;
-  protect.records_cf = cf_->GetID();
-  protect.metadata_cf = cf_->GetID();
+  protect.records_cf = cf()->GetID();
+  protect.metadata_cf = metadata_.cf->GetID();
+  protect.metadata_prefix = engine::kMetadataKeyPrefix;
   return engine::CheckEffects(*request.effects, protect);
 }
 
@@ -203,9 +183,9 @@ absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(std::string_view id, bool 
   Lookup lookup;
   rocksdb::ReadOptions no_io;
   no_io.read_tier = rocksdb::kBlockCacheTier;
-  rocksdb::Status s = db_->Get(no_io, cf_, AsSlice(id), &lookup.value);
+  rocksdb::Status s = db()->Get(no_io, cf(), AsSlice(id), &lookup.value);
   if (s.IsIncomplete()) {
-    s = db_->Get(rocksdb::ReadOptions(), cf_, AsSlice(id), &lookup.value);
+    s = db()->Get(rocksdb::ReadOptions(), cf(), AsSlice(id), &lookup.value);
   } else if (s.IsNotFound() && count_fast_path) {
     counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
   }
@@ -221,12 +201,12 @@ absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(std::string_view id, bool 
 absl::Status Store::Impl::StorageError(const rocksdb::Status& status, std::string_view context) {
   counters_.storage_errors.fetch_add(1, std::memory_order_relaxed);
   absl::Status error = engine::FromRocks(status, context);
-  if (status.IsIOError() || status.IsNoSpace()) health_->Set(error);
+  if (status.IsIOError() || status.IsNoSpace()) lifecycle_->ReportWriteError(error);
   return error;
 }
 
 absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id) {
-  const rocksdb::Status s = db_->Write(write_options_, batch);
+  const rocksdb::Status s = db()->Write(write_options_, batch);
   if (s.ok()) return absl::OkStatus();
   // The message is built only on failure: the hot path allocates nothing for it.
   return StorageError(s, absl::StrCat(engine::ToAbsl(verb), " '", Printable(id),
@@ -338,7 +318,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
     record.deadline_us = ToMicros(reservation.deadline);
     record.token = *token;
     record.fingerprint = fingerprint;
-    batch->Put(cf_, AsSlice(id), engine::EncodeRecord(record));
+    batch->Put(cf(), AsSlice(id), engine::EncodeRecord(record));
   } else {
     const absl::Duration monotonic_now = MonotonicNow();
     leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, monotonic_now + options_.lease, fingerprint},
@@ -369,7 +349,7 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t shard, std::string
 
 absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const ReserveOptions& options) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   LatencyTimer timer(&reserve_latency_);
   const size_t shard = locks_.StripeOf(id);
@@ -393,7 +373,7 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
 
 std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<const std::string_view> ids) {
   std::vector<absl::StatusOr<Reservation>> results(ids.size(), absl::UnknownError("not evaluated"));
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) {
     for (auto& r : results) r = op.status();
     return results;
@@ -437,7 +417,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   for (size_t r = 0; r < n; ++r) keys[r] = AsSlice(ids[firsts[to_read[r]]]);
   std::vector<rocksdb::PinnableSlice> values(n);
   std::vector<rocksdb::Status> statuses(n);
-  if (n > 0) db_->MultiGet(rocksdb::ReadOptions(), cf_, n, keys.data(), values.data(), statuses.data());
+  if (n > 0) db()->MultiGet(rocksdb::ReadOptions(), cf(), n, keys.data(), values.data(), statuses.data());
 
   rocksdb::WriteBatch batch;
   std::vector<size_t> reserved;  // indices into ids
@@ -570,7 +550,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
                                  rocksdb::WriteBatch* effects) {
   const CommitRequest request{id, token, result, effects};
   if (absl::Status s = CheckCommit(request); !s.ok()) return s;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   if (absl::Status s = CheckEffectsOf(request); !s.ok()) return s;
   LatencyTimer timer(&commit_latency_);
@@ -592,7 +572,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     // built with a byte limit) must not be written: its effects would land without the marker and the
     // redelivery would apply them again.
     effects->SetSavePoint();
-    if (const rocksdb::Status added = effects->Put(cf_, AsSlice(id), encoded); !added.ok()) {
+    if (const rocksdb::Status added = effects->Put(cf(), AsSlice(id), encoded); !added.ok()) {
       effects->RollbackToSavePoint().PermitUncheckedError();
       return absl::InvalidArgumentError(absl::StrCat(
           "cannot commit '", Printable(id), "': the effects batch refused the done marker (",
@@ -602,7 +582,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     effects->RollbackToSavePoint().PermitUncheckedError();
   } else {
     rocksdb::WriteBatch batch;
-    batch.Put(cf_, AsSlice(id), encoded);
+    batch.Put(cf(), AsSlice(id), encoded);
     status = Write(&batch, "committing", id);
   }
   if (!status.ok()) {
@@ -632,7 +612,7 @@ rocksdb::WriteBatch BatchFrom(std::string rep, uint32_t count) {
 
 std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitRequest> requests) {
   std::vector<absl::Status> results(requests.size());
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) {
     for (auto& r : results) r = op.status();
     return results;
@@ -671,7 +651,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
     if (hold->done) continue;  // a repeat: OK, nothing to write
     const Record done = DoneRecord(request.token, hold->fingerprint, request.result, now);
     if (request.effects != nullptr) AppendRecords(*request.effects, &rep, &count);
-    markers.Put(cf_, AsSlice(request.id), engine::EncodeRecord(done));
+    markers.Put(cf(), AsSlice(request.id), engine::EncodeRecord(done));
     to_commit.emplace_back(i, done);
   }
   if (to_commit.empty()) return results;
@@ -691,7 +671,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
 absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
@@ -705,7 +685,7 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
     leases_.Erase(shard, id);
   } else {
     rocksdb::WriteBatch batch;
-    batch.Delete(cf_, AsSlice(id));
+    batch.Delete(cf(), AsSlice(id));
     if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
   }
   locks_.Changed(shard).notify_all();
@@ -716,7 +696,7 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
 absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
@@ -735,7 +715,7 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
     Record renewed = hold->record;
     renewed.deadline_us = ToMicros(now + options_.lease);
     rocksdb::WriteBatch batch;
-    batch.Put(cf_, AsSlice(id), engine::EncodeRecord(renewed));
+    batch.Put(cf(), AsSlice(id), engine::EncodeRecord(renewed));
     if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
     NoteMemtableDeadline(renewed.deadline_us);
   }
@@ -745,7 +725,7 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
 
 absl::Status Store::Impl::Forget(std::string_view id) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
@@ -759,7 +739,7 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
   if (lookup.ok() && lookup->found) {
     rocksdb::WriteBatch batch;
-    batch.Delete(cf_, AsSlice(id));
+    batch.Delete(cf(), AsSlice(id));
     if (absl::Status s = Write(&batch, "forgetting", id); !s.ok()) return s;
     held = true;
   } else if (!lookup.ok()) {
@@ -772,7 +752,7 @@ absl::Status Store::Impl::Forget(std::string_view id) {
 
 absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const absl::Time now = Now();
   if (!durable_reservations_) {
@@ -799,10 +779,10 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
 }
 
 absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limit) const {
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   std::vector<InDoubtReservation> found;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+  std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), cf()));
   for (it->SeekToFirst(); it->Valid() && found.size() < limit; it->Next()) {
     if (it->key().empty()) continue;  // metadata
     absl::StatusOr<Record> record = engine::DecodeRecord(std::string_view(it->value().data(), it->value().size()));
@@ -817,7 +797,7 @@ absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limi
 // Expiry and maintenance
 
 absl::Status Store::Impl::CompactExpired() {
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const int64_t called_us = ToMicros(Now());
   // A background compaction that began before this call judged expiry by its own, earlier time, and a
@@ -830,15 +810,15 @@ absl::Status Store::Impl::CompactExpired() {
     flush.wait = true;
     memtable_max_deadline_us_.store(std::numeric_limits<int64_t>::min(), std::memory_order_relaxed);
     memtable_dirty_.store(false, std::memory_order_relaxed);
-    if (rocksdb::Status s = db_->Flush(flush, cf_); !s.ok()) return StorageError(s, "flushing before compaction");
+    if (rocksdb::Status s = db()->Flush(flush, cf()); !s.ok()) return StorageError(s, "flushing before compaction");
     rocksdb::CompactRangeOptions compact;
     compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     compact.exclusive_manual_compaction = false;
-    if (rocksdb::Status s = db_->CompactRange(compact, cf_, nullptr, nullptr); !s.ok()) {
+    if (rocksdb::Status s = db()->CompactRange(compact, cf(), nullptr, nullptr); !s.ok()) {
       return StorageError(s, "compacting expired records");
     }
     rocksdb::TablePropertiesCollection tables;
-    if (rocksdb::Status s = db_->GetPropertiesOfAllTables(cf_, &tables); !s.ok()) {
+    if (rocksdb::Status s = db()->GetPropertiesOfAllTables(cf(), &tables); !s.ok()) {
       return StorageError(s, "reading table properties");
     }
     bool stale = false;
@@ -853,7 +833,7 @@ absl::Status Store::Impl::CompactExpired() {
 }
 
 absl::Status Store::Impl::RunMaintenance() {
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const int64_t now_us = ToMicros(Now());
 
@@ -864,13 +844,13 @@ absl::Status Store::Impl::RunMaintenance() {
     memtable_dirty_.store(false, std::memory_order_relaxed);
     rocksdb::FlushOptions flush;
     flush.wait = true;
-    if (rocksdb::Status s = db_->Flush(flush, cf_); !s.ok()) return StorageError(s, "maintenance flush");
+    if (rocksdb::Status s = db()->Flush(flush, cf()); !s.ok()) return StorageError(s, "maintenance flush");
   }
 
   // 2. SST files whose records have all expired (their deadline range says so without reading them):
   //    compact their key range, bottom level included, so the filter removes them.
   rocksdb::TablePropertiesCollection tables;
-  if (rocksdb::Status s = db_->GetPropertiesOfAllTables(cf_, &tables); !s.ok()) {
+  if (rocksdb::Status s = db()->GetPropertiesOfAllTables(cf(), &tables); !s.ok()) {
     return StorageError(s, "reading table properties");
   }
   std::vector<std::string> due_files;
@@ -880,7 +860,7 @@ absl::Status Store::Impl::RunMaintenance() {
   }
   if (!due_files.empty()) {
     std::vector<rocksdb::LiveFileMetaData> live;
-    db_->GetLiveFilesMetaData(&live);
+    db()->GetLiveFilesMetaData(&live);
     std::optional<std::string> smallest, largest;
     for (const rocksdb::LiveFileMetaData& meta : live) {
       if (meta.column_family_name != options_.column_family) continue;
@@ -894,7 +874,7 @@ absl::Status Store::Impl::RunMaintenance() {
       compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
       compact.exclusive_manual_compaction = false;
       const rocksdb::Slice begin(*smallest), end(*largest);
-      if (rocksdb::Status s = db_->CompactRange(compact, cf_, &begin, &end); !s.ok()) {
+      if (rocksdb::Status s = db()->CompactRange(compact, cf(), &begin, &end); !s.ok()) {
         return StorageError(s, "maintenance compaction");
       }
     }
@@ -908,10 +888,10 @@ void Store::Impl::NudgePeriodicCompaction() {
   const absl::Time real_now = absl::Now();
   if (options_.compaction == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) return;
   last_nudge_ = real_now;
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return;
-  const uint64_t period = db_->GetOptions(cf_).periodic_compaction_seconds;
-  db_->SetOptions(cf_, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
+  const uint64_t period = db()->GetOptions(cf()).periodic_compaction_seconds;
+  db()->SetOptions(cf(), {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -941,9 +921,9 @@ Stats Store::Impl::GetStats() const {
 }
 
 absl::Status Store::Impl::Health() const {
-  Operation op(this);
+  Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  return health_->error();
+  return lifecycle_->Health();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -957,6 +937,40 @@ absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
         absl::StrCat("idem store at '", path, "' is held by another process (", s.ToString(), ")"));
   }
   return engine::FromRocks(s, absl::StrCat("opening idem store at '", path, "'"));
+}
+
+// Makes sure `path` can hold a store, like `mkdir -p` when creating, with codes by what the caller should
+// do next: a path that cannot be a directory is kInvalidArgument (fix the path), a permission problem is
+// kPermissionDenied and a read-only file system kFailedPrecondition (an operator must act; retrying
+// will not help), anything else kUnavailable (it may pass).
+absl::Status PrepareDirectory(const std::string& path, bool create) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat("store path '", path, "' exists and is not a directory"));
+  }
+  if (create && !std::filesystem::is_directory(path, ec)) {
+    std::filesystem::create_directories(path, ec);
+  }
+  int error = ec ? ec.value() : 0;
+  if (error == 0 && std::filesystem::is_directory(path, ec) && ::access(path.c_str(), R_OK | W_OK | X_OK) != 0) {
+    error = errno;
+  }
+  if (error == 0) return absl::OkStatus();
+  const std::string why = absl::StrCat("store directory '", path, "': ", std::strerror(error));
+  switch (error) {
+    case ENOTDIR:
+    case EEXIST:
+    case ENAMETOOLONG:
+    case ELOOP:
+      return absl::InvalidArgumentError(why);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(why);
+    case EROFS:
+      return absl::FailedPreconditionError(absl::StrCat(why, " (read-only file system)"));
+    default:
+      return absl::UnavailableError(why);
+  }
 }
 
 // Whether `path` is a directory holding files RocksDB would not have written (a creation that failed
@@ -993,9 +1007,18 @@ absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const s
   std::string found;
   for (rocksdb::ColumnFamilyHandle* handle : handles) {
     std::string value;
-    if (found.empty() && handle->GetName() != rocksdb::kDefaultColumnFamilyName &&
-        db->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(), &value).ok() && engine::DecodeMeta(value).ok()) {
-      found = handle->GetName();
+    if (!found.empty()) {
+    } else if (handle->GetName() == rocksdb::kDefaultColumnFamilyName) {
+      // Stores' metadata, keyed by their records column family.
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handle));
+      const rocksdb::Slice prefix(engine::kMetadataKeyPrefix.data(), engine::kMetadataKeyPrefix.size());
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && found.empty(); it->Next()) {
+        const std::string name = it->key().ToString().substr(prefix.size());
+        if (std::find(names.begin(), names.end(), name) != names.end()) found = name;
+      }
+    } else if (db->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(), &value).ok() &&
+               engine::DecodeMeta(value).ok()) {
+      found = handle->GetName();  // a store from before the metadata moved to the default column family
     }
     db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
   }
@@ -1011,15 +1034,22 @@ absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const s
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
-absl::Status Store::Impl::OpenDb(const Options& options, const std::string& path,
-                                 std::shared_ptr<engine::ExpiryFilterFactory> filter,
-                                 std::shared_ptr<HealthListener> health, std::unique_ptr<rocksdb::DB>* db,
-                                 std::vector<rocksdb::ColumnFamilyHandle*>* handles, size_t* idem_index) {
+absl::StatusOr<engine::OpenedDb> Store::Impl::OpenDb(const Options& options, const std::string& path,
+                                                     std::shared_ptr<engine::ExpiryFilterFactory> filter,
+                                                     std::shared_ptr<engine::HealthListener> health,
+                                                     engine::IfMissing if_missing) {
+  const bool create = if_missing == engine::IfMissing::kCreate;
   rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
+  db_options.create_if_missing = create;
+  db_options.create_missing_column_families = create;
   db_options.listeners.push_back(std::move(health));
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
   if (!listed.ok()) {
+    if (!create) {
+      if (!listed.IsPathNotFound()) return OpenError(listed, path);  // e.g. an I/O error: may pass
+      return absl::NotFoundError(absl::StrCat("no idem store at '", path, "' (", listed.ToString(), ")"));
+    }
     // Not a RocksDB (yet). Creating one inside a directory that already holds other files would mix the
     // store with them, and more likely means a wrong path: refuse.
     if (options.env == nullptr && HoldsForeignFiles(path)) {
@@ -1030,95 +1060,70 @@ absl::Status Store::Impl::OpenDb(const Options& options, const std::string& path
     names = {rocksdb::kDefaultColumnFamilyName};  // a new store
   }
   if (std::find(names.begin(), names.end(), options.column_family) == names.end()) {
+    if (!create) {
+      return absl::NotFoundError(
+          absl::StrCat("'", path, "' holds no idem store in column family '", options.column_family, "'"));
+    }
     if (absl::Status s = RefuseOtherIdemLayout(db_options, path, names, options.column_family); !s.ok()) return s;
     names.push_back(options.column_family);
   }
   rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
   idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
+  // The other column families (the default one holds idem's metadata) get small memtables: RocksDB
+  // preallocates each WAL file at 1.1 x the largest write buffer of any column family, and the default
+  // 64 MiB would reserve that much disk whatever Options::write_buffer_size says.
+  rocksdb::ColumnFamilyOptions other_cf;
+  other_cf.write_buffer_size = std::min<size_t>(options.write_buffer_size, 4 << 20);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  size_t idem_index = 0;
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == options.column_family) {
-      *idem_index = i;
+      idem_index = i;
       descriptors.emplace_back(names[i], idem_cf);
     } else {
-      descriptors.emplace_back(names[i], rocksdb::ColumnFamilyOptions());
+      descriptors.emplace_back(names[i], other_cf);
     }
   }
+  engine::OpenedDb opened;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &opened.handles, &raw);
   if (!s.ok()) return OpenError(s, path);
-  db->reset(raw);
-  return absl::OkStatus();
+  opened.db.reset(raw);
+  opened.records = opened.handles[idem_index];
+  return opened;
 }
 
-absl::Status Store::Impl::Resume() {
-  int gate = gate_.load(std::memory_order_acquire);
-  if (gate == kOpen) {
-    Operation op(this);
-    if (!op.ok()) return op.status();
-    const rocksdb::Status s = db_->Resume();
-    if (s.ok()) {
-      health_->Set(absl::OkStatus());
-      return absl::OkStatus();
-    }
-    if (owned_db_ == nullptr) return engine::FromRocks(s, "resuming after a background error");
-  }
-  // RocksDB refuses to resume from fatal errors (e.g. a failed WAL write): close and reopen, which
-  // replays the WAL. New calls are turned away with kUnavailable while this runs.
-  if (!gate_.compare_exchange_strong(gate, kReopening)) {
-    return gate == kClosing ? absl::FailedPreconditionError("idem store is closed")
-                            : absl::UnavailableError("idem store is already reopening");
-  }
-  if (gate != kOpen && gate != kDown) {  // lost a race with Close
-    gate_.store(gate, std::memory_order_release);
-    return absl::UnavailableError("idem store is not in a state to reopen");
-  }
-  absl::Status result;
-  {
-    engine::WriterLock lock(&lifecycle_mu_);
-    CloseOwnedDb().IgnoreError();  // it reports the very error we are recovering from
-    size_t idem_index = 0;
-    result = OpenDb(options_, path_, filter_, health_, &owned_db_, &owned_handles_, &idem_index);
-    if (result.ok()) {
-      db_ = owned_db_.get();
-      cf_ = owned_handles_[idem_index];
-      absl::StatusOr<std::unique_ptr<engine::TokenSource>> tokens =
-          engine::TokenSource::Load(db_, cf_, write_options_);
-      result = tokens.status();
-      if (tokens.ok()) tokens_ = std::move(*tokens);
-    }
-    if (result.ok()) {
-      health_->Set(absl::OkStatus());
-      counters_.reopens.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      CloseOwnedDb().IgnoreError();
-      result = absl::UnavailableError(absl::StrCat("reopening the DB after a storage error failed (",
-                                                   result.message(), "); Resume() again later"));
-      health_->Set(result);
-    }
-  }
-  gate_.store(result.ok() ? kOpen : kDown, std::memory_order_release);
-  return result;
-}
+absl::Status Store::Impl::Resume() { return lifecycle_->Resume(); }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
   if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
   if (path.empty()) return absl::InvalidArgumentError("store path must not be empty");
-  std::error_code ec;
-  if (options.env == nullptr && std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat("store path '", path, "' exists and is not a directory"));
+  if (options.env == nullptr) {
+    if (absl::Status s = PrepareDirectory(path, options.create_if_missing); !s.ok()) return s;
   }
-  auto health = std::make_shared<Impl::HealthListener>();
-  auto filter = std::make_shared<engine::ExpiryFilterFactory>(engine::ClockOf(options));
-  std::unique_ptr<rocksdb::DB> db;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  size_t idem_index = 0;
-  if (absl::Status s = Impl::OpenDb(options, path, filter, health, &db, &handles, &idem_index); !s.ok()) return s;
-  auto impl = std::make_unique<Impl>(options, db.get(), handles[idem_index], std::move(filter));
-  if (absl::Status started = impl->Start(std::move(db), std::move(handles), std::move(health), path);
-      !started.ok()) {
-    return started;
-  }
+  const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
+                                                                 : engine::IfMissing::kRefuse;
+  absl::StatusOr<std::unique_ptr<engine::StoreClaim>> claim = engine::StoreClaim::ForOpen(path, options.env);
+  if (!claim.ok()) return claim.status();
+  auto health = std::make_shared<engine::HealthListener>();
+  auto filter = std::make_shared<engine::ExpiryFilterFactory>(engine::ClockOf(options), engine::ShapeOf(options));
+  absl::StatusOr<engine::OpenedDb> opened = Impl::OpenDb(options, path, filter, health, if_missing);
+  if (!opened.ok()) return opened.status();
+  (*claim)->Bind(opened->db.get(), options.column_family);
+  // A reopen after a fatal error must find the same store: it never creates one.
+  engine::DbLifecycle::Opener reopen = [options, path, filter, health]() -> absl::StatusOr<engine::OpenedDb> {
+    absl::StatusOr<engine::OpenedDb> opened = Impl::OpenDb(options, path, filter, health, engine::IfMissing::kRefuse);
+    if (opened.status().code() != absl::StatusCode::kNotFound) return opened;
+    return absl::DataLossError(absl::StrCat(
+        "the store's directory no longer holds this store (", opened.status().message(),
+        "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
+        "remembered ID again"));
+  };
+  auto impl = std::make_unique<Impl>(options, filter);
+  absl::Status started = impl->Start(
+      std::make_unique<engine::DbLifecycle>(*std::move(opened), std::move(reopen), std::move(health)),
+      *std::move(claim), if_missing);
+  if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -1134,10 +1139,20 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::C
         "' was opened without idem's options (no idem expiry filter): pass ColumnFamilyOptionsFor(options) "
         "for it on every DB::Open, or expired IDs would never be removed"));
   }
+  if (absl::Status s = engine::CheckColumnFamilyFor(current, filter->shape(), options, cf->GetName()); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = engine::CheckMetadataColumnFamily(db, db->DefaultColumnFamily()); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<engine::StoreClaim>> claim =
+      engine::StoreClaim::ForAttach(db->GetName(), db->GetEnv(), db, cf->GetName());
+  if (!claim.ok()) return claim.status();
   Options attached = options;
   attached.column_family = cf->GetName();
-  auto impl = std::make_unique<Impl>(attached, db, cf, std::move(filter));
-  if (absl::Status started = impl->Start(nullptr, {}, nullptr, ""); !started.ok()) return started;
+  const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
+                                                                 : engine::IfMissing::kRefuse;
+  auto impl = std::make_unique<Impl>(attached, std::move(filter));
+  absl::Status started = impl->Start(std::make_unique<engine::DbLifecycle>(db, cf), *std::move(claim), if_missing);
+  if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 

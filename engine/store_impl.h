@@ -14,6 +14,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "engine/db_lifecycle.h"
+#include "engine/store_metadata.h"
+#include "engine/store_registry.h"
 #include "engine/sync.h"
 #include "engine/expiry_filter.h"
 #include "engine/key_locks.h"
@@ -36,34 +39,20 @@ class Store::Impl {
     std::atomic<uint64_t> fast_path_hits{0}, corrupt_records{0}, storage_errors{0};
   };
 
-  // Tracks RocksDB's background-error state (installed on DBs that Open owns).
-  class HealthListener : public rocksdb::EventListener {
-   public:
-    void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* status) override;
-    void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override;
-    absl::Status error() const;
-    void Set(absl::Status status);
-
-   private:
-    mutable engine::Mutex mu_;
-    absl::Status error_ ABSL_GUARDED_BY(mu_);
-  };
-
-  Impl(const Options& options, rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-       std::shared_ptr<engine::ExpiryFilterFactory> filter);
+  Impl(const Options& options, std::shared_ptr<engine::ExpiryFilterFactory> filter);
   ~Impl();
 
-  // Finishes construction: tokens, maintenance thread. For Open, also takes ownership of the DB and
-  // remembers `path` so that Resume can reopen it.
-  absl::Status Start(std::unique_ptr<rocksdb::DB> owned_db, std::vector<rocksdb::ColumnFamilyHandle*> owned_handles,
-                     std::shared_ptr<HealthListener> health, std::string path);
+  // Finishes construction: takes the DB's lifecycle, reads (or, when allowed, creates) the store's
+  // metadata, starts the background threads. `directory` is empty for Attach.
+  absl::Status Start(std::unique_ptr<engine::DbLifecycle> lifecycle, std::unique_ptr<engine::StoreClaim> claim,
+                     engine::IfMissing if_missing);
 
   // Opens the DB at `path` with idem's column family configured by `options` (its expiry filter is
-  // `filter`); *idem_index says which handle is idem's.
-  static absl::Status OpenDb(const Options& options, const std::string& path,
-                             std::shared_ptr<engine::ExpiryFilterFactory> filter,
-                             std::shared_ptr<HealthListener> health, std::unique_ptr<rocksdb::DB>* db,
-                             std::vector<rocksdb::ColumnFamilyHandle*>* handles, size_t* idem_index);
+  // `filter`). kNotFound when `if_missing` is kRefuse and there is no DB with the column family.
+  static absl::StatusOr<engine::OpenedDb> OpenDb(const Options& options, const std::string& path,
+                                                 std::shared_ptr<engine::ExpiryFilterFactory> filter,
+                                                 std::shared_ptr<engine::HealthListener> health,
+                                                 engine::IfMissing if_missing);
 
   absl::StatusOr<Reservation> Reserve(std::string_view id, const ReserveOptions& options);
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects);
@@ -80,8 +69,8 @@ class Store::Impl {
   absl::Status Resume();
   absl::Status Close();
 
-  rocksdb::DB* db() const { return db_; }
-  rocksdb::ColumnFamilyHandle* cf() const { return cf_; }
+  rocksdb::DB* db() const { return lifecycle_ ? lifecycle_->db() : nullptr; }
+  rocksdb::ColumnFamilyHandle* cf() const { return lifecycle_ ? lifecycle_->records() : nullptr; }
 
   // One maintenance pass (also run by the background thread): flush a memtable whose records have all
   // expired, compact SST files whose records have all expired, nudge RocksDB's periodic compaction.
@@ -109,8 +98,8 @@ class Store::Impl {
   // The done record a Commit of `token` writes at `now`; `result` must outlive it.
   engine::Record DoneRecord(uint64_t token, std::optional<uint64_t> fingerprint, std::string_view result,
                             absl::Time now) const;
-  // Destroys the handles and closes a DB that Open owns (a no-op for Attach); the first error, if any.
-  absl::Status CloseOwnedDb();
+  // Reads the metadata of the store in `db` (default column family) and makes its token source.
+  absl::Status LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, engine::IfMissing if_missing);
   absl::Status CheckToken(uint64_t token) const;
   absl::Status CheckCommit(const CommitRequest& request) const;
   // REQUIRES: the store is pinned open. kInvalidArgument when the effects write idem's own data.
@@ -170,17 +159,15 @@ class Store::Impl {
   // ---- Constant after construction ----
   const Options options_;
   const std::shared_ptr<Clock> clock_;
-  // Replaced only by a reopen in Resume, under lifecycle_mu_ held exclusively.
-  rocksdb::DB* db_;
-  rocksdb::ColumnFamilyHandle* cf_;
   const std::shared_ptr<engine::ExpiryFilterFactory> filter_;
   rocksdb::WriteOptions write_options_;
-  std::unique_ptr<engine::TokenSource> tokens_;
-  std::shared_ptr<HealthListener> health_;
   const bool durable_reservations_;
-  std::string path_;  // empty for Attach
-  std::unique_ptr<rocksdb::DB> owned_db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> owned_handles_;
+  // Owns (Open) or borrows (Attach) the DB; decides whether a call may run (Pin).
+  std::unique_ptr<engine::DbLifecycle> lifecycle_;
+  std::string identity_;  // the store's identity, from its metadata: a reopen must find the same
+  // Replaced only by a reopen, with the DB held exclusively.
+  std::unique_ptr<engine::TokenSource> tokens_;
+  engine::MetadataLocation metadata_;
 
   // ---- Thread-safe on their own ----
   engine::KeyLocks locks_;
@@ -195,61 +182,16 @@ class Store::Impl {
   std::atomic<bool> memtable_dirty_{false};
   mutable std::atomic<int64_t> monotonic_ns_{std::numeric_limits<int64_t>::min()};
 
-  // ---- Lifecycle: operations hold it shared, Close exclusively ----
-  // Pins the store open for one operation. `gate_` is checked first because glibc's rwlock prefers
-  // readers: without it a steady stream of operations would keep Close (or a reopen) waiting forever.
-  // kDown: a reopen failed (the fault persists); calls get kUnavailable until a Resume succeeds.
-  enum Gate : int { kOpen = 0, kReopening = 1, kClosing = 2, kDown = 3 };
-  class Operation {
-   public:
-    explicit Operation(const Impl* impl) : impl_(impl) {
-      if (Refused()) return;
-      impl_->lifecycle_mu_.ReaderLock();
-      if (impl_->closed_) {
-        impl_->lifecycle_mu_.ReaderUnlock();
-        status_ = ClosedStatus();
-        return;
-      }
-      held_ = true;
-    }
-    ~Operation() {
-      if (held_) impl_->lifecycle_mu_.ReaderUnlock();
-    }
-    Operation(const Operation&) = delete;
-    Operation& operator=(const Operation&) = delete;
-    bool ok() const { return held_; }
-    const absl::Status& status() const { return status_; }
-
-   private:
-    static absl::Status ClosedStatus() { return absl::FailedPreconditionError("idem store is closed"); }
-    bool Refused() {
-      switch (impl_->gate_.load(std::memory_order_acquire)) {
-        case kClosing:
-          status_ = ClosedStatus();
-          return true;
-        case kReopening:
-          status_ = absl::UnavailableError("idem store is reopening its DB after a storage error; retry");
-          return true;
-        case kDown:
-          status_ = absl::UnavailableError("idem store is down after a storage error; Resume() to retry");
-          return true;
-        default:
-          return false;
-      }
-    }
-    const Impl* const impl_;
-    bool held_ = false;
-    absl::Status status_;
-  };
-  std::atomic<int> gate_{kOpen};
-  mutable engine::SharedMutex lifecycle_mu_;
-  bool closed_ = false;  // guarded by lifecycle_mu_
-  absl::Status close_status_ ABSL_GUARDED_BY(lifecycle_mu_);
+  using Operation = engine::DbLifecycle::Pin;
+  rocksdb::DB* db_for_call() const { return lifecycle_->db(); }
 
   // ---- Background work (started last, stopped first) ----
   absl::Time last_nudge_ = absl::InfinitePast();  // maintenance thread only
   std::unique_ptr<engine::Periodic> maintenance_;
   std::unique_ptr<engine::Periodic> wal_sync_;
+  std::mutex stop_mu_;  // one Close stops the background threads and ends the claim; a concurrent one waits
+  // This store's claim on its directory / column family in the process (engine/store_registry.h).
+  std::unique_ptr<engine::StoreClaim> claim_;
 };
 
 }  // namespace idem

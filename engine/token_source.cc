@@ -1,50 +1,47 @@
 #include "engine/token_source.h"
 
-#include <string>
+#include <limits>
+#include <utility>
 
-#include "engine/record.h"
-#include "engine/status_util.h"
+#include "absl/strings/str_cat.h"
 
 namespace idem::engine {
 
-absl::StatusOr<std::unique_ptr<TokenSource>> TokenSource::Load(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                                                                const rocksdb::WriteOptions& write_options) {
-  std::string value;
-  uint64_t high_water = 0;
-  const rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(), &value);
-  if (s.ok()) {
-    absl::StatusOr<uint64_t> decoded = DecodeMeta(value);
-    if (!decoded.ok()) return decoded.status();
-    high_water = *decoded;
-  } else if (!s.IsNotFound()) {
-    return FromRocks(s, "reading idem metadata");
-  }
-  return std::unique_ptr<TokenSource>(new TokenSource(db, cf, write_options, high_water));
+TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata)
+    : db_(db), where_(std::move(where)), metadata_(std::move(metadata)) {
+  // A mark at the end of the token space has no next token: +1 would wrap to 0.
+  exhausted_ = metadata_.token_high_water == std::numeric_limits<uint64_t>::max();
+  next_ = exhausted_ ? 0 : metadata_.token_high_water + 1;
 }
-
-TokenSource::TokenSource(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksdb::WriteOptions& write_options,
-                         uint64_t high_water)
-    : db_(db), cf_(cf), write_options_(write_options), next_(high_water + 1), limit_(high_water) {}
 
 absl::StatusOr<uint64_t> TokenSource::Next() {
   MutexLock lock(&mu_);
-  if (next_ > limit_) {
-    const uint64_t new_limit = limit_ + kBlock;
-    // Always fsynced, whatever the store's durability mode: one fsync per block keeps tokens from being
-    // handed out twice even when a power failure drops the WAL's unsynced tail (with sync = false the
-    // writes that used the lost tokens are lost too, but a downstream system may have seen the tokens).
-    rocksdb::WriteOptions durable = write_options_;
-    durable.sync = true;
-    const rocksdb::Status s = db_->Put(durable, cf_, rocksdb::Slice(), EncodeMeta(new_limit));
-    if (!s.ok()) return FromRocks(s, "persisting the token high-water mark");
-    limit_ = new_limit;
+  if (exhausted_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "idem store's fencing tokens are used up (high-water mark ", metadata_.token_high_water,
+        "): no token can be issued that was not issued before"));
   }
-  return next_++;
+  if (next_ > metadata_.token_high_water) {
+    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+    StoreMetadata raised = metadata_;
+    raised.token_high_water = metadata_.token_high_water > kMax - kBlock ? kMax : metadata_.token_high_water + kBlock;
+    if (absl::Status s = SaveMetadata(db_, where_, raised); !s.ok()) {
+      return absl::UnavailableError(absl::StrCat("persisting the token high-water mark: ", s.message()));
+    }
+    metadata_ = std::move(raised);
+  }
+  const uint64_t token = next_;
+  if (token == std::numeric_limits<uint64_t>::max()) {
+    exhausted_ = true;
+  } else {
+    ++next_;
+  }
+  return token;
 }
 
 uint64_t TokenSource::high_water() const {
   MutexLock lock(&mu_);
-  return limit_;
+  return metadata_.token_high_water;
 }
 
 }  // namespace idem::engine

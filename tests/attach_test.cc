@@ -47,6 +47,47 @@ TEST(AttachTest, CommitsEffectsInCallersColumnFamilyAtomically) {
   ASSERT_TRUE(caller.db->Get(rocksdb::ReadOptions(), caller.ledger(), "account-7", &value).ok());
 }
 
+// A column family opened for one retention must not be attached for another: a FIFO column family
+// with a 2 s TTL attached as a 24 h store would forget IDs after seconds.
+TEST(AttachTest, ColumnFamilyOpenedForOtherRetentionLeaseOrProfileIsRefused) {
+  ScratchDir dir;
+  Options fifo;
+  fifo.compaction = CompactionProfile::kFifo;
+  fifo.ttl = absl::Seconds(2);
+  fifo.lease = absl::Seconds(1);
+  fifo.maintenance_interval = absl::ZeroDuration();
+  CallerDb caller(dir.Sub("db"), ColumnFamilyOptionsFor(fifo));
+  ASSERT_TRUE(caller.status.ok());
+  Options day;  // 24 h, leveled
+  day.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Attach(caller.db.get(), caller.idem(), day);
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(store.status().message()), ::testing::HasSubstr("ttl 2s"));
+  Options longer = fifo;
+  longer.ttl = absl::Hours(24);
+  EXPECT_THAT(Store::Attach(caller.db.get(), caller.idem(), longer), StatusIs(absl::StatusCode::kFailedPrecondition));
+  Options other_lease = fifo;
+  other_lease.lease = absl::Milliseconds(500);
+  EXPECT_THAT(Store::Attach(caller.db.get(), caller.idem(), other_lease),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Store::Attach(caller.db.get(), caller.idem(), fifo), IsOk());
+}
+
+// ColumnFamilyOptionsFor's result edited before the open: FIFO's size cap would delete live IDs.
+TEST(AttachTest, EditedFifoOptionsThatDropIdsEarlyAreRefused) {
+  ScratchDir dir;
+  Options fifo;
+  fifo.compaction = CompactionProfile::kFifo;
+  fifo.ttl = absl::Minutes(10);
+  fifo.lease = absl::Seconds(10);
+  fifo.maintenance_interval = absl::ZeroDuration();
+  rocksdb::ColumnFamilyOptions edited = ColumnFamilyOptionsFor(fifo);
+  edited.compaction_options_fifo.max_table_files_size = 1 << 20;
+  CallerDb caller(dir.Sub("db"), edited);
+  ASSERT_TRUE(caller.status.ok());
+  EXPECT_THAT(Store::Attach(caller.db.get(), caller.idem(), fifo), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 TEST(AttachTest, ColumnFamilyOpenedWithoutIdemOptionsIsRefused) {
   ScratchDir dir;
   Options options;

@@ -62,6 +62,10 @@ TEST_P(EffectsTest, EffectsThatTouchIdemRecordsAreRefusedWithNothingWritten) {
       [&](rocksdb::WriteBatch* b) { b->SingleDelete(caller_->idem(), "evt-other"); },
       [&](rocksdb::WriteBatch* b) { b->DeleteRange(caller_->idem(), "a", "z"); },
       [&](rocksdb::WriteBatch* b) { b->Delete(caller_->idem(), ""); },
+      // The store's metadata (identity, token high-water mark) in the default column family.
+      [&](rocksdb::WriteBatch* b) { b->Delete(caller_->db->DefaultColumnFamily(), std::string("\0idem\0idem", 10)); },
+      [&](rocksdb::WriteBatch* b) { b->Put(caller_->db->DefaultColumnFamily(), std::string("\0idem\0x", 7), "1"); },
+      [&](rocksdb::WriteBatch* b) { b->DeleteRange(caller_->db->DefaultColumnFamily(), std::string("\0", 1), "z"); },
   };
   for (size_t i = 0; i < attempts.size(); ++i) {
     rocksdb::WriteBatch effects;

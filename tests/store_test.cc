@@ -494,14 +494,16 @@ TEST(StoreOpenTest, RefusesContradictoryOptionsAndUnopenablePaths) {
   EXPECT_THAT(Store::Open(options, ""), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(StoreOpenTest, SecondOpenOfHeldStoreIsUnavailable) {
+// In the same process a second Open is a programming error (kFailedPrecondition), not a wait for
+// another process to let go (kUnavailable, tested with real processes in crash_test).
+TEST(StoreOpenTest, SecondOpenInTheSameProcessIsFailedPrecondition) {
   ScratchDir dir;
   Options options;
   options.maintenance_interval = absl::ZeroDuration();
   IDEM_ASSERT_OK_AND_ASSIGN(auto first, Store::Open(options, dir.Sub("db")));
   absl::StatusOr<std::unique_ptr<Store>> second = Store::Open(options, dir.Sub("db"));
-  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(second.status().message(), HasSubstr("held by another process"));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(second.status().message(), HasSubstr("already open in this process"));
   EXPECT_EQ(first->Reserve("still-works")->verdict, Verdict::kReserved);
 }
 

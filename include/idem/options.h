@@ -45,6 +45,11 @@ struct Options {
   // The column family holding the records (created by Open if missing).
   std::string column_family = "idem";
 
+  // true (default): Open creates the store (and missing parent directories) if there is none.
+  // false: Open and Attach refuse with kNotFound unless the store already exists, so that a mistyped
+  // path or column family cannot start an empty store that admits every remembered ID again.
+  bool create_if_missing = true;
+
   // fsync the WAL before Reserve/Commit return. false (default): an acknowledged call survives a process
   // crash but the last writes may be lost on power failure. true: survives power failure, costs an fsync
   // per write (concurrent writers share them through RocksDB's group commit).
