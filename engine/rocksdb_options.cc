@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/expiry_filter.h"
+#include "engine/wal_error_fs.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
@@ -87,7 +88,7 @@ rocksdb::DBOptions DBOptionsFor(const Options& options) {
   db.keep_log_file_num = 5;
   db.max_log_file_size = 4 << 20;
   db.max_manifest_file_size = 64 << 20;
-  if (options.env != nullptr) db.env = options.env;
+  db.env = options.env != nullptr ? options.env : engine::DefaultEnvWithoutRetryableWalErrors();
   return db;
 }
 
@@ -114,6 +115,9 @@ absl::Status ValidateOptions(const Options& options) {
   }
   if (options.wal_sync_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("wal_sync_interval must not be negative");
+  }
+  if (options.min_free_disk_bytes < -1) {
+    return absl::InvalidArgumentError("min_free_disk_bytes must be -1 (automatic), 0 (off) or a byte count");
   }
   if (options.maintenance_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("maintenance_interval must not be negative");

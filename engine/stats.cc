@@ -25,6 +25,10 @@ std::string Stats::ToPrometheus() const {
   counter("expired_removed_total", "Records removed by the expiry compaction filter.", expired_removed);
   counter("corrupt_records_total", "Stored records that failed to decode.", corrupt_records);
   counter("storage_errors_total", "Calls failed by a RocksDB error.", storage_errors);
+  counter("disk_refusals_total", "Writes refused because free disk space was below min_free_disk_bytes.",
+          disk_refusals);
+  absl::StrAppend(&out, "# HELP idem_disk_free_bytes Free bytes last measured on the store's file system.\n",
+                  "# TYPE idem_disk_free_bytes gauge\nidem_disk_free_bytes ", disk_free_bytes, "\n");
   auto summary = [&out](const char* name, const LatencySummary& s) {
     absl::StrAppend(&out, "# HELP idem_", name, "_seconds Latency of ", name, ".\n# TYPE idem_", name,
                     "_seconds summary\n");

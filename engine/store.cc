@@ -91,9 +91,12 @@ absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHan
 }
 
 absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
-                                std::unique_ptr<engine::StoreClaim> claim, engine::IfMissing if_missing) {
+                                std::unique_ptr<engine::StoreClaim> claim, const std::string& directory,
+                                engine::IfMissing if_missing) {
   lifecycle_ = std::move(lifecycle);
   claim_ = std::move(claim);
+  disk_guard_ = engine::DiskGuard::For(
+      directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size, 4));
   filter_->SetClock(clock_);
   Now();  // the store's time starts at its clock's reading now
   if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
@@ -112,10 +115,14 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
         return s;
       },
       [this](rocksdb::DB* db) {
-        // Whatever the periodic sync had not reached yet is made durable at a clean close.
-        if (!wal_sync_ || options_.sync) return absl::OkStatus();
+        // Whatever the periodic sync had not reached yet is made durable at a clean close. Not after a
+        // write error: syncing a WAL writer that failed trips RocksDB's previous-error assertion.
+        if (!wal_sync_ || options_.sync || !lifecycle_->Health().ok()) return absl::OkStatus();
         return engine::FromRocks(db->SyncWAL(), "syncing the WAL");
       });
+  if (disk_guard_ != nullptr) {
+    disk_watch_ = std::make_unique<engine::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
+  }
   if (options_.maintenance_interval > absl::ZeroDuration()) {
     maintenance_ = std::make_unique<engine::Periodic>(options_.maintenance_interval, [this] {
       RunMaintenance().IgnoreError();  // failures surface through Health() and the next foreground call
@@ -125,7 +132,7 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
   if (!options_.sync && options_.wal_sync_interval > absl::ZeroDuration()) {
     wal_sync_ = std::make_unique<engine::Periodic>(options_.wal_sync_interval, [this] {
       Operation op(*lifecycle_);
-      if (!op.ok()) return;
+      if (!op.ok() || !lifecycle_->Health().ok()) return;  // see BeforeClose: never sync a failed WAL
       if (rocksdb::Status s = db()->SyncWAL(); !s.ok()) StorageError(s, "periodic WAL sync").IgnoreError();
     });
   }
@@ -138,6 +145,7 @@ absl::Status Store::Impl::Close() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (maintenance_) maintenance_->Stop();
   if (wal_sync_) wal_sync_->Stop();
+  if (disk_watch_) disk_watch_->Stop();
   absl::Status closed = lifecycle_->Close();
   claim_.reset();  // only once the DB is closed may another Store open the directory
   return closed;
@@ -206,6 +214,9 @@ absl::Status Store::Impl::StorageError(const rocksdb::Status& status, std::strin
 }
 
 absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id) {
+  if (disk_guard_ != nullptr) {
+    if (absl::Status s = disk_guard_->CheckWrite(batch->GetDataSize()); !s.ok()) return s;  // nothing written
+  }
   const rocksdb::Status s = db()->Write(write_options_, batch);
   if (s.ok()) return absl::OkStatus();
   // The message is built only on failure: the hot path allocates nothing for it.
@@ -300,6 +311,10 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
     }
     // Past its deadline: the record reads as absent. A reservation that ran out is a takeover.
     reservation.takeover |= record->state == RecordState::kReserved;
+  }
+  // A new reservation leads to a write (its own, or the Commit's): none while the disk is nearly full.
+  if (disk_guard_ != nullptr) {
+    if (absl::Status s = disk_guard_->CheckWrite(0); !s.ok()) return s;
   }
   absl::StatusOr<uint64_t> token = tokens_->Next();
   if (!token.ok()) {
@@ -914,6 +929,10 @@ Stats Store::Impl::GetStats() const {
   stats.fast_path_hits = get(counters_.fast_path_hits);
   stats.corrupt_records = get(counters_.corrupt_records);
   stats.storage_errors = get(counters_.storage_errors);
+  if (disk_guard_ != nullptr) {
+    stats.disk_refusals = disk_guard_->refusals();
+    stats.disk_free_bytes = disk_guard_->free_bytes();
+  }
   stats.expired_removed = filter_->removed();
   stats.reserve_latency = reserve_latency_.Summary();
   stats.commit_latency = commit_latency_.Summary();
@@ -923,7 +942,8 @@ Stats Store::Impl::GetStats() const {
 absl::Status Store::Impl::Health() const {
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  return lifecycle_->Health();
+  if (absl::Status s = lifecycle_->Health(); !s.ok()) return s;
+  return disk_guard_ != nullptr ? disk_guard_->Health() : absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1093,7 +1113,10 @@ absl::StatusOr<engine::OpenedDb> Store::Impl::OpenDb(const Options& options, con
   return opened;
 }
 
-absl::Status Store::Impl::Resume() { return lifecycle_->Resume(); }
+absl::Status Store::Impl::Resume() {
+  if (absl::Status s = lifecycle_->Resume(); !s.ok()) return s;
+  return disk_guard_ != nullptr ? disk_guard_->Health() : absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
   if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
@@ -1122,7 +1145,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
   auto impl = std::make_unique<Impl>(options, filter);
   absl::Status started = impl->Start(
       std::make_unique<engine::DbLifecycle>(*std::move(opened), std::move(reopen), std::move(health)),
-      *std::move(claim), if_missing);
+      *std::move(claim), path, if_missing);
   if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -1151,7 +1174,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::C
   const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
                                                                  : engine::IfMissing::kRefuse;
   auto impl = std::make_unique<Impl>(attached, std::move(filter));
-  absl::Status started = impl->Start(std::make_unique<engine::DbLifecycle>(db, cf), *std::move(claim), if_missing);
+  absl::Status started =
+      impl->Start(std::make_unique<engine::DbLifecycle>(db, cf), *std::move(claim), db->GetName(), if_missing);
   if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }

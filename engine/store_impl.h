@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "engine/db_lifecycle.h"
+#include "engine/disk_guard.h"
 #include "engine/store_metadata.h"
 #include "engine/store_registry.h"
 #include "engine/sync.h"
@@ -45,7 +46,7 @@ class Store::Impl {
   // Finishes construction: takes the DB's lifecycle, reads (or, when allowed, creates) the store's
   // metadata, starts the background threads. `directory` is empty for Attach.
   absl::Status Start(std::unique_ptr<engine::DbLifecycle> lifecycle, std::unique_ptr<engine::StoreClaim> claim,
-                     engine::IfMissing if_missing);
+                     const std::string& directory, engine::IfMissing if_missing);
 
   // Opens the DB at `path` with idem's column family configured by `options` (its expiry filter is
   // `filter`). kNotFound when `if_missing` is kRefuse and there is no DB with the column family.
@@ -190,6 +191,9 @@ class Store::Impl {
   std::unique_ptr<engine::Periodic> maintenance_;
   std::unique_ptr<engine::Periodic> wal_sync_;
   std::mutex stop_mu_;  // one Close stops the background threads and ends the claim; a concurrent one waits
+  // Watches free space and the directory (null when it cannot: an in-memory Env).
+  std::unique_ptr<engine::DiskGuard> disk_guard_;
+  std::unique_ptr<engine::Periodic> disk_watch_;
   // This store's claim on its directory / column family in the process (engine/store_registry.h).
   std::unique_ptr<engine::StoreClaim> claim_;
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/wal_error_fs.h"
 
 namespace idem::engine {
 namespace {
@@ -34,7 +35,7 @@ size_t next_id = 1;  // guarded by RegistryMutex()
 }  // namespace
 
 absl::StatusOr<std::string> DirectoryIdentity(const std::string& path, rocksdb::Env* env) {
-  if (env == nullptr || env == rocksdb::Env::Default()) {
+  if (env == nullptr || env == rocksdb::Env::Default() || env == DefaultEnvWithoutRetryableWalErrors()) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
       return absl::NotFoundError(absl::StrCat("cannot stat '", path, "': ", std::strerror(errno)));

@@ -203,6 +203,32 @@ TEST_F(LifecycleTest, ReplacedDirectoryIsRefusedByResume) {
   EXPECT_THAT(store->Resume(), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+// Below the free-space reserve nothing is written: new reservations and commits are refused with
+// kUnavailable before RocksDB could meet a full disk; reads still answer.
+TEST(DiskGuardTest, WritesAreRefusedBelowTheFreeSpaceReserve) {
+  ScratchDir dir;
+  Options options = Quiet();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto roomy, Store::Open(options, dir.Sub("db")));
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation done, roomy->Reserve("done"));
+  ASSERT_THAT(roomy->Commit("done", done.token, "r"), IsOk());
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation held, roomy->Reserve("held"));
+  ASSERT_THAT(roomy->Close(), IsOk());
+
+  options.min_free_disk_bytes = int64_t{1} << 60;  // more than any disk has
+  for (bool durable : {true, false}) {
+    options.durable_reservations = durable;
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
+    absl::StatusOr<Reservation> fresh = store->Reserve("fresh");
+    EXPECT_THAT(fresh, StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_THAT(std::string(fresh.status().message()), ::testing::HasSubstr("disk nearly full"));
+    EXPECT_THAT(store->Health(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_THAT(store->Resume(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(store->Reserve("done")->verdict, Verdict::kDuplicate) << "reads still answer";
+    EXPECT_GT(store->GetStats().disk_refusals, 0u);
+    EXPECT_GT(store->GetStats().disk_free_bytes, 0u);
+  }
+}
+
 TEST(OpenErrorTest, MissingParentsAreCreatedAndPermanentErrorsAreNotUnavailable) {
   ScratchDir dir;
   IDEM_ASSERT_OK_AND_ASSIGN(auto deep, Store::Open(Quiet(), dir.Sub("a/b/c/db")));

@@ -202,6 +202,7 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
     auto store = Store::Attach(raw, scratch.handles[1], options);
     if (!store.ok()) {
       result.error = std::string(store.status().message());
+      result.refused_as_unsafe = store.status().code() == absl::StatusCode::kFailedPrecondition;
       return result;
     }
     scratch.store = std::move(*store);

@@ -73,6 +73,9 @@ struct Result {
   uint64_t sst_bytes = 0;
   std::vector<TimelinePoint> timeline;
   std::string error;                 // non-empty if the run failed
+  // The store refused the configuration as unsafe (Attach: kFailedPrecondition, e.g. a FIFO size cap
+  // that deletes live IDs); `error` says why. Unsafe, but not a failure of the run.
+  bool refused_as_unsafe = false;
 
   bool safe() const { return error.empty() && duplicates_admitted == 0; }
 };

@@ -106,7 +106,9 @@ void PrintTable(std::FILE* out, const Workload& workload, const std::vector<Resu
   for (size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
     std::string safety;
-    if (!r.error.empty()) {
+    if (r.refused_as_unsafe) {
+      safety = "UNSAFE: refused by the store: " + r.error;
+    } else if (!r.error.empty()) {
       safety = "FAILED: " + r.error;
     } else if (r.duplicates_admitted > 0) {
       safety = absl::StrCat("UNSAFE: ", r.duplicates_admitted, " duplicates admitted as new");

@@ -103,9 +103,18 @@ struct Options {
   // compaction only on writes). Zero disables the thread; CompactExpired() still works.
   absl::Duration maintenance_interval = absl::Seconds(2);
 
+  // Free space the store keeps on its file system. Below it, writes are refused with kUnavailable
+  // ("disk nearly full") and Health() says so, before RocksDB can run into a full disk (on Debian's
+  // RocksDB a full disk under the WAL aborts the process); the refusal ends by itself when space
+  // returns, and a Processor pauses and resumes with it. -1 (default): twice the memtable memory
+  // (2 x 4 x write_buffer_size), at least 64 MiB (512 MiB with the default write buffer). 0: off.
+  int64_t min_free_disk_bytes = -1;
+
   // ---- Environment ----
 
-  // null: RocksDB's default Env. Tests pass in-memory or fault-injecting Envs. Must outlive the Store.
+  // null: RocksDB's default Env, with WAL and MANIFEST write errors reported as not retryable (a
+  // retryable WAL error aborts Debian's RocksDB; see engine/wal_error_fs.h). Tests pass in-memory or
+  // fault-injecting Envs, which are used as given. Must outlive the Store.
   rocksdb::Env* env = nullptr;
 };
 

@@ -47,6 +47,10 @@ struct Stats {
   uint64_t corrupt_records = 0;
   // Calls that failed because RocksDB reported an error (I/O, no space, ...).
   uint64_t storage_errors = 0;
+  // Writes refused because free disk space was below Options::min_free_disk_bytes, and the free space
+  // last measured on the store's file system (0 when not watched).
+  uint64_t disk_refusals = 0;
+  uint64_t disk_free_bytes = 0;
 
   LatencySummary reserve_latency;
   LatencySummary commit_latency;

@@ -16,6 +16,11 @@
 // Thread safety: a Store is safe for concurrent use from any number of threads without external
 // synchronization. Operations on the same ID are serialized inside the store; exactly one caller wins a
 // reservation. Close() may race with other calls: they complete or fail with FailedPrecondition.
+// One store, one Store: a second Store on the same directory or column family in one process is
+// refused (two would hand out the same tokens).
+//
+// Who writes what: the records column family and the metadata key belong to the Store. Effects
+// batches may not touch them (Commit refuses); writing them directly through db() voids every promise.
 //
 // Ownership: Open owns its RocksDB instance and closes it with the Store. Attach borrows the caller's DB
 // and column family handle; both must outlive the Store.
@@ -118,14 +123,30 @@ struct InDoubtReservation {
 
 class Store {
  public:
-  // Opens (creating if missing) a RocksDB at `path` with the idem column family.
-  // Errors: kInvalidArgument (bad options, path that is not a directory), kUnavailable (the DB is held by
-  // another process, or I/O error), kDataLoss (RocksDB reports corruption).
+  // Opens a RocksDB at `path` with the idem column family, creating the store (and missing parent
+  // directories, like mkdir -p) unless Options::create_if_missing is false. The store's metadata (its
+  // identity and token high-water mark) lives in the DB's default column family.
+  // Open refuses, changing nothing:
+  //   kInvalidArgument    bad options; a path that is or runs through a file; a directory holding other
+  //                       files and no RocksDB (a wrong path).
+  //   kFailedPrecondition the store is already open in this process, under any spelling of its path
+  //                       (symlinks, trailing slashes: by device and inode); an existing store kept
+  //                       under another column-family name; a read-only file system.
+  //   kPermissionDenied   the directory cannot be created or written.
+  //   kNotFound           create_if_missing is false and there is no store.
+  //   kUnavailable        the DB is held by another process, or an I/O error: retry later.
+  //   kDataLoss           RocksDB or idem's metadata reports corruption, or the WAL is corrupt before its
+  //                       tail (acknowledged commits would be forgotten); see `idemctl recover`.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
 
   // Uses the column family `cf` of the caller's open `db`, so that Commit can write the caller's effects
-  // (other column families of `db`) atomically with the marker. `cf` must have been opened with
-  // ColumnFamilyOptionsFor(options); otherwise kFailedPrecondition (expiry would silently never happen).
+  // (other column families of `db`) atomically with the marker. The store's metadata goes into the DB's
+  // default column family under a reserved key (it starts with a NUL byte; effects may not write it).
+  // kFailedPrecondition, changing nothing, when: `cf` was not opened with ColumnFamilyOptionsFor of
+  // options with the same ttl, lease and compaction profile (expiry would silently never happen, or
+  // happen by another rule); the default column family has a compaction filter or FIFO compaction (it
+  // could drop the metadata, and tokens would repeat); another Store in this process uses `cf`, or
+  // another DB instance in this process has the same directory open.
   // REQUIRES: db and cf outlive the Store.
   static absl::StatusOr<std::unique_ptr<Store>> Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
                                                        const Options& options);
@@ -142,8 +163,13 @@ class Store {
   // Marks `id` done with `result` (kept for ttl and returned to later duplicates), writing `effects` (if
   // given) in the same atomic WriteBatch. Succeeds while `token` still holds the reservation, even after
   // its lease ended if nobody took it over. Repeating a successful Commit with the same token returns OK
-  // and writes nothing. `effects` is left as the caller passed it. Errors: kAborted (lease lost: effects
-  // NOT written), kInvalidArgument, kUnavailable (outcome unknown), kDataLoss, kFailedPrecondition.
+  // and writes nothing, also after a Commit whose outcome was unknown did land. `effects` is left as
+  // the caller passed it. Effects may write any column family of the DB except idem's records and
+  // idem's metadata key; nothing else of idem's may be written by them.
+  // Errors: kAborted (lease lost: effects NOT written); kInvalidArgument (nothing written: bad ID,
+  // result over max_result_bytes, effects that write idem's records or metadata, or an effects batch
+  // that refuses the marker, e.g. one built with a byte limit); kUnavailable (outcome unknown);
+  // kDataLoss; kFailedPrecondition.
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result = {},
                       rocksdb::WriteBatch* effects = nullptr);
 
@@ -187,16 +213,23 @@ class Store {
 
   Stats GetStats() const;
 
-  // OK while RocksDB accepts writes; otherwise the background error (kUnavailable).
+  // OK while the store accepts writes; otherwise why not: a background error (kUnavailable), free disk
+  // space below Options::min_free_disk_bytes (kUnavailable, "disk nearly full"), or the store's
+  // directory gone (kDataLoss).
   absl::Status Health() const;
   // Recovers from a background error: DB::Resume, and for a store from Open whose error RocksDB cannot
   // resume from (fatal WAL/SST write errors), closes and reopens the DB, which replays the WAL.
   // kUnavailable if the fault persists (retry later). While a reopen runs, other calls get kUnavailable.
-  // In-memory leases survive a reopen. An attached store can only DB::Resume; reopening is the caller's.
+  // A reopen never creates a store: if the directory no longer holds this store (deleted, replaced by
+  // another store) the store stays down and Resume answers kDataLoss. kFailedPrecondition once Close
+  // was called: nothing reopens after Close. In-memory leases survive a reopen. An attached store can
+  // only DB::Resume; reopening is the caller's.
   absl::Status Resume();
 
-  // Stops background work and, for a Store from Open, closes the DB. Later calls get kFailedPrecondition.
-  // Returns the first error RocksDB reported while closing. Idempotent.
+  // Stops background work and, for a Store from Open, closes the DB; Close wins over a Resume that is
+  // running (it waits for it, then closes whatever it opened). Later calls, Resume included, get
+  // kFailedPrecondition. Returns the first error RocksDB reported while closing. Idempotent and safe to
+  // call from several threads.
   absl::Status Close();
 
   // The underlying DB and column family, for callers that want to add their own writes to `effects`.

@@ -1,0 +1,87 @@
+#include "engine/disk_guard.h"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace idem::engine {
+namespace {
+
+// RocksDB writes a byte of a batch about this many times before it settles (WAL, flush, compactions).
+constexpr int64_t kWriteAmplification = 8;
+
+std::string Mib(uint64_t bytes) { return absl::StrCat(bytes >> 20, " MiB"); }
+
+}  // namespace
+
+uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size, int max_write_buffer_number) {
+  if (min_free_disk_bytes >= 0) return static_cast<uint64_t>(min_free_disk_bytes);
+  return std::max<uint64_t>(64ull << 20, 2ull * static_cast<uint64_t>(max_write_buffer_number) * write_buffer_size);
+}
+
+std::unique_ptr<DiskGuard> DiskGuard::For(const std::string& path, uint64_t reserve) {
+  if (reserve == 0) return nullptr;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return nullptr;
+  std::unique_ptr<DiskGuard> guard(
+      new DiskGuard(path, reserve, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)));
+  guard->Measure();
+  return guard;
+}
+
+DiskGuard::DiskGuard(std::string path, uint64_t reserve, uint64_t dev, uint64_t ino)
+    : path_(std::move(path)), reserve_(reserve), dev_(dev), ino_(ino) {}
+
+void DiskGuard::Measure() {
+  absl::Status verdict;
+  int64_t budget = 0;
+  struct stat st;
+  struct statvfs vfs;
+  if (::stat(path_.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_dev) != dev_ ||
+      static_cast<uint64_t>(st.st_ino) != ino_) {
+    verdict = absl::DataLossError(absl::StrCat(
+        "the store's directory '", path_, "' was deleted or replaced while the store was open; writes are "
+        "refused (they would be lost at the next restart)"));
+  } else if (::statvfs(path_.c_str(), &vfs) != 0) {
+    verdict = absl::UnavailableError(absl::StrCat("cannot measure free space of '", path_, "': ", std::strerror(errno)));
+  } else {
+    // f_bavail: what an unprivileged writer may use (root's reserved blocks do not count).
+    const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * static_cast<uint64_t>(vfs.f_frsize);
+    free_bytes_.store(free_bytes, std::memory_order_relaxed);
+    if (free_bytes < reserve_) {
+      verdict = absl::UnavailableError(absl::StrCat(
+          "disk nearly full: ", Mib(free_bytes), " free on the store's file system, below min_free_disk_bytes (",
+          Mib(reserve_), "); writes are refused until space returns"));
+    } else {
+      budget = static_cast<int64_t>((free_bytes - reserve_) / kWriteAmplification);
+    }
+  }
+  MutexLock lock(&mu_);
+  verdict_ = verdict;
+  refusing_.store(!verdict.ok(), std::memory_order_release);
+  budget_.store(budget, std::memory_order_release);
+}
+
+absl::Status DiskGuard::CheckWrite(size_t bytes) {
+  if (!refusing_.load(std::memory_order_acquire) &&
+      budget_.fetch_sub(static_cast<int64_t>(bytes), std::memory_order_acq_rel) > static_cast<int64_t>(bytes)) {
+    return absl::OkStatus();
+  }
+  Measure();  // out of budget, or refusing: look again before answering
+  MutexLock lock(&mu_);
+  if (!verdict_.ok()) refusals_.fetch_add(1, std::memory_order_relaxed);
+  return verdict_;
+}
+
+absl::Status DiskGuard::Health() {
+  Measure();
+  MutexLock lock(&mu_);
+  return verdict_;
+}
+
+}  // namespace idem::engine
