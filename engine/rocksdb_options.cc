@@ -88,6 +88,11 @@ rocksdb::DBOptions DBOptionsFor(const Options& options) {
   db.keep_log_file_num = 5;
   db.max_log_file_size = 4 << 20;
   db.max_manifest_file_size = 64 << 20;
+  // A torn last record (a crash or power loss mid-write) is dropped quietly; corruption anywhere before
+  // the tail fails the open (kDataLoss). RocksDB's default, point-in-time recovery, would silently stop
+  // replaying at the first bad record and forget every acknowledged commit after it. `idemctl recover`
+  // opens such a store anyway and reports what was dropped.
+  db.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   db.env = options.env != nullptr ? options.env : engine::DefaultEnvWithoutRetryableWalErrors();
   return db;
 }

@@ -18,6 +18,7 @@
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
 #include "engine/store_impl.h"
+#include "engine/wal_scan.h"
 #include "rocksdb/write_batch.h"
 
 namespace idem {
@@ -956,6 +957,12 @@ absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
     return absl::UnavailableError(
         absl::StrCat("idem store at '", path, "' is held by another process (", s.ToString(), ")"));
   }
+  if (s.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(
+        "opening idem store at '", path, "': ", s.ToString(),
+        ". The WAL or another file is corrupt before its end: opening anyway would forget the acknowledged "
+        "commits after the damage. `idemctl recover ", path, "` opens it anyway and lists what was dropped"));
+  }
   return engine::FromRocks(s, absl::StrCat("opening idem store at '", path, "'"));
 }
 
@@ -1102,6 +1109,13 @@ absl::StatusOr<engine::OpenedDb> Store::Impl::OpenDb(const Options& options, con
       descriptors.emplace_back(names[i], idem_cf);
     } else {
       descriptors.emplace_back(names[i], other_cf);
+    }
+  }
+  if (options.env == nullptr && listed.ok()) {
+    // RocksDB takes damage in the last block of a WAL for a torn tail and drops what follows quietly.
+    if (absl::Status s = engine::CheckWalTails(path); !s.ok()) {
+      return absl::DataLossError(absl::StrCat("opening idem store at '", path, "': ", s.message(), ". `idemctl recover ",
+                                              path, "` opens it anyway and lists what was dropped"));
     }
   }
   engine::OpenedDb opened;
