@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "idem/store.h"
@@ -132,6 +133,86 @@ TEST_F(IdemctlTest, NotAStoreIsAClearError) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("checkpoint"));
   EXPECT_THAT(Idemctl("scan --help").output, HasSubstr("--state"));
+}
+
+// compact and checkpoint on something that is not an idem store: refused, nothing created or added.
+TEST_F(IdemctlTest, CompactAndCheckpointRefuseWhatIsNotAStoreAndChangeNothing) {
+  const std::string empty = dir_.Sub("empty");
+  std::filesystem::create_directories(empty);
+  for (const std::string& cmd : {"compact " + empty, "checkpoint " + empty + " " + dir_.Sub("cp1"),
+                                 "forget " + empty + " x"}) {
+    CliRun run = Idemctl(cmd);
+    EXPECT_NE(run.exit_code, 0) << cmd << "\n" << run.output;
+    EXPECT_TRUE(std::filesystem::is_empty(empty)) << cmd << " wrote into an empty directory";
+  }
+  // A plain RocksDB without idem's column family.
+  const std::string plain = dir_.Sub("plain");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, plain, &raw).ok());
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), "k", "v").ok());
+    delete raw;
+  }
+  for (const std::string& cmd : {"compact " + plain, "checkpoint " + plain + " " + dir_.Sub("cp2")}) {
+    CliRun run = Idemctl(cmd);
+    EXPECT_EQ(run.exit_code, 3) << cmd << "\n" << run.output;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), plain, &names).ok());
+    EXPECT_EQ(names, std::vector<std::string>{"default"}) << cmd << " added a column family";
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("cp1")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("cp2")));
+}
+
+TEST_F(IdemctlTest, ForgetDeletesOneRecordOnPurpose) {
+  CliRun run = Idemctl("forget " + path_ + " order-3");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("new again"));
+  EXPECT_EQ(Idemctl("forget " + path_ + " order-3").exit_code, 1) << "nothing left to forget";
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, path_));
+  EXPECT_EQ(store->Reserve("order-3")->verdict, Verdict::kReserved);
+  EXPECT_EQ(store->Reserve("order-4")->verdict, Verdict::kDuplicate);
+}
+
+// A WAL corrupt before its tail: Open refuses (kDataLoss); recover opens it, lists the forgotten
+// commits, and the store opens normally afterwards with everything before the damage.
+TEST_F(IdemctlTest, RecoverOpensACorruptWalAndListsWhatWasDropped) {
+  const std::string live = dir_.Sub("live");
+  const std::string image = dir_.Sub("image");
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, live));
+    for (int i = 0; i < 100; ++i) {
+      const std::string id = "evt-" + std::to_string(i);
+      IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve(id));
+      ASSERT_THAT(store->Commit(id, r.token, "ok"), IsOk());
+    }
+    std::filesystem::copy(live, image);  // a crash image: everything is still in the WAL
+  }
+  std::filesystem::remove(image + "/LOCK");
+  std::string wal;
+  for (const auto& e : std::filesystem::directory_iterator(image)) {
+    if (e.path().extension() == ".log" && e.file_size() > 1000) wal = e.path().string();
+  }
+  ASSERT_FALSE(wal.empty());
+  {
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(wal) / 2));
+    f.write("\xff\xff\xff", 3);
+  }
+  EXPECT_THAT(Store::Open(options, image), testing::StatusIs(absl::StatusCode::kDataLoss));
+  CliRun run = Idemctl("recover " + image);
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("forgotten commit: evt-99"));
+  EXPECT_THAT(run.output, HasSubstr("opens normally again"));
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, image));
+  EXPECT_EQ(store->Reserve("evt-0")->verdict, Verdict::kDuplicate);
+  EXPECT_EQ(store->Reserve("evt-99")->verdict, Verdict::kReserved) << "listed as forgotten";
 }
 
 std::string ReadFile(const std::string& path) {

@@ -6,11 +6,14 @@
 //   idemctl compact STORE
 //   idemctl checkpoint STORE DIR
 //   idemctl verify STORE
+//   idemctl forget STORE ID [--hex]
+//   idemctl recover STORE
 //   idemctl tune [--preset=short|standard] [workload and configuration flags]
 //
 // Read-only commands (stats, get, scan, verify) open the store as a RocksDB secondary instance, so a
-// live consumer holding it is not disturbed. compact and checkpoint need the store itself and refuse
-// clearly when another process holds it. Exit codes: 0 fine, 1 the command failed or verify found
+// live consumer holding it is not disturbed. compact, checkpoint, forget and recover need the store
+// itself and refuse clearly when another process holds it; none of them creates a store: a directory
+// that does not hold one (empty, a plain RocksDB) is refused with exit 3 and left as it was. Exit codes: 0 fine, 1 the command failed or verify found
 // corrupt records, 2 usage, 3 the store cannot be opened (missing, not an idem store, held).
 #include <unistd.h>
 
@@ -29,9 +32,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "engine/record.h"
+#include "engine/store_metadata.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "tools/recover.h"
 #include "tools/tune_command.h"
 
 namespace {
@@ -115,13 +120,19 @@ struct Census {
 
 Census Count(const ReadOnlyStore& store, bool hex_keys) {
   Census c;
+  std::string meta;
+  if (store.db()->Get(rocksdb::ReadOptions(), store.db()->DefaultColumnFamily(),
+                      idem::engine::MetadataKey(store.cf()->GetName()), &meta).ok()) {
+    absl::StatusOr<idem::engine::StoreMetadata> m = idem::engine::DecodeMetadata(meta);
+    if (m.ok()) c.token_high_water = m->token_high_water;
+  }
   const int64_t now_us = absl::ToUnixMicros(absl::Now());
   std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), store.cf()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view value(it->value().data(), it->value().size());
-    if (it->key().empty()) {
+    if (it->key().empty()) {  // the token mark of a store from before the metadata moved
       absl::StatusOr<uint64_t> hw = idem::engine::DecodeMeta(value);
-      if (hw.ok()) c.token_high_water = *hw;
+      if (hw.ok() && !c.token_high_water) c.token_high_water = *hw;
       continue;
     }
     absl::StatusOr<Record> r = DecodeRecord(value);
@@ -268,19 +279,54 @@ int main(int argc, char** argv) {
   verify->add_option("store", path, "store directory")->required();
   verify->add_flag("--hex", hex, "print corrupt keys in hex");
 
+  auto* forget = app.add_subcommand(
+      "forget", "delete one record on purpose, e.g. a corrupt one (needs the store). The ID is new again: "
+                "a redelivery of a committed event will be applied again");
+  forget->add_option("store", path, "store directory")->required();
+  forget->add_option("id", id, "event ID (hex digits with --hex)")->required();
+  forget->add_flag("--hex", hex, "the ID is given in hex");
+
+  auto* recover = app.add_subcommand(
+      "recover", "open a store whose WAL is corrupt before its tail, dropping what follows the damage, and "
+                 "list the commits that were forgotten (needs the store)");
+  recover->add_option("store", path, "store directory")->required();
+  recover->add_flag("--hex", hex, "print IDs in hex");
+
   idem::tools::TuneFlags tune_flags;
   auto* tune = idem::tools::AddTuneCommand(app, &tune_flags);
 
   CLI11_PARSE(app, argc, argv);
   if (tune->parsed()) return idem::tools::RunTune(tune_flags);
 
-  if (compact->parsed() || checkpoint->parsed()) {
-    idem::Options options;
-    options.column_family = cf;
-    options.maintenance_interval = absl::ZeroDuration();
+  if (recover->parsed()) {
     if (!std::filesystem::is_directory(path)) {
       std::fprintf(stderr, "idemctl: '%s' is not a store directory\n", path.c_str());
       return kExitCannotOpen;
+    }
+    return idem::tools::Recover(path, cf, hex);
+  }
+  if (compact->parsed() || checkpoint->parsed() || forget->parsed()) {
+    idem::Options options;
+    options.column_family = cf;
+    options.maintenance_interval = absl::ZeroDuration();
+    options.create_if_missing = false;  // an operator's tool never creates a store
+    options.min_free_disk_bytes = 0;    // compacting is how an operator frees space
+    if (!std::filesystem::is_directory(path)) {
+      std::fprintf(stderr, "idemctl: '%s' is not a store directory\n", path.c_str());
+      return kExitCannotOpen;
+    }
+    {
+      // Checked read-only first, so that nothing at all is written to a directory that is not a store.
+      ReadOnlyStore probe;
+      if (std::string error = probe.Open(path, cf); !error.empty()) {
+        std::fprintf(stderr, "idemctl: %s\n", error.c_str());
+        return kExitCannotOpen;
+      }
+      if (!Count(probe, false).token_high_water) {
+        std::fprintf(stderr, "idemctl: '%s' has a column family '%s' but no idem store metadata; not an idem "
+                             "store\n", path.c_str(), cf.c_str());
+        return kExitCannotOpen;
+      }
     }
     auto store = idem::Store::Open(options, path);
     if (!store.ok()) {
@@ -290,6 +336,24 @@ int main(int argc, char** argv) {
                              "RocksDB's Checkpoint from inside it\n");
       }
       return kExitCannotOpen;
+    }
+    if (forget->parsed()) {
+      std::string key = id;
+      if (hex) {
+        if (id.size() % 2 != 0 || id.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+          std::fprintf(stderr, "idemctl: '%s' is not hex\n", id.c_str());
+          return 2;
+        }
+        key = absl::HexStringToBytes(id);
+      }
+      absl::Status s = (*store)->Forget(key);
+      if (!s.ok()) {
+        std::fprintf(stderr, "idemctl: %s\n", std::string(s.message()).c_str());
+        return kExitFailed;
+      }
+      std::printf("forgot %s: it is new again; its next delivery will be processed (and applied) as new\n",
+                  Printable(key, hex).c_str());
+      return 0;
     }
     if (compact->parsed()) {
       uint64_t before = 0, after = 0;
