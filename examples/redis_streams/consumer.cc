@@ -36,7 +36,7 @@ using idem::example::Redis;
 using idem::example::StreamEntry;
 
 struct Counters {
-  uint64_t deliveries = 0, acked = 0, dead_letters = 0, handler_calls = 0;
+  uint64_t deliveries = 0, acked = 0, dead_letters = 0, handler_calls = 0, redis_reconnects = 0;
 };
 
 void WriteStats(const std::string& path, const Counters& c, const idem::ProcessorStats& s) {
@@ -46,7 +46,8 @@ void WriteStats(const std::string& path, const Counters& c, const idem::Processo
       << "\nconflicts " << s.conflicts << "\ntakeovers " << s.store.takeovers << "\nlease_lost " << s.lease_lost
       << "\nunavailable " << s.unavailable << "\npauses " << s.pauses << "\nresumes " << s.resumes
       << "\nstep_p50_ns " << absl::ToInt64Nanoseconds(s.step_latency.p50) << "\nstep_p99_ns "
-      << absl::ToInt64Nanoseconds(s.step_latency.p99) << "\nstep_count " << s.step_latency.count << "\n";
+      << absl::ToInt64Nanoseconds(s.step_latency.p99) << "\nstep_count " << s.step_latency.count
+      << "\nredis_reconnects " << c.redis_reconnects << "\n";
   out.close();
   std::rename((path + ".tmp").c_str(), path.c_str());
 }
@@ -71,7 +72,7 @@ int main(int argc, char** argv) {
   const std::string stats_path = dir + "/stats-" + std::to_string(partition) + "-" + std::to_string(getpid()) + ".txt";
 
   Redis redis("127.0.0.1", port);
-  if (!redis.ok()) {
+  if (!redis.AwaitConnected(std::chrono::seconds(5))) {
     std::fprintf(stderr, "%s: cannot connect to redis: %s\n", name.c_str(), redis.error().c_str());
     return 1;
   }
@@ -119,9 +120,27 @@ int main(int argc, char** argv) {
   bool own_pending_done = false;
   uint64_t last_claim_ms = 0;
 
+  bool redis_lost = false;
   for (;;) {
     if (!processor.healthy()) {
       processor.AwaitHealthy(absl::Milliseconds(200)).IgnoreError();
+      continue;
+    }
+    if (!redis.ok()) {
+      // Redis went away (restarted, unreachable): wait for it without spinning, then pick up where the
+      // group left off. What was read and not acknowledged is read again (own pending entries first);
+      // idem answers what was already applied as a duplicate.
+      if (!redis_lost) {
+        std::fprintf(stderr, "%s: redis connection lost (%s); reconnecting\n", name.c_str(), redis.error().c_str());
+        redis_lost = true;
+      }
+      if (!redis.AwaitConnected()) continue;
+      std::fprintf(stderr, "%s: redis connection back\n", name.c_str());
+      redis_lost = false;
+      redis.Command({"XGROUP", "CREATE", stream, idem::example::kGroup, "0", "MKSTREAM"});
+      own_pending_done = false;
+      last_activity_ms = now_ms();
+      counters.redis_reconnects++;
       continue;
     }
     std::vector<StreamEntry> entries;

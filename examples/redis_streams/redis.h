@@ -5,8 +5,13 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -19,9 +24,12 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
+// One connection that comes back by itself: a command on a broken connection (redis-server restarted,
+// network cut) fails (nullptr), and the next call reconnects, with exponential backoff and full jitter
+// between attempts so that a consumer waiting for Redis neither spins nor hammers it.
 class Redis {
  public:
-  Redis(const std::string& host, int port) : context_(redisConnect(host.c_str(), port)) {}
+  Redis(std::string host, int port) : host_(std::move(host)), port_(port) { Connect(); }
   ~Redis() {
     if (context_ != nullptr) redisFree(context_);
   }
@@ -29,10 +37,27 @@ class Redis {
   Redis& operator=(const Redis&) = delete;
 
   bool ok() const { return context_ != nullptr && context_->err == 0; }
-  std::string error() const { return context_ == nullptr ? "no context" : context_->errstr; }
+  std::string error() const { return context_ == nullptr ? "no connection" : context_->errstr; }
+  // Connection attempts that failed since the last success; reconnects that succeeded in all.
+  int failed_attempts() const { return failed_attempts_; }
+  uint64_t reconnects() const { return reconnects_; }
 
-  // Runs a command given as separate arguments (binary safe). nullptr on a connection error.
+  // Blocks until connected (true) or `give_up_after` passes (false), waiting between attempts.
+  bool AwaitConnected(std::chrono::milliseconds give_up_after = std::chrono::milliseconds(1000)) {
+    const auto end = std::chrono::steady_clock::now() + give_up_after;
+    while (!ok()) {
+      const auto wait = Backoff();
+      if (std::chrono::steady_clock::now() + wait > end) return false;
+      std::this_thread::sleep_for(wait);
+      if (Connect()) ++reconnects_;
+    }
+    return true;
+  }
+
+  // Runs a command given as separate arguments (binary safe). nullptr on a connection error; the
+  // connection is then re-established by AwaitConnected (or the next command, without waiting).
   Reply Command(const std::vector<std::string>& args) {
+    if (!ok() && (!Connect() || (++reconnects_, false))) return nullptr;
     std::vector<const char*> argv;
     std::vector<size_t> lengths;
     for (const auto& a : args) {
@@ -44,7 +69,29 @@ class Redis {
   }
 
  private:
-  redisContext* context_;
+  bool Connect() {
+    if (context_ != nullptr) redisFree(context_);
+    const timeval timeout{1, 0};
+    context_ = redisConnectWithTimeout(host_.c_str(), port_, timeout);
+    if (ok()) {
+      failed_attempts_ = 0;
+      return true;
+    }
+    ++failed_attempts_;
+    return false;
+  }
+  // Full jitter: uniform in [0, ceiling], the ceiling doubling from 10 ms up to 1 s.
+  std::chrono::milliseconds Backoff() {
+    const int64_t ceiling = std::min<int64_t>(1000, int64_t{10} << std::min(failed_attempts_, 7));
+    return std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(1, ceiling)(rng_));
+  }
+
+  const std::string host_;
+  const int port_;
+  redisContext* context_ = nullptr;
+  int failed_attempts_ = 0;
+  uint64_t reconnects_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 // One stream entry: its ID and field/value pairs.

@@ -15,5 +15,7 @@ case "$mode" in
   fault-io|fault-nospace)
     exec "$here/scripts/run-stream-system" --bin="$bin" --events=1200 --fault="${mode#fault-}" --fault-after=200 \
       --fault-ms=700 ;;
+  redis-restart)
+    exec "$here/scripts/run-stream-system" --bin="$bin" --events=1200 --redis-restart-after=300 ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
