@@ -55,10 +55,12 @@ absl::Status DbLifecycle::RefusalFor(State state) const {
     case State::kReopening:
       return absl::UnavailableError("idem store is reopening its DB after a storage error; retry");
     case State::kDown: {
+      // kUnavailable even when the store is gone for good (kDataLoss from Resume): a call's kDataLoss
+      // means "this ID's record is corrupt", and a consumer would dead-letter every event for it. The
+      // consumer must pause instead; Resume says what is wrong.
       MutexLock lock(&down_mu_);
-      if (down_status_.code() == absl::StatusCode::kDataLoss) return down_status_;
-      return absl::UnavailableError(absl::StrCat("idem store is down after a storage error (",
-                                                 down_status_.message(), "); Resume() to retry"));
+      return absl::UnavailableError(absl::StrCat("idem store is down (", down_status_.message(),
+                                                 "); Resume() to retry"));
     }
     case State::kOpen:
       break;

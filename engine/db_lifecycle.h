@@ -79,7 +79,7 @@ class DbLifecycle {
   void SetHooks(OnReopen on_reopen, BeforeClose before_close);
 
   // Keeps the DB open for one call. Refused (ok() false, status() says why) when closed
-  // (kFailedPrecondition), reopening or down (kUnavailable, or the kDataLoss that took it down).
+  // (kFailedPrecondition), reopening or down (kUnavailable, whatever took it down).
   class Pin {
    public:
     explicit Pin(const DbLifecycle& lifecycle);

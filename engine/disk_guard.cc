@@ -19,9 +19,9 @@ std::string Mib(uint64_t bytes) { return absl::StrCat(bytes >> 20, " MiB"); }
 
 }  // namespace
 
-uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size, int max_write_buffer_number) {
+uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size) {
   if (min_free_disk_bytes >= 0) return static_cast<uint64_t>(min_free_disk_bytes);
-  return std::max<uint64_t>(64ull << 20, 2ull * static_cast<uint64_t>(max_write_buffer_number) * write_buffer_size);
+  return std::max<uint64_t>(64ull << 20, 2ull * write_buffer_size);
 }
 
 std::unique_ptr<DiskGuard> DiskGuard::For(const std::string& path, uint64_t reserve) {
@@ -74,8 +74,11 @@ absl::Status DiskGuard::CheckWrite(size_t bytes) {
   }
   Measure();  // out of budget, or refusing: look again before answering
   MutexLock lock(&mu_);
-  if (!verdict_.ok()) refusals_.fetch_add(1, std::memory_order_relaxed);
-  return verdict_;
+  if (verdict_.ok()) return verdict_;
+  refusals_.fetch_add(1, std::memory_order_relaxed);
+  // A call's kDataLoss would mean "this ID's record is corrupt"; a vanished directory is the store's
+  // condition, reported by Health() and Resume().
+  return absl::UnavailableError(verdict_.message());
 }
 
 absl::Status DiskGuard::Health() {

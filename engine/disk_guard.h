@@ -8,7 +8,7 @@
 // memtables it holds, compacting them) after the store stops writing.
 //
 // The guard also notices a store directory that was deleted or replaced while open (writes into
-// unlinked files would be lost at the next restart) and refuses writes with kDataLoss.
+// unlinked files would be lost at the next restart): writes are refused, and Health() is kDataLoss.
 //
 // Cost on the write path: one atomic add and compare; statvfs runs from the background (Measure) and
 // inline only when the bytes written since the last measurement could have used up the headroom.
@@ -35,8 +35,8 @@ class DiskGuard {
   // in-memory Env) or `reserve` is 0.
   static std::unique_ptr<DiskGuard> For(const std::string& path, uint64_t reserve);
 
-  // Before writing about `bytes`: OK, or why not (kUnavailable: disk nearly full; kDataLoss: the
-  // directory is gone).
+  // Before writing about `bytes`: OK, or why not (kUnavailable: disk nearly full, or the directory is
+  // gone; Health() tells the two apart).
   absl::Status CheckWrite(size_t bytes);
   // The guard's last verdict, re-measured first.
   absl::Status Health();
@@ -64,9 +64,10 @@ class DiskGuard {
   absl::Status verdict_ ABSL_GUARDED_BY(mu_);
 };
 
-// The reserve Options ask for: `min_free_disk_bytes` if set (>= 0), else twice the memtable memory
-// RocksDB may hold (max_write_buffer_number x write_buffer_size), at least 64 MiB.
-uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size, int max_write_buffer_number);
+// The reserve Options ask for: `min_free_disk_bytes` if set (>= 0), else room to flush two full
+// memtables (2 x write_buffer_size), at least 64 MiB. Not a proof that RocksDB's background work fits
+// (a compaction can need more): the guard makes a full disk rare, the WAL error wrapper makes it safe.
+uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size);
 
 }  // namespace idem::engine
 

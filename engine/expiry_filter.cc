@@ -18,7 +18,7 @@ class ExpiryFilter : public rocksdb::CompactionFilter {
   Decision FilterV2(int /*level*/, const rocksdb::Slice& key, ValueType value_type,
                     const rocksdb::Slice& existing_value, std::string* /*new_value*/,
                     std::string* /*skip_until*/) const override {
-    if (value_type != ValueType::kValue || key.empty()) return Decision::kKeep;  // metadata lives at ""
+    if (value_type != ValueType::kValue || key.empty()) return Decision::kKeep;  // a legacy token mark lives at ""
     const std::optional<int64_t> deadline =
         DecodeDeadline(std::string_view(existing_value.data(), existing_value.size()));
     // A corrupt record is kept: `verify` must be able to report it, and dropping what we cannot read

@@ -10,7 +10,9 @@
 //   fingerprint := fixed64 little-endian       (present iff has-fingerprint)
 //   result      := the remaining bytes         (empty for reserved)
 //
-// The empty key is never an event ID (IDs are 1..max_id_bytes), so it holds the store's metadata:
+// The empty key is never an event ID (IDs are 1..max_id_bytes). Stores written before the metadata moved
+// to the default column family (engine/store_metadata.h) kept their token mark there; it is read once,
+// to carry it over:
 //
 //   meta        := 0x4d fixed64(token high-water mark)
 //

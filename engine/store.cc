@@ -97,7 +97,7 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
   lifecycle_ = std::move(lifecycle);
   claim_ = std::move(claim);
   disk_guard_ = engine::DiskGuard::For(
-      directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size, 4));
+      directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size));
   filter_->SetClock(clock_);
   Now();  // the store's time starts at its clock's reading now
   if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
@@ -953,7 +953,15 @@ absl::Status Store::Impl::Health() const {
 namespace {
 
 absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
-  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+  const std::string text = s.ToString();
+  // Permanent conditions an operator must fix: retrying (kUnavailable) would never end.
+  if (s.IsIOError() && text.find("Permission denied") != std::string::npos) {
+    return absl::PermissionDeniedError(absl::StrCat("opening idem store at '", path, "': ", text));
+  }
+  if (s.IsIOError() && text.find("Read-only file system") != std::string::npos) {
+    return absl::FailedPreconditionError(absl::StrCat("opening idem store at '", path, "': ", text));
+  }
+  if (s.IsIOError() && text.find("lock") != std::string::npos) {
     return absl::UnavailableError(
         absl::StrCat("idem store at '", path, "' is held by another process (", s.ToString(), ")"));
   }

@@ -184,7 +184,6 @@ class Store::Impl {
   mutable std::atomic<int64_t> monotonic_ns_{std::numeric_limits<int64_t>::min()};
 
   using Operation = engine::DbLifecycle::Pin;
-  rocksdb::DB* db_for_call() const { return lifecycle_->db(); }
 
   // ---- Background work (started last, stopped first) ----
   absl::Time last_nudge_ = absl::InfinitePast();  // maintenance thread only

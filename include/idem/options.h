@@ -106,8 +106,8 @@ struct Options {
   // Free space the store keeps on its file system. Below it, writes are refused with kUnavailable
   // ("disk nearly full") and Health() says so, before RocksDB can run into a full disk (on Debian's
   // RocksDB a full disk under the WAL aborts the process); the refusal ends by itself when space
-  // returns, and a Processor pauses and resumes with it. -1 (default): twice the memtable memory
-  // (2 x 4 x write_buffer_size), at least 64 MiB (512 MiB with the default write buffer). 0: off.
+  // returns, and a Processor pauses and resumes with it. -1 (default): room to flush two memtables
+  // (2 x write_buffer_size), at least 64 MiB (128 MiB with the default write buffer). 0: off.
   int64_t min_free_disk_bytes = -1;
 
   // ---- Environment ----
