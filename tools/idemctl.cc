@@ -230,6 +230,17 @@ int Stats(const ReadOnlyStore& store, const std::string& format) {
   return 0;
 }
 
+// The ID as given on the command line, or decoded from hex with --hex; nullopt (after saying why) when
+// it is not hex.
+std::optional<std::string> KeyFromArgument(const std::string& id, bool hex) {
+  if (!hex) return id;
+  if (id.size() % 2 != 0 || id.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    std::fprintf(stderr, "idemctl: '%s' is not hex\n", id.c_str());
+    return std::nullopt;
+  }
+  return absl::HexStringToBytes(id);
+}
+
 void PrintRecord(std::string_view key, const Record& r, bool hex) {
   const bool expired = r.deadline_us <= absl::ToUnixMicros(absl::Now());
   std::printf("%s  %s%s  token %llu  %s %s  result %zu bytes\n", Printable(key, hex).c_str(),
@@ -338,21 +349,15 @@ int main(int argc, char** argv) {
       return kExitCannotOpen;
     }
     if (forget->parsed()) {
-      std::string key = id;
-      if (hex) {
-        if (id.size() % 2 != 0 || id.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
-          std::fprintf(stderr, "idemctl: '%s' is not hex\n", id.c_str());
-          return 2;
-        }
-        key = absl::HexStringToBytes(id);
-      }
-      absl::Status s = (*store)->Forget(key);
+      const std::optional<std::string> key = KeyFromArgument(id, hex);
+      if (!key) return 2;
+      absl::Status s = (*store)->Forget(*key);
       if (!s.ok()) {
         std::fprintf(stderr, "idemctl: %s\n", std::string(s.message()).c_str());
         return kExitFailed;
       }
       std::printf("forgot %s: it is new again; its next delivery will be processed (and applied) as new\n",
-                  Printable(key, hex).c_str());
+                  Printable(*key, hex).c_str());
       return 0;
     }
     if (compact->parsed()) {
@@ -387,14 +392,9 @@ int main(int argc, char** argv) {
   }
   if (stats->parsed()) return Stats(store, format);
   if (get->parsed()) {
-    std::string key = id;
-    if (hex) {
-      if (id.size() % 2 != 0 || id.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
-        std::fprintf(stderr, "idemctl: '%s' is not hex\n", id.c_str());
-        return 2;
-      }
-      key = absl::HexStringToBytes(id);
-    }
+    const std::optional<std::string> parsed = KeyFromArgument(id, hex);
+    if (!parsed) return 2;
+    const std::string& key = *parsed;
     std::string value;
     rocksdb::Status s = store.db()->Get(rocksdb::ReadOptions(), store.cf(), key, &value);
     if (s.IsNotFound() || key.empty()) {
