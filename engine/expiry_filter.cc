@@ -68,7 +68,7 @@ class DeadlineCollector : public rocksdb::TablePropertiesCollector {
 }  // namespace
 
 ExpiryFilterFactory::ExpiryFilterFactory(std::shared_ptr<Clock> clock, RetentionShape shape)
-    : shape_(shape), clock_(std::move(clock)) {}
+    : shape_(shape), time_(std::make_shared<StoreTime>(std::move(clock))) {}
 
 bool ExpiryFilterFactory::ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason reason) const {
   return reason == rocksdb::TableFileCreationReason::kFlush ||
@@ -77,28 +77,7 @@ bool ExpiryFilterFactory::ShouldFilterTableFileCreation(rocksdb::TableFileCreati
 
 std::unique_ptr<rocksdb::CompactionFilter> ExpiryFilterFactory::CreateCompactionFilter(
     const rocksdb::CompactionFilter::Context& /*context*/) {
-  return std::make_unique<ExpiryFilter>(NowMicros(), &removed_);
-}
-
-void ExpiryFilterFactory::SetClock(std::shared_ptr<Clock> clock) {
-  MutexLock lock(&mu_);
-  clock_ = std::move(clock);
-}
-
-int64_t ExpiryFilterFactory::NowMicros() const {
-  int64_t now;
-  {
-    MutexLock lock(&mu_);
-    now = ToMicros(clock_->Now());
-  }
-  return Observe(now);
-}
-
-int64_t ExpiryFilterFactory::Observe(int64_t clock_us) const {
-  int64_t seen = horizon_us_.load(std::memory_order_relaxed);
-  while (clock_us > seen && !horizon_us_.compare_exchange_weak(seen, clock_us, std::memory_order_relaxed)) {
-  }
-  return clock_us > seen ? clock_us : seen;
+  return std::make_unique<ExpiryFilter>(time_->NowMicros(), &removed_);
 }
 
 rocksdb::TablePropertiesCollector* DeadlineCollectorFactory::CreateTablePropertiesCollector(
@@ -117,8 +96,5 @@ std::optional<DeadlineRange> DeadlineRangeOf(const rocksdb::TableProperties& pro
   }
   return range;
 }
-
-int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
 }  // namespace idem::engine

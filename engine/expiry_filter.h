@@ -12,8 +12,7 @@
 #include <memory>
 #include <optional>
 
-#include "absl/base/thread_annotations.h"
-#include "engine/sync.h"
+#include "engine/store_time.h"
 #include "idem/clock.h"
 #include "idem/options.h"
 #include "rocksdb/compaction_filter.h"
@@ -45,23 +44,16 @@ class ExpiryFilterFactory : public rocksdb::CompactionFilterFactory {
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& context) override;
 
-  // The Store attaching to a column family makes the filter read the Store's clock, so the read path
-  // and the filter never disagree about time.
-  void SetClock(std::shared_ptr<Clock> clock);
-  // The store's time: the clock, but never earlier than any time already observed, so that a backward
-  // clock jump cannot revive what has expired (for the filter, the store's reads and its caches alike).
-  int64_t NowMicros() const;
-  // Folds a clock reading into the horizon; returns the (monotonic) time to use.
-  int64_t Observe(int64_t clock_us) const;
+  // The store's time, shared with the Store that uses this column family (engine/store_time.h), so
+  // that the read path and the filter never disagree about what has expired.
+  const std::shared_ptr<StoreTime>& time() const { return time_; }
 
   uint64_t removed() const { return removed_.load(std::memory_order_relaxed); }
 
  private:
   const RetentionShape shape_;
-  mutable Mutex mu_;
-  std::shared_ptr<Clock> clock_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<StoreTime> time_;
   std::atomic<uint64_t> removed_{0};
-  mutable std::atomic<int64_t> horizon_us_{INT64_MIN};
 };
 
 class DeadlineCollectorFactory : public rocksdb::TablePropertiesCollectorFactory {
@@ -78,9 +70,6 @@ struct DeadlineRange {
   int64_t max_us;
 };
 std::optional<DeadlineRange> DeadlineRangeOf(const rocksdb::TableProperties& properties);
-
-int64_t ToMicros(absl::Time t);
-absl::Time FromMicros(int64_t us);
 
 }  // namespace idem::engine
 

@@ -1,24 +1,18 @@
-#include <unistd.h>
-
+// Store::Impl's reserve/commit state machine: Reserve, Commit, Release, Extend and their batch forms,
+// and the reads, decisions and writes they share. Construction, lifecycle and statistics are in
+// store_open.cc; inspection, Forget and expiry maintenance in store_inspect.cc.
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <chrono>
-#include <filesystem>
-#include <limits>
 #include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/strings/str_format.h"
+#include "engine/batch_concat.h"
 #include "engine/effects_check.h"
-#include "engine/rocksdb_options.h"
+#include "engine/printable.h"
 #include "engine/status_util.h"
 #include "engine/store_impl.h"
-#include "engine/wal_scan.h"
 #include "rocksdb/write_batch.h"
 
 namespace idem {
@@ -26,25 +20,11 @@ namespace idem {
 using engine::FromMicros;
 using engine::Record;
 using engine::RecordState;
+using engine::AsSlice;
+using engine::Printable;
 using engine::ToMicros;
 
 namespace {
-
-std::string Printable(std::string_view id) {
-  constexpr size_t kShown = 64;
-  std::string out;
-  for (char c : id.substr(0, kShown)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(c);
-    } else {
-      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(c));
-    }
-  }
-  if (id.size() > kShown) absl::StrAppend(&out, "...");
-  return out;
-}
-
-rocksdb::Slice AsSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 
 class LatencyTimer {
  public:
@@ -61,96 +41,6 @@ class LatencyTimer {
 };
 
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------------
-// Construction and lifecycle
-
-Store::Impl::Impl(const Options& options, std::shared_ptr<engine::ExpiryFilterFactory> filter)
-    : options_(options),
-      clock_(engine::ClockOf(options)),
-      filter_(std::move(filter)),
-      durable_reservations_(options.durable_reservations),
-      recent_(options.recent_commits_cache_entries),
-      memtable_max_deadline_us_(std::numeric_limits<int64_t>::min()) {
-  write_options_.sync = options.sync;
-}
-
-Store::Impl::~Impl() { Close().IgnoreError(); }
-
-absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records,
-                                       engine::IfMissing if_missing) {
-  engine::MetadataLocation where{db->DefaultColumnFamily(), engine::MetadataKey(records->GetName())};
-  absl::StatusOr<engine::StoreMetadata> metadata = engine::LoadMetadata(db, where, records, if_missing);
-  if (!metadata.ok()) return metadata.status();
-  if (!identity_.empty() && metadata->identity != identity_) {
-    return absl::DataLossError("the DB reopened is not this store (another store's identity)");
-  }
-  identity_ = metadata->identity;
-  metadata_ = where;
-  tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata));
-  return absl::OkStatus();
-}
-
-absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
-                                std::unique_ptr<engine::StoreClaim> claim, const std::string& directory,
-                                engine::IfMissing if_missing) {
-  lifecycle_ = std::move(lifecycle);
-  claim_ = std::move(claim);
-  disk_guard_ = engine::DiskGuard::For(
-      directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size));
-  filter_->SetClock(clock_);
-  Now();  // the store's time starts at its clock's reading now
-  if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
-  lifecycle_->SetHooks(
-      [this](const engine::OpenedDb& opened) {
-        // A reopen must find this very store: a deleted directory is refused by the opener (it never
-        // creates), a replaced one by its identity.
-        absl::Status s = LoadMetadata(opened.db.get(), opened.records, engine::IfMissing::kRefuse);
-        if (s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kDataLoss) {
-          return absl::DataLossError(absl::StrCat(
-              "the store's directory no longer holds this store (", s.message(),
-              "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
-              "remembered ID again"));
-        }
-        if (s.ok()) counters_.reopens.fetch_add(1, std::memory_order_relaxed);
-        return s;
-      },
-      [this](rocksdb::DB* db) {
-        // Whatever the periodic sync had not reached yet is made durable at a clean close. Not after a
-        // write error: syncing a WAL writer that failed trips RocksDB's previous-error assertion.
-        if (!wal_sync_ || options_.sync || !lifecycle_->Health().ok()) return absl::OkStatus();
-        return engine::FromRocks(db->SyncWAL(), "syncing the WAL");
-      });
-  if (disk_guard_ != nullptr) {
-    disk_watch_ = std::make_unique<engine::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
-  }
-  if (options_.maintenance_interval > absl::ZeroDuration()) {
-    maintenance_ = std::make_unique<engine::Periodic>(options_.maintenance_interval, [this] {
-      RunMaintenance().IgnoreError();  // failures surface through Health() and the next foreground call
-      NudgePeriodicCompaction();
-    });
-  }
-  if (!options_.sync && options_.wal_sync_interval > absl::ZeroDuration()) {
-    wal_sync_ = std::make_unique<engine::Periodic>(options_.wal_sync_interval, [this] {
-      Operation op(*lifecycle_);
-      if (!op.ok() || !lifecycle_->Health().ok()) return;  // see BeforeClose: never sync a failed WAL
-      if (rocksdb::Status s = db()->SyncWAL(); !s.ok()) StorageError(s, "periodic WAL sync").IgnoreError();
-    });
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Store::Impl::Close() {
-  if (lifecycle_ == nullptr) return absl::OkStatus();  // Start never ran
-  lifecycle_->BeginClose();  // calls are turned away from here on
-  std::lock_guard<std::mutex> lock(stop_mu_);
-  if (maintenance_) maintenance_->Stop();
-  if (wal_sync_) wal_sync_->Stop();
-  if (disk_watch_) disk_watch_->Stop();
-  absl::Status closed = lifecycle_->Close();
-  claim_.reset();  // only once the DB is closed may another Store open the directory
-  return closed;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Input checks, reads, writes
@@ -223,14 +113,6 @@ absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view ver
   // The message is built only on failure: the hot path allocates nothing for it.
   return StorageError(s, absl::StrCat(engine::ToAbsl(verb), " '", Printable(id),
                                       "' (outcome unknown: it may have reached the WAL)"));
-}
-
-void Store::Impl::NoteMemtableDeadline(int64_t deadline_us) {
-  int64_t seen = memtable_max_deadline_us_.load(std::memory_order_relaxed);
-  while (deadline_us > seen &&
-         !memtable_max_deadline_us_.compare_exchange_weak(seen, deadline_us, std::memory_order_relaxed)) {
-  }
-  if (!memtable_dirty_.load(std::memory_order_relaxed)) memtable_dirty_.store(true, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -356,7 +238,7 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t shard, std::string
   if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
   if (durable_reservations_) {
     if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
-    NoteMemtableDeadline(ToMicros(reservation->deadline));
+    expiry_.NoteDeadline(ToMicros(reservation->deadline));
   }
   counters_.reserved.fetch_add(1, std::memory_order_relaxed);
   if (reservation->takeover) counters_.takeovers.fetch_add(1, std::memory_order_relaxed);
@@ -457,7 +339,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       for (size_t i : reserved) results[i] = s;
       reserved.clear();
     } else {
-      NoteMemtableDeadline(ToMicros(now + options_.lease));
+      expiry_.NoteDeadline(ToMicros(now + options_.lease));
     }
   }
   for (size_t i : reserved) {
@@ -558,7 +440,7 @@ void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, cons
   if (!durable_reservations_) leases_.Erase(shard, request.id);
   locks_.Changed(shard).notify_all();
   recent_.Put(shard, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
-  NoteMemtableDeadline(done.deadline_us);
+  expiry_.NoteDeadline(done.deadline_us);
   counters_.committed.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -609,23 +491,6 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   return absl::OkStatus();
 }
 
-namespace {
-
-// Appends the records of `src` to a WriteBatch representation under construction. The representation
-// is RocksDB's WAL format: a 12-byte header (8-byte sequence, 4-byte little-endian count) and then the
-// records, so batches concatenate by appending records and adding the counts.
-constexpr size_t kBatchHeader = 12;
-void AppendRecords(const rocksdb::WriteBatch& src, std::string* rep, uint32_t* count) {
-  rep->append(src.Data(), kBatchHeader, std::string::npos);
-  *count += src.Count();
-}
-rocksdb::WriteBatch BatchFrom(std::string rep, uint32_t count) {
-  for (int i = 0; i < 4; ++i) rep[8 + i] = static_cast<char>(count >> (8 * i));
-  return rocksdb::WriteBatch(std::move(rep));
-}
-
-}  // namespace
-
 std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitRequest> requests) {
   std::vector<absl::Status> results(requests.size());
   Operation op(*lifecycle_);
@@ -653,8 +518,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   engine::KeyLocks::Group lock(&locks_, std::move(held_stripes));
   const absl::Time now = Now();
 
-  std::string rep(kBatchHeader, '\0');
-  uint32_t count = 0;
+  engine::BatchConcatenation all;
   rocksdb::WriteBatch markers;
   std::vector<std::pair<size_t, Record>> to_commit;
   for (size_t i : valid) {
@@ -666,13 +530,13 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
     }
     if (hold->done) continue;  // a repeat: OK, nothing to write
     const Record done = DoneRecord(request.token, hold->fingerprint, request.result, now);
-    if (request.effects != nullptr) AppendRecords(*request.effects, &rep, &count);
+    if (request.effects != nullptr) all.Append(*request.effects);
     markers.Put(cf(), AsSlice(request.id), engine::EncodeRecord(done));
     to_commit.emplace_back(i, done);
   }
   if (to_commit.empty()) return results;
-  AppendRecords(markers, &rep, &count);
-  rocksdb::WriteBatch batch = BatchFrom(std::move(rep), count);
+  all.Append(markers);
+  rocksdb::WriteBatch batch = all.Finish();
   if (absl::Status s = Write(&batch, "committing a batch including", requests[to_commit[0].first].id); !s.ok()) {
     for (const auto& [i, done] : to_commit) {
       results[i] = s;
@@ -733,500 +597,10 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
     rocksdb::WriteBatch batch;
     batch.Put(cf(), AsSlice(id), engine::EncodeRecord(renewed));
     if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
-    NoteMemtableDeadline(renewed.deadline_us);
+    expiry_.NoteDeadline(renewed.deadline_us);
   }
   counters_.extended.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
-
-absl::Status Store::Impl::Forget(std::string_view id) {
-  if (absl::Status s = CheckId(id); !s.ok()) return s;
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  const size_t shard = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(shard));
-  bool held = false;
-  if (!durable_reservations_ && leases_.Find(shard, id) != nullptr) {
-    leases_.Erase(shard, id);
-    held = true;
-  }
-  recent_.Erase(shard, id);
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
-  // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
-  if (lookup.ok() && lookup->found) {
-    rocksdb::WriteBatch batch;
-    batch.Delete(cf(), AsSlice(id));
-    if (absl::Status s = Write(&batch, "forgetting", id); !s.ok()) return s;
-    held = true;
-  } else if (!lookup.ok()) {
-    return lookup.status();
-  }
-  locks_.Changed(shard).notify_all();
-  if (!held) return absl::NotFoundError(absl::StrCat("nothing stored for '", Printable(id), "'"));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
-  if (absl::Status s = CheckId(id); !s.ok()) return s;
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  const absl::Time now = Now();
-  if (!durable_reservations_) {
-    const size_t shard = locks_.StripeOf(id);
-    auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
-    engine::MutexLock lock(self->locks_.At(shard));
-    if (const engine::Lease* lease = self->FindLease(shard, id)) {
-      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {},
-                        lease->ends_at <= MonotonicNow()};
-    }
-  }
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
-  if (!lookup.ok()) return lookup.status();
-  if (!lookup->found) return absl::NotFoundError(absl::StrCat("no record for '", Printable(id), "'"));
-  absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/false);
-  if (!record.ok()) return record.status();
-  RecordInfo info;
-  info.state = record->state == RecordState::kDone ? RecordInfo::State::kDone : RecordInfo::State::kReserved;
-  info.token = record->token;
-  info.deadline = FromMicros(record->deadline_us);
-  info.result = std::string(record->result);
-  info.expired = info.deadline <= now;
-  return info;
-}
-
-absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limit) const {
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  std::vector<InDoubtReservation> found;
-  std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), cf()));
-  for (it->SeekToFirst(); it->Valid() && found.size() < limit; it->Next()) {
-    if (it->key().empty()) continue;  // metadata
-    absl::StatusOr<Record> record = engine::DecodeRecord(std::string_view(it->value().data(), it->value().size()));
-    if (!record.ok() || record->state != RecordState::kReserved) continue;
-    found.push_back({it->key().ToString(), record->token, FromMicros(record->deadline_us)});
-  }
-  if (!it->status().ok()) return engine::FromRocks(it->status(), "listing reservations in doubt");
-  return found;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Expiry and maintenance
-
-absl::Status Store::Impl::CompactExpired() {
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  const int64_t called_us = ToMicros(Now());
-  // A background compaction that began before this call judged expiry by its own, earlier time, and a
-  // manual compaction that overlaps it only waits for it: its output can still hold records that had
-  // expired by now (found by the fuzzer: an automatic L0 compaction at open, still running, moved every
-  // file to the bottom level under an old time). So compact, check the files' deadline ranges, and
-  // compact again while a file still holds a record that expired before this call.
-  for (int attempt = 0;; ++attempt) {
-    rocksdb::FlushOptions flush;
-    flush.wait = true;
-    memtable_max_deadline_us_.store(std::numeric_limits<int64_t>::min(), std::memory_order_relaxed);
-    memtable_dirty_.store(false, std::memory_order_relaxed);
-    if (rocksdb::Status s = db()->Flush(flush, cf()); !s.ok()) return StorageError(s, "flushing before compaction");
-    rocksdb::CompactRangeOptions compact;
-    compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    compact.exclusive_manual_compaction = false;
-    if (rocksdb::Status s = db()->CompactRange(compact, cf(), nullptr, nullptr); !s.ok()) {
-      return StorageError(s, "compacting expired records");
-    }
-    rocksdb::TablePropertiesCollection tables;
-    if (rocksdb::Status s = db()->GetPropertiesOfAllTables(cf(), &tables); !s.ok()) {
-      return StorageError(s, "reading table properties");
-    }
-    bool stale = false;
-    for (const auto& [file, properties] : tables) {
-      std::optional<engine::DeadlineRange> range = engine::DeadlineRangeOf(*properties);
-      stale = stale || (range && range->min_us <= called_us);
-    }
-    // The second pass starts after the conflicting work ended, so it judges every file by a time after the
-    // call. (FIFO never rewrites files, and a caller's snapshot can pin records: no point repeating.)
-    if (!stale || attempt == 1 || options_.compaction == CompactionProfile::kFifo) return absl::OkStatus();
-  }
-}
-
-absl::Status Store::Impl::RunMaintenance() {
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  const int64_t now_us = ToMicros(Now());
-
-  // 1. A memtable whose records have all expired: flushing it runs the filter, which drops them all.
-  if (memtable_dirty_.load(std::memory_order_relaxed) &&
-      memtable_max_deadline_us_.load(std::memory_order_relaxed) <= now_us) {
-    memtable_max_deadline_us_.store(std::numeric_limits<int64_t>::min(), std::memory_order_relaxed);
-    memtable_dirty_.store(false, std::memory_order_relaxed);
-    rocksdb::FlushOptions flush;
-    flush.wait = true;
-    if (rocksdb::Status s = db()->Flush(flush, cf()); !s.ok()) return StorageError(s, "maintenance flush");
-  }
-
-  // 2. SST files whose records have all expired (their deadline range says so without reading them):
-  //    compact their key range, bottom level included, so the filter removes them.
-  rocksdb::TablePropertiesCollection tables;
-  if (rocksdb::Status s = db()->GetPropertiesOfAllTables(cf(), &tables); !s.ok()) {
-    return StorageError(s, "reading table properties");
-  }
-  std::vector<std::string> due_files;
-  for (const auto& [file, properties] : tables) {
-    std::optional<engine::DeadlineRange> range = engine::DeadlineRangeOf(*properties);
-    if (range && range->max_us <= now_us) due_files.push_back(std::filesystem::path(file).filename().string());
-  }
-  if (!due_files.empty()) {
-    std::vector<rocksdb::LiveFileMetaData> live;
-    db()->GetLiveFilesMetaData(&live);
-    std::optional<std::string> smallest, largest;
-    for (const rocksdb::LiveFileMetaData& meta : live) {
-      if (meta.column_family_name != options_.column_family) continue;
-      const std::string name = std::filesystem::path(meta.name).filename().string();
-      if (std::find(due_files.begin(), due_files.end(), name) == due_files.end()) continue;
-      if (!smallest || meta.smallestkey < *smallest) smallest = meta.smallestkey;
-      if (!largest || meta.largestkey > *largest) largest = meta.largestkey;
-    }
-    if (smallest && largest) {
-      rocksdb::CompactRangeOptions compact;
-      compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-      compact.exclusive_manual_compaction = false;
-      const rocksdb::Slice begin(*smallest), end(*largest);
-      if (rocksdb::Status s = db()->CompactRange(compact, cf(), &begin, &end); !s.ok()) {
-        return StorageError(s, "maintenance compaction");
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-void Store::Impl::NudgePeriodicCompaction() {
-  // RocksDB 7.8 evaluates periodic compaction only when a new version is installed; on an idle DB a
-  // no-op SetOptions is what makes it look at file ages again (ROCKSDB.md §2.3).
-  const absl::Time real_now = absl::Now();
-  if (options_.compaction == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) return;
-  last_nudge_ = real_now;
-  Operation op(*lifecycle_);
-  if (!op.ok()) return;
-  const uint64_t period = db()->GetOptions(cf()).periodic_compaction_seconds;
-  db()->SetOptions(cf(), {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Stats and health
-
-Stats Store::Impl::GetStats() const {
-  Stats stats;
-  auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
-  stats.reserved = get(counters_.reserved);
-  stats.duplicate = get(counters_.duplicate);
-  stats.in_flight = get(counters_.in_flight);
-  stats.takeovers = get(counters_.takeovers);
-  stats.conflicts = get(counters_.conflicts);
-  stats.waits = get(counters_.waits);
-  stats.reopens = get(counters_.reopens);
-  stats.committed = get(counters_.committed);
-  stats.released = get(counters_.released);
-  stats.extended = get(counters_.extended);
-  stats.lease_lost = get(counters_.lease_lost);
-  stats.fast_path_hits = get(counters_.fast_path_hits);
-  stats.corrupt_records = get(counters_.corrupt_records);
-  stats.storage_errors = get(counters_.storage_errors);
-  if (disk_guard_ != nullptr) {
-    stats.disk_refusals = disk_guard_->refusals();
-    stats.disk_free_bytes = disk_guard_->free_bytes();
-  }
-  stats.expired_removed = filter_->removed();
-  stats.reserve_latency = reserve_latency_.Summary();
-  stats.commit_latency = commit_latency_.Summary();
-  return stats;
-}
-
-absl::Status Store::Impl::Health() const {
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  if (absl::Status s = lifecycle_->Health(); !s.ok()) return s;
-  return disk_guard_ != nullptr ? disk_guard_->Health() : absl::OkStatus();
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Store: Open, Attach and forwarding
-
-namespace {
-
-absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
-  const std::string text = s.ToString();
-  // Permanent conditions an operator must fix: retrying (kUnavailable) would never end.
-  if (s.IsIOError() && text.find("Permission denied") != std::string::npos) {
-    return absl::PermissionDeniedError(absl::StrCat("opening idem store at '", path, "': ", text));
-  }
-  if (s.IsIOError() && text.find("Read-only file system") != std::string::npos) {
-    return absl::FailedPreconditionError(absl::StrCat("opening idem store at '", path, "': ", text));
-  }
-  if (s.IsIOError() && text.find("lock") != std::string::npos) {
-    return absl::UnavailableError(
-        absl::StrCat("idem store at '", path, "' is held by another process (", s.ToString(), ")"));
-  }
-  if (s.IsCorruption()) {
-    return absl::DataLossError(absl::StrCat(
-        "opening idem store at '", path, "': ", s.ToString(),
-        ". The WAL or another file is corrupt before its end: opening anyway would forget the acknowledged "
-        "commits after the damage. `idemctl recover ", path, "` opens it anyway and lists what was dropped"));
-  }
-  return engine::FromRocks(s, absl::StrCat("opening idem store at '", path, "'"));
-}
-
-// Makes sure `path` can hold a store, like `mkdir -p` when creating, with codes by what the caller should
-// do next: a path that cannot be a directory is kInvalidArgument (fix the path), a permission problem is
-// kPermissionDenied and a read-only file system kFailedPrecondition (an operator must act; retrying
-// will not help), anything else kUnavailable (it may pass).
-absl::Status PrepareDirectory(const std::string& path, bool create) {
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat("store path '", path, "' exists and is not a directory"));
-  }
-  if (create && !std::filesystem::is_directory(path, ec)) {
-    std::filesystem::create_directories(path, ec);
-  }
-  int error = ec ? ec.value() : 0;
-  if (error == 0 && std::filesystem::is_directory(path, ec) && ::access(path.c_str(), R_OK | W_OK | X_OK) != 0) {
-    error = errno;
-  }
-  if (error == 0) return absl::OkStatus();
-  const std::string why = absl::StrCat("store directory '", path, "': ", std::strerror(error));
-  switch (error) {
-    case ENOTDIR:
-    case EEXIST:
-    case ENAMETOOLONG:
-    case ELOOP:
-      return absl::InvalidArgumentError(why);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(why);
-    case EROFS:
-      return absl::FailedPreconditionError(absl::StrCat(why, " (read-only file system)"));
-    default:
-      return absl::UnavailableError(why);
-  }
-}
-
-// Whether `path` is a directory holding files RocksDB would not have written (a creation that failed
-// half-way leaves LOCK, LOG, IDENTITY...: those are fine to create a store over).
-bool HoldsForeignFiles(const std::string& path) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
-    const std::string name = entry.path().filename().string();
-    bool rocksdb_file = false;
-    for (const char* prefix : {"LOCK", "LOG", "IDENTITY", "CURRENT", "OPTIONS-", "MANIFEST-"}) {
-      rocksdb_file = rocksdb_file || absl::StartsWith(name, prefix);
-    }
-    for (const char* suffix : {".log", ".sst", ".dbtmp", ".blob"}) {
-      rocksdb_file = rocksdb_file || absl::EndsWith(name, suffix);
-    }
-    if (!rocksdb_file) return true;
-  }
-  return false;
-}
-
-// Opening an existing store under another column-family name would start an empty store beside the real
-// one, and every ID it remembers would look new. So when the named column family is missing from an
-// existing DB, look for idem's metadata record in the others, and refuse if one of them is an idem store.
-absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const std::string& path,
-                                   const std::vector<std::string>& names, const std::string& wanted) {
-  if (names.size() <= 1) return absl::OkStatus();  // only the default column family: a new store
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &handles, &raw);
-  if (!s.ok()) return absl::OkStatus();  // the real open below reports what is wrong
-  std::unique_ptr<rocksdb::DB> db(raw);
-  std::string found;
-  for (rocksdb::ColumnFamilyHandle* handle : handles) {
-    std::string value;
-    if (!found.empty()) {
-    } else if (handle->GetName() == rocksdb::kDefaultColumnFamilyName) {
-      // Stores' metadata, keyed by their records column family.
-      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handle));
-      const rocksdb::Slice prefix(engine::kMetadataKeyPrefix.data(), engine::kMetadataKeyPrefix.size());
-      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && found.empty(); it->Next()) {
-        const std::string name = it->key().ToString().substr(prefix.size());
-        if (std::find(names.begin(), names.end(), name) != names.end()) found = name;
-      }
-    } else if (db->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(), &value).ok() &&
-               engine::DecodeMeta(value).ok()) {
-      found = handle->GetName();  // a store from before the metadata moved to the default column family
-    }
-    db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-  }
-  if (found.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the DB at '", path, "' holds an idem store in column family '", found, "', not '", wanted,
-      "': opening it as '", wanted, "' would start an empty store and admit every remembered ID again; set "
-      "Options::column_family = \"", found, "\""));
-}
-
-}  // namespace
-
-Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Store::~Store() = default;
-
-absl::StatusOr<engine::OpenedDb> Store::Impl::OpenDb(const Options& options, const std::string& path,
-                                                     std::shared_ptr<engine::ExpiryFilterFactory> filter,
-                                                     std::shared_ptr<engine::HealthListener> health,
-                                                     engine::IfMissing if_missing) {
-  const bool create = if_missing == engine::IfMissing::kCreate;
-  rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
-  db_options.create_if_missing = create;
-  db_options.create_missing_column_families = create;
-  db_options.listeners.push_back(std::move(health));
-  std::vector<std::string> names;
-  rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
-  if (!listed.ok()) {
-    if (!create) {
-      if (!listed.IsPathNotFound()) return OpenError(listed, path);  // e.g. an I/O error: may pass
-      return absl::NotFoundError(absl::StrCat("no idem store at '", path, "' (", listed.ToString(), ")"));
-    }
-    // Not a RocksDB (yet). Creating one inside a directory that already holds other files would mix the
-    // store with them, and more likely means a wrong path: refuse.
-    if (options.env == nullptr && HoldsForeignFiles(path)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", path, "' is not an idem store: the directory holds other files and no RocksDB (", listed.ToString(),
-          "); pass an empty or missing directory to create a store"));
-    }
-    names = {rocksdb::kDefaultColumnFamilyName};  // a new store
-  }
-  if (std::find(names.begin(), names.end(), options.column_family) == names.end()) {
-    if (!create) {
-      return absl::NotFoundError(
-          absl::StrCat("'", path, "' holds no idem store in column family '", options.column_family, "'"));
-    }
-    if (absl::Status s = RefuseOtherIdemLayout(db_options, path, names, options.column_family); !s.ok()) return s;
-    names.push_back(options.column_family);
-  }
-  rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
-  idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
-  // The other column families (the default one holds idem's metadata) get small memtables: RocksDB
-  // preallocates each WAL file at 1.1 x the largest write buffer of any column family, and the default
-  // 64 MiB would reserve that much disk whatever Options::write_buffer_size says.
-  rocksdb::ColumnFamilyOptions other_cf;
-  other_cf.write_buffer_size = std::min<size_t>(options.write_buffer_size, 4 << 20);
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  size_t idem_index = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == options.column_family) {
-      idem_index = i;
-      descriptors.emplace_back(names[i], idem_cf);
-    } else {
-      descriptors.emplace_back(names[i], other_cf);
-    }
-  }
-  if (options.env == nullptr && listed.ok()) {
-    // RocksDB takes damage in the last block of a WAL for a torn tail and drops what follows quietly.
-    if (absl::Status s = engine::CheckWalTails(path); !s.ok()) {
-      return absl::DataLossError(absl::StrCat("opening idem store at '", path, "': ", s.message(), ". `idemctl recover ",
-                                              path, "` opens it anyway and lists what was dropped"));
-    }
-  }
-  engine::OpenedDb opened;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &opened.handles, &raw);
-  if (!s.ok()) return OpenError(s, path);
-  opened.db.reset(raw);
-  opened.records = opened.handles[idem_index];
-  return opened;
-}
-
-absl::Status Store::Impl::Resume() {
-  if (absl::Status s = lifecycle_->Resume(); !s.ok()) return s;
-  return disk_guard_ != nullptr ? disk_guard_->Health() : absl::OkStatus();
-}
-
-absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
-  if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
-  if (path.empty()) return absl::InvalidArgumentError("store path must not be empty");
-  if (options.env == nullptr) {
-    if (absl::Status s = PrepareDirectory(path, options.create_if_missing); !s.ok()) return s;
-  }
-  const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
-                                                                 : engine::IfMissing::kRefuse;
-  absl::StatusOr<std::unique_ptr<engine::StoreClaim>> claim = engine::StoreClaim::ForOpen(path, options.env);
-  if (!claim.ok()) return claim.status();
-  auto health = std::make_shared<engine::HealthListener>();
-  auto filter = std::make_shared<engine::ExpiryFilterFactory>(engine::ClockOf(options), engine::ShapeOf(options));
-  absl::StatusOr<engine::OpenedDb> opened = Impl::OpenDb(options, path, filter, health, if_missing);
-  if (!opened.ok()) return opened.status();
-  (*claim)->Bind(opened->db.get(), options.column_family);
-  // A reopen after a fatal error must find the same store: it never creates one.
-  engine::DbLifecycle::Opener reopen = [options, path, filter, health]() -> absl::StatusOr<engine::OpenedDb> {
-    absl::StatusOr<engine::OpenedDb> opened = Impl::OpenDb(options, path, filter, health, engine::IfMissing::kRefuse);
-    if (opened.status().code() != absl::StatusCode::kNotFound) return opened;
-    return absl::DataLossError(absl::StrCat(
-        "the store's directory no longer holds this store (", opened.status().message(),
-        "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
-        "remembered ID again"));
-  };
-  auto impl = std::make_unique<Impl>(options, filter);
-  absl::Status started = impl->Start(
-      std::make_unique<engine::DbLifecycle>(*std::move(opened), std::move(reopen), std::move(health)),
-      *std::move(claim), path, if_missing);
-  if (!started.ok()) return started;
-  return std::unique_ptr<Store>(new Store(std::move(impl)));
-}
-
-absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                                                     const Options& options) {
-  if (db == nullptr || cf == nullptr) return absl::InvalidArgumentError("Attach needs a DB and a column family");
-  if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
-  const rocksdb::ColumnFamilyOptions current = db->GetOptions(cf);
-  auto filter = std::dynamic_pointer_cast<engine::ExpiryFilterFactory>(current.compaction_filter_factory);
-  if (filter == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "column family '", cf->GetName(),
-        "' was opened without idem's options (no idem expiry filter): pass ColumnFamilyOptionsFor(options) "
-        "for it on every DB::Open, or expired IDs would never be removed"));
-  }
-  if (absl::Status s = engine::CheckColumnFamilyFor(current, filter->shape(), options, cf->GetName()); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = engine::CheckMetadataColumnFamily(db, db->DefaultColumnFamily()); !s.ok()) return s;
-  absl::StatusOr<std::unique_ptr<engine::StoreClaim>> claim =
-      engine::StoreClaim::ForAttach(db->GetName(), db->GetEnv(), db, cf->GetName());
-  if (!claim.ok()) return claim.status();
-  Options attached = options;
-  attached.column_family = cf->GetName();
-  const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
-                                                                 : engine::IfMissing::kRefuse;
-  auto impl = std::make_unique<Impl>(attached, std::move(filter));
-  absl::Status started =
-      impl->Start(std::make_unique<engine::DbLifecycle>(db, cf), *std::move(claim), db->GetName(), if_missing);
-  if (!started.ok()) return started;
-  return std::unique_ptr<Store>(new Store(std::move(impl)));
-}
-
-absl::StatusOr<Reservation> Store::Reserve(std::string_view id) { return impl_->Reserve(id, ReserveOptions()); }
-absl::StatusOr<Reservation> Store::Reserve(std::string_view id, const ReserveOptions& options) {
-  return impl_->Reserve(id, options);
-}
-absl::Status Store::Commit(std::string_view id, uint64_t token, std::string_view result,
-                           rocksdb::WriteBatch* effects) {
-  return impl_->Commit(id, token, result, effects);
-}
-absl::Status Store::Release(std::string_view id, uint64_t token) { return impl_->Release(id, token); }
-absl::Status Store::Extend(std::string_view id, uint64_t token) { return impl_->Extend(id, token); }
-std::vector<absl::StatusOr<Reservation>> Store::ReserveBatch(absl::Span<const std::string_view> ids) {
-  return impl_->ReserveBatch(ids);
-}
-std::vector<absl::Status> Store::CommitBatch(absl::Span<const CommitRequest> requests) {
-  return impl_->CommitBatch(requests);
-}
-absl::StatusOr<std::vector<InDoubtReservation>> Store::InDoubt(size_t limit) const { return impl_->InDoubt(limit); }
-absl::StatusOr<RecordInfo> Store::Peek(std::string_view id) const { return impl_->Peek(id); }
-absl::Status Store::Forget(std::string_view id) { return impl_->Forget(id); }
-absl::Status Store::CompactExpired() { return impl_->CompactExpired(); }
-Stats Store::GetStats() const { return impl_->GetStats(); }
-absl::Status Store::Health() const { return impl_->Health(); }
-absl::Status Store::Resume() { return impl_->Resume(); }
-absl::Status Store::Close() { return impl_->Close(); }
-rocksdb::DB* Store::db() const { return impl_->db(); }
-rocksdb::ColumnFamilyHandle* Store::column_family() const { return impl_->cf(); }
 
 }  // namespace idem

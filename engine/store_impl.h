@@ -20,6 +20,7 @@
 #include "engine/store_registry.h"
 #include "engine/sync.h"
 #include "engine/expiry_filter.h"
+#include "engine/expiry_maintenance.h"
 #include "engine/key_locks.h"
 #include "engine/latency_histogram.h"
 #include "engine/memory_tables.h"
@@ -47,13 +48,6 @@ class Store::Impl {
   // metadata, starts the background threads. `directory` is empty for Attach.
   absl::Status Start(std::unique_ptr<engine::DbLifecycle> lifecycle, std::unique_ptr<engine::StoreClaim> claim,
                      const std::string& directory, engine::IfMissing if_missing);
-
-  // Opens the DB at `path` with idem's column family configured by `options` (its expiry filter is
-  // `filter`). kNotFound when `if_missing` is kRefuse and there is no DB with the column family.
-  static absl::StatusOr<engine::OpenedDb> OpenDb(const Options& options, const std::string& path,
-                                                 std::shared_ptr<engine::ExpiryFilterFactory> filter,
-                                                 std::shared_ptr<engine::HealthListener> health,
-                                                 engine::IfMissing if_missing);
 
   absl::StatusOr<Reservation> Reserve(std::string_view id, const ReserveOptions& options);
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects);
@@ -135,32 +129,20 @@ class Store::Impl {
   void NoteCommitted(size_t shard, const CommitRequest& request, const engine::Record& done);
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
-  void NoteMemtableDeadline(int64_t deadline_us);
-  void NudgePeriodicCompaction();
-  // The injected clock made monotonic (see ExpiryFilterFactory::Observe): every decision uses it.
+  // Store time (engine/store_time.h): every decision uses it.
   absl::Time Now() const {
     // Every reading of store time also advances the monotonic one (the same clock, for test clocks), but
     // only in-memory leases use it: durable stores skip the extra clock read on every call.
     if (!durable_reservations_) MonotonicNow();
-    const absl::Time t = clock_->Now();
-    const int64_t us = engine::ToMicros(t);
-    const int64_t monotonic = filter_->Observe(us);
-    return monotonic == us ? t : engine::FromMicros(monotonic);  // exact unless the clock went back
+    return time_->Now(*clock_);
   }
-
-  // The clock's monotonic reading, never going back within the process (a test clock's may).
-  absl::Duration MonotonicNow() const {
-    const int64_t ns = absl::ToInt64Nanoseconds(clock_->Monotonic());
-    int64_t seen = monotonic_ns_.load(std::memory_order_relaxed);
-    while (ns > seen && !monotonic_ns_.compare_exchange_weak(seen, ns, std::memory_order_relaxed)) {
-    }
-    return absl::Nanoseconds(ns > seen ? ns : seen);
-  }
+  absl::Duration MonotonicNow() const { return time_->Monotonic(*clock_); }
 
   // ---- Constant after construction ----
   const Options options_;
   const std::shared_ptr<Clock> clock_;
   const std::shared_ptr<engine::ExpiryFilterFactory> filter_;
+  const std::shared_ptr<engine::StoreTime> time_;  // the filter's: one horizon for reads and expiry
   rocksdb::WriteOptions write_options_;
   const bool durable_reservations_;
   // Owns (Open) or borrows (Attach) the DB; decides whether a call may run (Pin).
@@ -177,16 +159,11 @@ class Store::Impl {
   engine::RecentCommits recent_;
   mutable Counters counters_;
   engine::LatencyHistogram reserve_latency_, commit_latency_;
-  // Upper bound of the deadlines written since the last maintenance flush (conservative: only grows
-  // between flushes), so maintenance can tell that every record in the memtable has expired.
-  std::atomic<int64_t> memtable_max_deadline_us_;
-  std::atomic<bool> memtable_dirty_{false};
-  mutable std::atomic<int64_t> monotonic_ns_{std::numeric_limits<int64_t>::min()};
+  engine::ExpiryMaintenance expiry_;
 
   using Operation = engine::DbLifecycle::Pin;
 
   // ---- Background work (started last, stopped first) ----
-  absl::Time last_nudge_ = absl::InfinitePast();  // maintenance thread only
   std::unique_ptr<engine::Periodic> maintenance_;
   std::unique_ptr<engine::Periodic> wal_sync_;
   std::mutex stop_mu_;  // one Close stops the background threads and ends the claim; a concurrent one waits

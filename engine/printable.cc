@@ -1,0 +1,27 @@
+#include "engine/printable.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace idem::engine {
+
+std::string Printable(std::string_view bytes, size_t shown) {
+  std::string out;
+  for (char c : bytes.substr(0, shown)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(c);
+    } else {
+      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(c));
+    }
+  }
+  if (bytes.size() > shown) absl::StrAppend(&out, "...");
+  return out;
+}
+
+std::string PrintableAll(std::string_view bytes, bool hex) {
+  if (hex) return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
+  return Printable(bytes, std::numeric_limits<size_t>::max());
+}
+
+}  // namespace idem::engine

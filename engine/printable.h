@@ -1,0 +1,24 @@
+// How idem shows bytes that may be binary (event IDs, keys) in messages and tools: printable ASCII as
+// is, everything else as \xNN, long values cut. One escaper for the engine's errors and the tools.
+#ifndef IDEM_ENGINE_PRINTABLE_H_
+#define IDEM_ENGINE_PRINTABLE_H_
+
+#include <cstddef>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "rocksdb/slice.h"
+
+namespace idem::engine {
+
+// `bytes` escaped, at most `shown` bytes of it (then "...").
+std::string Printable(std::string_view bytes, size_t shown = 64);
+// Every byte, escaped; or lowercase hex digits when `hex`.
+std::string PrintableAll(std::string_view bytes, bool hex = false);
+
+inline rocksdb::Slice AsSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+}  // namespace idem::engine
+
+#endif  // IDEM_ENGINE_PRINTABLE_H_

@@ -1,0 +1,108 @@
+// Store::Impl's inspection and operator calls (Peek, InDoubt, Forget) and expiry maintenance: they read
+// or remove records but take no part in the reserve/commit protocol.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/printable.h"
+#include "engine/status_util.h"
+#include "engine/store_impl.h"
+#include "rocksdb/write_batch.h"
+
+namespace idem {
+
+using engine::AsSlice;
+using engine::FromMicros;
+using engine::Printable;
+using engine::Record;
+using engine::RecordState;
+
+absl::Status Store::Impl::Forget(std::string_view id) {
+  if (absl::Status s = CheckId(id); !s.ok()) return s;
+  Operation op(*lifecycle_);
+  if (!op.ok()) return op.status();
+  const size_t shard = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(shard));
+  bool held = false;
+  if (!durable_reservations_ && leases_.Find(shard, id) != nullptr) {
+    leases_.Erase(shard, id);
+    held = true;
+  }
+  recent_.Erase(shard, id);
+  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
+  if (lookup.ok() && lookup->found) {
+    rocksdb::WriteBatch batch;
+    batch.Delete(cf(), AsSlice(id));
+    if (absl::Status s = Write(&batch, "forgetting", id); !s.ok()) return s;
+    held = true;
+  } else if (!lookup.ok()) {
+    return lookup.status();
+  }
+  locks_.Changed(shard).notify_all();
+  if (!held) return absl::NotFoundError(absl::StrCat("nothing stored for '", Printable(id), "'"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
+  if (absl::Status s = CheckId(id); !s.ok()) return s;
+  Operation op(*lifecycle_);
+  if (!op.ok()) return op.status();
+  const absl::Time now = Now();
+  if (!durable_reservations_) {
+    const size_t shard = locks_.StripeOf(id);
+    auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
+    engine::MutexLock lock(self->locks_.At(shard));
+    if (const engine::Lease* lease = self->FindLease(shard, id)) {
+      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {},
+                        lease->ends_at <= MonotonicNow()};
+    }
+  }
+  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  if (!lookup.ok()) return lookup.status();
+  if (!lookup->found) return absl::NotFoundError(absl::StrCat("no record for '", Printable(id), "'"));
+  absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/false);
+  if (!record.ok()) return record.status();
+  RecordInfo info;
+  info.state = record->state == RecordState::kDone ? RecordInfo::State::kDone : RecordInfo::State::kReserved;
+  info.token = record->token;
+  info.deadline = FromMicros(record->deadline_us);
+  info.result = std::string(record->result);
+  info.expired = info.deadline <= now;
+  return info;
+}
+
+absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limit) const {
+  Operation op(*lifecycle_);
+  if (!op.ok()) return op.status();
+  std::vector<InDoubtReservation> found;
+  std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), cf()));
+  for (it->SeekToFirst(); it->Valid() && found.size() < limit; it->Next()) {
+    if (it->key().empty()) continue;  // metadata
+    absl::StatusOr<Record> record = engine::DecodeRecord(std::string_view(it->value().data(), it->value().size()));
+    if (!record.ok() || record->state != RecordState::kReserved) continue;
+    found.push_back({it->key().ToString(), record->token, FromMicros(record->deadline_us)});
+  }
+  if (!it->status().ok()) return engine::FromRocks(it->status(), "listing reservations in doubt");
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Expiry and maintenance
+
+absl::Status Store::Impl::CompactExpired() {
+  Operation op(*lifecycle_);
+  if (!op.ok()) return op.status();
+  return expiry_.CompactExpired(db(), cf());
+}
+
+absl::Status Store::Impl::RunMaintenance() {
+  Operation op(*lifecycle_);
+  if (!op.ok()) return op.status();
+  if (absl::Status s = expiry_.RunPass(db(), cf()); !s.ok()) return s;
+  expiry_.Nudge(db(), cf());
+  return absl::OkStatus();
+}
+
+}  // namespace idem
