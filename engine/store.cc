@@ -150,13 +150,13 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::stri
                                                          bool* takeover) {
   // A lease is newer than any cached commit of the same ID (Reserve erases the cache entry), so it is
   // looked at first.
-  if (engine::Lease* lease = durable_reservations_ ? nullptr : FindLease(shard, id)) {
-    if (lease->ends_at > MonotonicNow()) {
+  if (std::optional<engine::HeldLease> lease = holds_->Find(shard, id)) {
+    if (!lease->ended) {
       if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
       return Reservation{Verdict::kInFlight, 0, lease->deadline, {}, false};
     }
-    leases_.Erase(shard, id);
+    holds_->Drop(shard, id);
     *takeover = true;
     return std::nullopt;
   }
@@ -210,18 +210,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
   // An expired commit of this ID may still be cached; after a backward clock jump it would read as
   // live again and contradict this newer reservation.
   recent_.Erase(shard, id);
-  if (durable_reservations_) {
-    Record record;
-    record.state = RecordState::kReserved;
-    record.deadline_us = ToMicros(reservation.deadline);
-    record.token = *token;
-    record.fingerprint = fingerprint;
-    batch->Put(cf(), AsSlice(id), engine::EncodeRecord(record));
-  } else {
-    const absl::Duration monotonic_now = MonotonicNow();
-    leases_.Put(shard, id, engine::Lease{*token, reservation.deadline, monotonic_now + options_.lease, fingerprint},
-                monotonic_now);
-  }
+  holds_->Hold(shard, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, cf(), batch);
   return reservation;
 }
 
@@ -236,7 +225,7 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t shard, std::string
   rocksdb::WriteBatch batch;
   absl::StatusOr<Reservation> reservation = Decide(shard, id, fingerprint, *lookup, now, takeover, &batch);
   if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
-  if (durable_reservations_) {
+  if (holds_->persists_holds()) {
     if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
     expiry_.NoteDeadline(ToMicros(reservation->deadline));
   }
@@ -334,7 +323,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
     results[i] = Decide(stripes[k], ids[i], std::nullopt, lookup, now, takeover[k] != 0, &batch);
     if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(i);
   }
-  if (durable_reservations_ && !reserved.empty()) {
+  if (holds_->persists_holds() && !reserved.empty()) {
     if (absl::Status s = Write(&batch, "reserving a batch including", ids[reserved[0]]); !s.ok()) {
       for (size_t i : reserved) results[i] = s;
       reserved.clear();
@@ -377,13 +366,13 @@ absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::s
 absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::string_view id, uint64_t token,
                                                         std::string_view verb, absl::Time now) {
   Hold hold;
-  if (!durable_reservations_) {
-    if (engine::Lease* lease = FindLease(shard, id)) {
+  if (std::optional<engine::HeldLease> lease = holds_->Find(shard, id)) {
+    {
       if (lease->token != token) {
         return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", lease->token,
                                                         " (the lease was lost or the token is not this ID's)"));
       }
-      hold.in_memory = true;
+      hold.in_table = true;
       hold.fingerprint = lease->fingerprint;
       return hold;
     }
@@ -416,28 +405,20 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
 }
 
 void Store::Impl::NoteCommitOutcomeUnknown(size_t shard, std::string_view id) {
-  if (durable_reservations_) return;  // durable: Commit re-reads the record, which tells the truth
-  if (engine::Lease* lease = leases_.Find(shard, id)) lease->commit_outcome_unknown = true;
+  holds_->CommitOutcomeUnknown(shard, id);
 }
 
-engine::Lease* Store::Impl::FindLease(size_t shard, std::string_view id) {
-  engine::Lease* lease = leases_.Find(shard, id);
-  if (lease == nullptr || !lease->commit_outcome_unknown) return lease;
-  // A commit under this lease may have landed (a failed fsync's write is replayed from the WAL by the
-  // reopen). If RocksDB holds it, the lease is over: the ID is done, and a retried Commit must find it
-  // so and write nothing. If not, the lease stands (the store refuses writes until it has recovered,
-  // and after recovery RocksDB's answer is final).
+bool Store::Impl::CommitLanded(size_t shard, std::string_view id, uint64_t token) {
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
-  if (!lookup.ok() || !lookup->found) return lease;
+  if (!lookup.ok() || !lookup->found) return false;
   absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
-  if (!record.ok() || record->state != RecordState::kDone || record->token != lease->token) return lease;
+  if (!record.ok() || record->state != RecordState::kDone || record->token != token) return false;
   recent_.Put(shard, id, record->token, FromMicros(record->deadline_us), record->fingerprint, record->result);
-  leases_.Erase(shard, id);
-  return nullptr;
+  return true;
 }
 
 void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, const Record& done) {
-  if (!durable_reservations_) leases_.Erase(shard, request.id);
+  holds_->Drop(shard, request.id);
   locks_.Changed(shard).notify_all();
   recent_.Put(shard, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
   expiry_.NoteDeadline(done.deadline_us);
@@ -561,8 +542,8 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot release '", Printable(id), "': already committed"));
   }
-  if (hold->in_memory) {
-    leases_.Erase(shard, id);
+  if (hold->in_table) {
+    holds_->Drop(shard, id);
   } else {
     rocksdb::WriteBatch batch;
     batch.Delete(cf(), AsSlice(id));
@@ -587,10 +568,8 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot extend '", Printable(id), "': already committed"));
   }
-  if (hold->in_memory) {
-    engine::Lease* lease = leases_.Find(shard, id);
-    lease->deadline = now + options_.lease;
-    lease->ends_at = MonotonicNow() + options_.lease;
+  if (hold->in_table) {
+    holds_->Renew(shard, id, now + options_.lease);
   } else {
     Record renewed = hold->record;
     renewed.deadline_us = ToMicros(now + options_.lease);

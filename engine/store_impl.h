@@ -21,6 +21,7 @@
 #include "engine/sync.h"
 #include "engine/expiry_filter.h"
 #include "engine/expiry_maintenance.h"
+#include "engine/hold_table.h"
 #include "engine/key_locks.h"
 #include "engine/latency_histogram.h"
 #include "engine/memory_tables.h"
@@ -82,8 +83,8 @@ class Store::Impl {
   struct Hold {
     bool done = false;                    // already committed with this token
     std::optional<uint64_t> fingerprint;  // carried into the done record
-    bool in_memory = false;               // the lease is in leases_ (else a durable record)
-    engine::Record record;                // the durable record, when !in_memory && !done
+    bool in_table = false;                // the hold table keeps it (else a record in RocksDB)
+    engine::Record record;                // the record, when !in_table && !done
   };
 
   absl::Status CheckId(std::string_view id) const;
@@ -120,9 +121,9 @@ class Store::Impl {
   absl::StatusOr<Reservation> ReserveLocked(size_t shard, std::string_view id,
                                             const std::optional<uint64_t>& fingerprint, absl::Time now);
   absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
-  // REQUIRES: stripe `shard` held. The in-memory lease of `id`, after asking RocksDB whether a commit
-  // under it whose outcome was unknown has landed (then the lease is gone and nullptr is returned).
-  engine::Lease* FindLease(size_t shard, std::string_view id);
+  // REQUIRES: stripe `shard` held. Whether RocksDB holds a done record of `id` by `token` (then it is
+  // also put in the recent-commit cache). The memory hold table asks it after an unknown outcome.
+  bool CommitLanded(size_t shard, std::string_view id, uint64_t token);
   // REQUIRES: stripe `shard` held. A Commit of `id` failed with an unknown outcome.
   void NoteCommitOutcomeUnknown(size_t shard, std::string_view id);
   // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
@@ -133,10 +134,9 @@ class Store::Impl {
   absl::Time Now() const {
     // Every reading of store time also advances the monotonic one (the same clock, for test clocks), but
     // only in-memory leases use it: durable stores skip the extra clock read on every call.
-    if (!durable_reservations_) MonotonicNow();
+    holds_->ObserveTime();
     return time_->Now(*clock_);
   }
-  absl::Duration MonotonicNow() const { return time_->Monotonic(*clock_); }
 
   // ---- Constant after construction ----
   const Options options_;
@@ -144,7 +144,6 @@ class Store::Impl {
   const std::shared_ptr<engine::ExpiryFilterFactory> filter_;
   const std::shared_ptr<engine::StoreTime> time_;  // the filter's: one horizon for reads and expiry
   rocksdb::WriteOptions write_options_;
-  const bool durable_reservations_;
   // Owns (Open) or borrows (Attach) the DB; decides whether a call may run (Pin).
   std::unique_ptr<engine::DbLifecycle> lifecycle_;
   std::string identity_;  // the store's identity, from its metadata: a reopen must find the same
@@ -154,8 +153,8 @@ class Store::Impl {
 
   // ---- Thread-safe on their own ----
   engine::KeyLocks locks_;
-  // Shards guarded by the matching locks_ stripe.
-  engine::LeaseTable leases_;
+  // Where reservations live (Options::durable_reservations); shards guarded by the locks_ stripe.
+  std::unique_ptr<engine::HoldTable> holds_;
   engine::RecentCommits recent_;
   mutable Counters counters_;
   engine::LatencyHistogram reserve_latency_, commit_latency_;

@@ -24,11 +24,7 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   if (!op.ok()) return op.status();
   const size_t shard = locks_.StripeOf(id);
   engine::MutexLock lock(locks_.At(shard));
-  bool held = false;
-  if (!durable_reservations_ && leases_.Find(shard, id) != nullptr) {
-    leases_.Erase(shard, id);
-    held = true;
-  }
+  bool held = holds_->Drop(shard, id);
   recent_.Erase(shard, id);
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
@@ -50,13 +46,12 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   const absl::Time now = Now();
-  if (!durable_reservations_) {
+  {
     const size_t shard = locks_.StripeOf(id);
-    auto* self = const_cast<Impl*>(this);  // the lease table is read under its stripe, not modified
+    auto* self = const_cast<Impl*>(this);  // the hold table is read under its stripe
     engine::MutexLock lock(self->locks_.At(shard));
-    if (const engine::Lease* lease = self->FindLease(shard, id)) {
-      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {},
-                        lease->ends_at <= MonotonicNow()};
+    if (std::optional<engine::HeldLease> lease = self->holds_->Find(shard, id)) {
+      return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {}, lease->ended};
     }
   }
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);

@@ -19,11 +19,16 @@ Store::Impl::Impl(const Options& options, std::shared_ptr<engine::ExpiryFilterFa
       clock_(engine::ClockOf(options)),
       filter_(std::move(filter)),
       time_(filter_->time()),
-      durable_reservations_(options.durable_reservations),
       recent_(options.recent_commits_cache_entries),
       expiry_(options.compaction, time_,
               [this](const rocksdb::Status& s, std::string_view context) { return StorageError(s, context); }) {
   write_options_.sync = options.sync;
+  holds_ = options.durable_reservations
+               ? engine::NewDurableHolds()
+               : engine::NewMemoryHolds(time_.get(), clock_.get(), options.lease,
+                                        [this](size_t stripe, std::string_view id, uint64_t token) {
+                                          return CommitLanded(stripe, id, token);
+                                        });
 }
 
 Store::Impl::~Impl() { Close().IgnoreError(); }
