@@ -17,20 +17,38 @@
 
 namespace idem {
 
-std::string_view OutcomeName(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::kApplied: return "applied";
-    case Outcome::kDuplicate: return "duplicate";
-    case Outcome::kRetryLater: return "retry_later";
-    case Outcome::kConflict: return "conflict";
-    case Outcome::kRejected: return "rejected";
-    case Outcome::kInvalid: return "invalid";
-    case Outcome::kCorrupt: return "corrupt";
-    case Outcome::kLeaseLost: return "lease_lost";
-    case Outcome::kUnavailable: return "unavailable";
+namespace {
+
+// Every outcome in one place: its name (logs, Prometheus labels) and its counter in ProcessorStats. A new
+// outcome is added here and in the enum, nowhere else.
+struct OutcomeInfo {
+  Outcome outcome;
+  std::string_view name;
+  uint64_t ProcessorStats::*counter;
+};
+constexpr OutcomeInfo kOutcomes[] = {
+    {Outcome::kApplied, "applied", &ProcessorStats::applied},
+    {Outcome::kDuplicate, "duplicate", &ProcessorStats::duplicates},
+    {Outcome::kRetryLater, "retry_later", &ProcessorStats::retry_later},
+    {Outcome::kConflict, "conflict", &ProcessorStats::conflicts},
+    {Outcome::kRejected, "rejected", &ProcessorStats::rejected},
+    {Outcome::kInvalid, "invalid", &ProcessorStats::invalid},
+    {Outcome::kCorrupt, "corrupt", &ProcessorStats::corrupt},
+    {Outcome::kLeaseLost, "lease_lost", &ProcessorStats::lease_lost},
+    {Outcome::kUnavailable, "unavailable", &ProcessorStats::unavailable},
+};
+constexpr size_t kOutcomeCount = sizeof(kOutcomes) / sizeof(kOutcomes[0]);
+
+size_t IndexOf(Outcome outcome) {
+  for (size_t i = 0; i < kOutcomeCount; ++i) {
+    if (kOutcomes[i].outcome == outcome) return i;
   }
-  return "?";
+  return kOutcomeCount - 1;  // unreachable for a valid enum value
 }
+
+}  // namespace
+
+std::string_view OutcomeName(Outcome outcome) { return kOutcomes[IndexOf(outcome)].name; }
 
 class Processor::Impl {
  public:
@@ -87,15 +105,7 @@ class Processor::Impl {
 
   ProcessorStats GetStats() const {
     ProcessorStats s;
-    s.applied = applied_;
-    s.duplicates = duplicates_;
-    s.retry_later = retry_later_;
-    s.conflicts = conflicts_;
-    s.rejected = rejected_;
-    s.invalid = invalid_;
-    s.corrupt = corrupt_;
-    s.lease_lost = lease_lost_;
-    s.unavailable = unavailable_;
+    for (size_t i = 0; i < kOutcomeCount; ++i) s.*kOutcomes[i].counter = outcomes_[i].load();
     s.pauses = pauses_;
     s.resumes = resumes_;
     s.resume_attempts = resume_attempts_;
@@ -280,19 +290,7 @@ class Processor::Impl {
     }
   }
 
-  void Count(Outcome outcome) {
-    switch (outcome) {
-      case Outcome::kApplied: applied_++; break;
-      case Outcome::kDuplicate: duplicates_++; break;
-      case Outcome::kRetryLater: retry_later_++; break;
-      case Outcome::kConflict: conflicts_++; break;
-      case Outcome::kRejected: rejected_++; break;
-      case Outcome::kInvalid: invalid_++; break;
-      case Outcome::kCorrupt: corrupt_++; break;
-      case Outcome::kLeaseLost: lease_lost_++; break;
-      case Outcome::kUnavailable: unavailable_++; break;
-    }
-  }
+  void Count(Outcome outcome) { outcomes_[IndexOf(outcome)]++; }
 
   // ---- Store failure: pause, recover with backoff, settle unknown commits, resume ----
 
@@ -390,9 +388,8 @@ class Processor::Impl {
   const ProcessorOptions options_;
   absl::Duration heartbeat_;
 
-  std::atomic<uint64_t> applied_{0}, duplicates_{0}, retry_later_{0}, conflicts_{0}, rejected_{0}, invalid_{0};
-  std::atomic<uint64_t> corrupt_{0};
-  std::atomic<uint64_t> lease_lost_{0}, unavailable_{0}, pauses_{0}, resumes_{0}, resume_attempts_{0};
+  std::atomic<uint64_t> outcomes_[kOutcomeCount] = {};  // indexed like kOutcomes
+  std::atomic<uint64_t> pauses_{0}, resumes_{0}, resume_attempts_{0};
   std::atomic<uint64_t> heartbeats_{0};
   engine::LatencyHistogram step_latency_;
   std::atomic<bool> paused_{false};
@@ -421,21 +418,12 @@ ProcessorStats Processor::GetStats() const { return impl_->GetStats(); }
 
 std::string ProcessorStats::ToPrometheus() const {
   std::string out;
-  auto outcome = [&out](std::string_view name, uint64_t value) {
-    absl::StrAppend(&out, "idem_consumer_events_total{outcome=\"", absl::string_view(name.data(), name.size()),
-                    "\"} ", value, "\n");
-  };
   absl::StrAppend(&out, "# HELP idem_consumer_events_total Events by outcome.\n",
                   "# TYPE idem_consumer_events_total counter\n");
-  outcome("applied", applied);
-  outcome("duplicate", duplicates);
-  outcome("retry_later", retry_later);
-  outcome("conflict", conflicts);
-  outcome("rejected", rejected);
-  outcome("invalid", invalid);
-  outcome("corrupt", corrupt);
-  outcome("lease_lost", lease_lost);
-  outcome("unavailable", unavailable);
+  for (const OutcomeInfo& o : kOutcomes) {
+    absl::StrAppend(&out, "idem_consumer_events_total{outcome=\"", absl::string_view(o.name.data(), o.name.size()),
+                    "\"} ", this->*o.counter, "\n");
+  }
   absl::StrAppend(&out, "# TYPE idem_consumer_paused gauge\nidem_consumer_paused ", paused ? 1 : 0, "\n");
   absl::StrAppend(&out, "# TYPE idem_consumer_pauses_total counter\nidem_consumer_pauses_total ", pauses, "\n");
   absl::StrAppend(&out, "# TYPE idem_consumer_resumes_total counter\nidem_consumer_resumes_total ", resumes, "\n");

@@ -78,7 +78,7 @@ class MemoryHolds : public HoldTable {
   const Clock* const clock_;
   const absl::Duration lease_;
   const CommitLanded landed_;
-  LeaseTable leases_;  // shard i guarded by the caller's stripe i
+  LeaseTable leases_;  // stripe i guarded by the caller's stripe i
 };
 
 }  // namespace

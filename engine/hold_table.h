@@ -5,7 +5,7 @@
 //  - Durable holds (NewDurableHolds): a reservation is a record in RocksDB, written before Reserve
 //    returns, so a restarted process finds it (InDoubt) and it stays in flight until its lease ends. The
 //    table itself keeps nothing: Find never finds, and the store reads the record instead.
-//  - Memory holds (NewMemoryHolds): a reservation is a lease in a table sharded like the key locks
+//  - Memory holds (NewMemoryHolds): a reservation is a lease in a table striped like the key locks
 //    (engine/memory_tables.h); Reserve(new) writes nothing and Commit is the only write. Leases end by
 //    the clock's monotonic reading. After a Commit whose outcome was unknown, the lease is believed only
 //    once RocksDB has been asked whether that commit landed.

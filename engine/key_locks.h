@@ -22,7 +22,6 @@ class KeyLocks {
   static constexpr size_t kStripes = 1024;
 
   size_t StripeOf(std::string_view id) const { return std::hash<std::string_view>{}(id) % kStripes; }
-  Mutex* For(std::string_view id) { return &stripes_[StripeOf(id)].mu; }
   Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
   // Signalled when an ID of the stripe is committed or released (ReserveOptions::wait sleeps on it).
   std::condition_variable& Changed(size_t stripe) { return stripes_[stripe].changed; }

@@ -4,14 +4,14 @@
 
 namespace idem::engine {
 
-Lease* LeaseTable::Find(size_t shard, std::string_view id) {
-  auto& leases = shards_[shard].leases;
+Lease* LeaseTable::Find(size_t stripe, std::string_view id) {
+  auto& leases = stripes_[stripe].leases;
   auto it = leases.find(ToAbsl(id));
   return it == leases.end() ? nullptr : &it->second;
 }
 
-void LeaseTable::Put(size_t shard, std::string_view id, const Lease& lease, absl::Duration monotonic_now) {
-  Shard& s = shards_[shard];
+void LeaseTable::Put(size_t stripe, std::string_view id, const Lease& lease, absl::Duration monotonic_now) {
+  Stripe& s = stripes_[stripe];
   // Leases abandoned without Commit/Release (the handler crashed, the caller forgot) are swept
   // now and then, so the table stays bounded by the live leases.
   if (++s.puts_since_sweep >= 64 && s.leases.size() >= 64) {
@@ -21,17 +21,17 @@ void LeaseTable::Put(size_t shard, std::string_view id, const Lease& lease, absl
   s.leases.insert_or_assign(std::string(id), lease);
 }
 
-void LeaseTable::Erase(size_t shard, std::string_view id) { shards_[shard].leases.erase(ToAbsl(id)); }
+void LeaseTable::Erase(size_t stripe, std::string_view id) { stripes_[stripe].leases.erase(ToAbsl(id)); }
 
 RecentCommits::RecentCommits(size_t capacity)
-    : per_shard_(capacity == 0 ? 0 : (capacity + KeyLocks::kStripes - 1) / KeyLocks::kStripes),
-      shards_(per_shard_ == 0 ? 0 : KeyLocks::kStripes) {}
+    : per_stripe_(capacity == 0 ? 0 : (capacity + KeyLocks::kStripes - 1) / KeyLocks::kStripes),
+      stripes_(per_stripe_ == 0 ? 0 : KeyLocks::kStripes) {}
 
 uint64_t RecentCommits::HashOf(std::string_view id) { return std::hash<std::string_view>{}(id) * 0x9E3779B97F4A7C15ULL; }
 
-const RecentCommit* RecentCommits::Find(size_t shard, std::string_view id, absl::Time now) const {
-  if (per_shard_ == 0) return nullptr;
-  const Shard& s = shards_[shard];
+const RecentCommit* RecentCommits::Find(size_t stripe, std::string_view id, absl::Time now) const {
+  if (per_stripe_ == 0) return nullptr;
+  const Stripe& s = stripes_[stripe];
   auto it = s.index.find(HashOf(id));
   if (it == s.index.end()) return nullptr;
   const Slot& slot = s.ring[it->second];
@@ -39,31 +39,31 @@ const RecentCommit* RecentCommits::Find(size_t shard, std::string_view id, absl:
   return &slot.commit;
 }
 
-void RecentCommits::Erase(size_t shard, std::string_view id) {
-  if (per_shard_ == 0) return;
-  Shard& s = shards_[shard];
+void RecentCommits::Erase(size_t stripe, std::string_view id) {
+  if (per_stripe_ == 0) return;
+  Stripe& s = stripes_[stripe];
   auto it = s.index.find(HashOf(id));
   if (it == s.index.end() || s.ring[it->second].id != id) return;
   s.ring[it->second].commit.deadline = absl::InfinitePast();  // the slot stays in the ring, never found
   s.index.erase(it);
 }
 
-void RecentCommits::Put(size_t shard, std::string_view id, uint64_t token, absl::Time deadline,
+void RecentCommits::Put(size_t stripe, std::string_view id, uint64_t token, absl::Time deadline,
                         std::optional<uint64_t> fingerprint, std::string_view result) {
-  if (per_shard_ == 0) return;
-  Shard& s = shards_[shard];
+  if (per_stripe_ == 0) return;
+  Stripe& s = stripes_[stripe];
   const uint64_t hash = HashOf(id);
   uint32_t slot_index;
   auto it = s.index.find(hash);
   if (it != s.index.end() && s.ring[it->second].id == id) {
     slot_index = it->second;  // the same ID again: update in place
   } else {
-    if (s.ring.size() < per_shard_) {
+    if (s.ring.size() < per_stripe_) {
       s.ring.emplace_back();
       slot_index = static_cast<uint32_t>(s.ring.size() - 1);
     } else {
       slot_index = static_cast<uint32_t>(s.next);
-      s.next = (s.next + 1) % per_shard_;
+      s.next = (s.next + 1) % per_stripe_;
       auto victim = s.index.find(HashOf(s.ring[slot_index].id));
       if (victim != s.index.end() && victim->second == slot_index) s.index.erase(victim);
     }

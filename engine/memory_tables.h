@@ -1,4 +1,4 @@
-// Per-ID state kept in memory, sharded exactly like KeyLocks: shard i is guarded by stripe i's mutex,
+// Per-ID state kept in memory, striped exactly like KeyLocks: stripe i is guarded by stripe i's mutex,
 // which the caller already holds for the read-decide-write of that ID. No extra lock, no extra
 // contention.
 //
@@ -34,20 +34,20 @@ struct Lease {
 
 class LeaseTable {
  public:
-  // REQUIRES: the caller holds the KeyLocks stripe `shard` for every call below.
-  Lease* Find(size_t shard, std::string_view id);
+  // REQUIRES: the caller holds the KeyLocks stripe `stripe` for every call below.
+  Lease* Find(size_t stripe, std::string_view id);
   // `monotonic_now`: Clock::Monotonic() now; leases ended by then are purged now and then.
-  void Put(size_t shard, std::string_view id, const Lease& lease, absl::Duration monotonic_now);
-  void Erase(size_t shard, std::string_view id);
-  // Live leases of the shard (for diagnostics).
-  size_t Size(size_t shard) const { return shards_[shard].leases.size(); }
+  void Put(size_t stripe, std::string_view id, const Lease& lease, absl::Duration monotonic_now);
+  void Erase(size_t stripe, std::string_view id);
+  // Live leases of the stripe (for diagnostics).
+  size_t Size(size_t stripe) const { return stripes_[stripe].leases.size(); }
 
  private:
-  struct Shard {
+  struct Stripe {
     absl::flat_hash_map<std::string, Lease> leases;
     uint32_t puts_since_sweep = 0;
   };
-  std::vector<Shard> shards_ = std::vector<Shard>(KeyLocks::kStripes);
+  std::vector<Stripe> stripes_ = std::vector<Stripe>(KeyLocks::kStripes);
 };
 
 struct RecentCommit {
@@ -60,13 +60,13 @@ struct RecentCommit {
 class RecentCommits {
  public:
   explicit RecentCommits(size_t capacity);
-  bool enabled() const { return per_shard_ > 0; }
-  // REQUIRES: the caller holds the KeyLocks stripe `shard`. nullptr when absent or expired at `now`.
-  const RecentCommit* Find(size_t shard, std::string_view id, absl::Time now) const;
-  void Put(size_t shard, std::string_view id, uint64_t token, absl::Time deadline,
+  bool enabled() const { return per_stripe_ > 0; }
+  // REQUIRES: the caller holds the KeyLocks stripe `stripe`. nullptr when absent or expired at `now`.
+  const RecentCommit* Find(size_t stripe, std::string_view id, absl::Time now) const;
+  void Put(size_t stripe, std::string_view id, uint64_t token, absl::Time deadline,
            std::optional<uint64_t> fingerprint, std::string_view result);
   // Forgets `id` (it was reserved again, so its old commit no longer describes it).
-  void Erase(size_t shard, std::string_view id);
+  void Erase(size_t stripe, std::string_view id);
 
  private:
   // A ring of slots, oldest overwritten first, indexed by the ID's 64-bit hash. Slots keep their
@@ -76,14 +76,14 @@ class RecentCommits {
     std::string id;
     RecentCommit commit;
   };
-  struct Shard {
+  struct Stripe {
     std::vector<Slot> ring;
     size_t next = 0;
     absl::flat_hash_map<uint64_t, uint32_t> index;
   };
   static uint64_t HashOf(std::string_view id);
-  size_t per_shard_;
-  std::vector<Shard> shards_;
+  size_t per_stripe_;
+  std::vector<Stripe> stripes_;
 };
 
 }  // namespace idem::engine

@@ -145,22 +145,22 @@ std::optional<Reservation> Store::Impl::ConflictOf(const std::optional<uint64_t>
   return Reservation{Verdict::kConflict, 0, deadline, std::string(result), false};
 }
 
-std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::string_view id,
+std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t stripe, std::string_view id,
                                                          const std::optional<uint64_t>& fingerprint, absl::Time now,
                                                          bool* takeover) {
   // A lease is newer than any cached commit of the same ID (Reserve erases the cache entry), so it is
   // looked at first.
-  if (std::optional<engine::HeldLease> lease = holds_->Find(shard, id)) {
+  if (std::optional<engine::HeldLease> lease = holds_->Find(stripe, id)) {
     if (!lease->ended) {
       if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
       return Reservation{Verdict::kInFlight, 0, lease->deadline, {}, false};
     }
-    holds_->Drop(shard, id);
+    holds_->Drop(stripe, id);
     *takeover = true;
     return std::nullopt;
   }
-  if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
+  if (const engine::RecentCommit* done = recent_.Find(stripe, id, now)) {
     if (auto conflict = ConflictOf(fingerprint, done->fingerprint, done->deadline, done->result)) return conflict;
     counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
     return Reservation{Verdict::kDuplicate, 0, done->deadline, done->result, false};
@@ -168,7 +168,7 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t shard, std::stri
   return std::nullopt;
 }
 
-absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view id,
+absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view id,
                                                 const std::optional<uint64_t>& fingerprint, const Lookup& lookup,
                                                 absl::Time now, bool takeover, rocksdb::WriteBatch* batch) {
   Reservation reservation;
@@ -209,21 +209,21 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t shard, std::string_view i
   reservation.deadline = now + options_.lease;
   // An expired commit of this ID may still be cached; after a backward clock jump it would read as
   // live again and contradict this newer reservation.
-  recent_.Erase(shard, id);
-  holds_->Hold(shard, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, cf(), batch);
+  recent_.Erase(stripe, id);
+  holds_->Hold(stripe, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, cf(), batch);
   return reservation;
 }
 
-absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t shard, std::string_view id,
+absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t stripe, std::string_view id,
                                                        const std::optional<uint64_t>& fingerprint, absl::Time now) {
   bool takeover = false;
-  if (std::optional<Reservation> answer = AnswerFromMemory(shard, id, fingerprint, now, &takeover)) {
+  if (std::optional<Reservation> answer = AnswerFromMemory(stripe, id, fingerprint, now, &takeover)) {
     return *std::move(answer);
   }
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
   rocksdb::WriteBatch batch;
-  absl::StatusOr<Reservation> reservation = Decide(shard, id, fingerprint, *lookup, now, takeover, &batch);
+  absl::StatusOr<Reservation> reservation = Decide(stripe, id, fingerprint, *lookup, now, takeover, &batch);
   if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
   if (holds_->persists_holds()) {
     if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
@@ -239,12 +239,12 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   LatencyTimer timer(&reserve_latency_);
-  const size_t shard = locks_.StripeOf(id);
-  std::unique_lock<std::mutex> lock(locks_.At(shard)->native());
+  const size_t stripe = locks_.StripeOf(id);
+  std::unique_lock<std::mutex> lock(locks_.At(stripe)->native());
   const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options.wait);
   for (;;) {
     const absl::Time now = Now();
-    absl::StatusOr<Reservation> reservation = ReserveLocked(shard, id, options.fingerprint, now);
+    absl::StatusOr<Reservation> reservation = ReserveLocked(stripe, id, options.fingerprint, now);
     if (!reservation.ok() || reservation->verdict != Verdict::kInFlight || options.wait <= absl::ZeroDuration()) {
       return reservation;
     }
@@ -254,7 +254,7 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
     const auto lease_left = absl::ToChronoNanoseconds(std::max(reservation->deadline - now, absl::Milliseconds(1)));
     counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);  // not returned: answered again below
     counters_.waits.fetch_add(1, std::memory_order_relaxed);
-    locks_.Changed(shard).wait_until(lock, std::min(give_up, real_now + lease_left));
+    locks_.Changed(stripe).wait_until(lock, std::min(give_up, real_now + lease_left));
   }
 }
 
@@ -363,10 +363,10 @@ absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::s
                                          token, ": ", engine::ToAbsl(why)));
 }
 
-absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::string_view id, uint64_t token,
+absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::string_view id, uint64_t token,
                                                         std::string_view verb, absl::Time now) {
   Hold hold;
-  if (std::optional<engine::HeldLease> lease = holds_->Find(shard, id)) {
+  if (std::optional<engine::HeldLease> lease = holds_->Find(stripe, id)) {
     {
       if (lease->token != token) {
         return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", lease->token,
@@ -377,7 +377,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
       return hold;
     }
   }
-  if (const engine::RecentCommit* done = recent_.Find(shard, id, now)) {
+  if (const engine::RecentCommit* done = recent_.Find(stripe, id, now)) {
     if (done->token != token) {
       return AbortedFor(id, token, verb, absl::StrCat("the ID was committed by token ", done->token));
     }
@@ -404,23 +404,23 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t shard, std::strin
   return hold;
 }
 
-void Store::Impl::NoteCommitOutcomeUnknown(size_t shard, std::string_view id) {
-  holds_->CommitOutcomeUnknown(shard, id);
+void Store::Impl::NoteCommitOutcomeUnknown(size_t stripe, std::string_view id) {
+  holds_->CommitOutcomeUnknown(stripe, id);
 }
 
-bool Store::Impl::CommitLanded(size_t shard, std::string_view id, uint64_t token) {
+bool Store::Impl::CommitLanded(size_t stripe, std::string_view id, uint64_t token) {
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   if (!lookup.ok() || !lookup->found) return false;
   absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
   if (!record.ok() || record->state != RecordState::kDone || record->token != token) return false;
-  recent_.Put(shard, id, record->token, FromMicros(record->deadline_us), record->fingerprint, record->result);
+  recent_.Put(stripe, id, record->token, FromMicros(record->deadline_us), record->fingerprint, record->result);
   return true;
 }
 
-void Store::Impl::NoteCommitted(size_t shard, const CommitRequest& request, const Record& done) {
-  holds_->Drop(shard, request.id);
-  locks_.Changed(shard).notify_all();
-  recent_.Put(shard, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
+void Store::Impl::NoteCommitted(size_t stripe, const CommitRequest& request, const Record& done) {
+  holds_->Drop(stripe, request.id);
+  locks_.Changed(stripe).notify_all();
+  recent_.Put(stripe, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
   expiry_.NoteDeadline(done.deadline_us);
   counters_.committed.fetch_add(1, std::memory_order_relaxed);
 }
@@ -433,11 +433,11 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   if (!op.ok()) return op.status();
   if (absl::Status s = CheckEffectsOf(request); !s.ok()) return s;
   LatencyTimer timer(&commit_latency_);
-  const size_t shard = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(shard));
+  const size_t stripe = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(stripe));
   const absl::Time now = Now();
 
-  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "commit", now);
+  absl::StatusOr<Hold> hold = FindHold(stripe, id, token, "commit", now);
   if (!hold.ok()) return hold.status();
   // Same token, already done: a repeated Commit (e.g. a retry after an ambiguous error that did land).
   if (hold->done) return absl::OkStatus();
@@ -465,10 +465,10 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     status = Write(&batch, "committing", id);
   }
   if (!status.ok()) {
-    NoteCommitOutcomeUnknown(shard, id);
+    NoteCommitOutcomeUnknown(stripe, id);
     return status;
   }
-  NoteCommitted(shard, request, done);
+  NoteCommitted(stripe, request, done);
   return absl::OkStatus();
 }
 
@@ -534,22 +534,22 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const size_t shard = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(shard));
+  const size_t stripe = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(stripe));
 
-  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "release", Now());
+  absl::StatusOr<Hold> hold = FindHold(stripe, id, token, "release", Now());
   if (!hold.ok()) return hold.status();
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot release '", Printable(id), "': already committed"));
   }
   if (hold->in_table) {
-    holds_->Drop(shard, id);
+    holds_->Drop(stripe, id);
   } else {
     rocksdb::WriteBatch batch;
     batch.Delete(cf(), AsSlice(id));
     if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
   }
-  locks_.Changed(shard).notify_all();
+  locks_.Changed(stripe).notify_all();
   counters_.released.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -559,17 +559,17 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const size_t shard = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(shard));
+  const size_t stripe = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(stripe));
   const absl::Time now = Now();
 
-  absl::StatusOr<Hold> hold = FindHold(shard, id, token, "extend", now);
+  absl::StatusOr<Hold> hold = FindHold(stripe, id, token, "extend", now);
   if (!hold.ok()) return hold.status();
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot extend '", Printable(id), "': already committed"));
   }
   if (hold->in_table) {
-    holds_->Renew(shard, id, now + options_.lease);
+    holds_->Renew(stripe, id, now + options_.lease);
   } else {
     Record renewed = hold->record;
     renewed.deadline_us = ToMicros(now + options_.lease);

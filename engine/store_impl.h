@@ -102,32 +102,32 @@ class Store::Impl {
   absl::Status CheckEffectsOf(const CommitRequest& request) const;
   // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
   absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
-  // REQUIRES: stripe `shard` held. Answers Reserve from the recent-commit cache or the lease table;
+  // REQUIRES: stripe `stripe` held. Answers Reserve from the recent-commit cache or the lease table;
   // nullopt when RocksDB must be read. Sets *takeover when an expired in-memory lease was dropped.
-  std::optional<Reservation> AnswerFromMemory(size_t shard, std::string_view id,
+  std::optional<Reservation> AnswerFromMemory(size_t stripe, std::string_view id,
                                               const std::optional<uint64_t>& fingerprint, absl::Time now,
                                               bool* takeover);
-  // REQUIRES: stripe `shard` held. Decides from what was read; a kReserved verdict is recorded in the
+  // REQUIRES: stripe `stripe` held. Decides from what was read; a kReserved verdict is recorded in the
   // lease table, or (durable reservations) as a Put added to *batch.
-  absl::StatusOr<Reservation> Decide(size_t shard, std::string_view id, const std::optional<uint64_t>& fingerprint,
+  absl::StatusOr<Reservation> Decide(size_t stripe, std::string_view id, const std::optional<uint64_t>& fingerprint,
                                      const Lookup& lookup, absl::Time now, bool takeover, rocksdb::WriteBatch* batch);
   // kConflict when both fingerprints are known and differ; counts it.
   std::optional<Reservation> ConflictOf(const std::optional<uint64_t>& wanted, const std::optional<uint64_t>& stored,
                                         absl::Time deadline, std::string_view result);
-  // REQUIRES: stripe `shard` held. Finds the reservation `token` holds on `id`; kAborted if it holds none.
-  absl::StatusOr<Hold> FindHold(size_t shard, std::string_view id, uint64_t token, std::string_view verb,
+  // REQUIRES: stripe `stripe` held. Finds the reservation `token` holds on `id`; kAborted if it holds none.
+  absl::StatusOr<Hold> FindHold(size_t stripe, std::string_view id, uint64_t token, std::string_view verb,
                                 absl::Time now);
-  // REQUIRES: stripe `shard` held. One check-and-reserve attempt, writing a durable reservation.
-  absl::StatusOr<Reservation> ReserveLocked(size_t shard, std::string_view id,
+  // REQUIRES: stripe `stripe` held. One check-and-reserve attempt, writing a durable reservation.
+  absl::StatusOr<Reservation> ReserveLocked(size_t stripe, std::string_view id,
                                             const std::optional<uint64_t>& fingerprint, absl::Time now);
   absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
-  // REQUIRES: stripe `shard` held. Whether RocksDB holds a done record of `id` by `token` (then it is
+  // REQUIRES: stripe `stripe` held. Whether RocksDB holds a done record of `id` by `token` (then it is
   // also put in the recent-commit cache). The memory hold table asks it after an unknown outcome.
-  bool CommitLanded(size_t shard, std::string_view id, uint64_t token);
-  // REQUIRES: stripe `shard` held. A Commit of `id` failed with an unknown outcome.
-  void NoteCommitOutcomeUnknown(size_t shard, std::string_view id);
+  bool CommitLanded(size_t stripe, std::string_view id, uint64_t token);
+  // REQUIRES: stripe `stripe` held. A Commit of `id` failed with an unknown outcome.
+  void NoteCommitOutcomeUnknown(size_t stripe, std::string_view id);
   // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
-  void NoteCommitted(size_t shard, const CommitRequest& request, const engine::Record& done);
+  void NoteCommitted(size_t stripe, const CommitRequest& request, const engine::Record& done);
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
   // Store time (engine/store_time.h): every decision uses it.
@@ -153,7 +153,7 @@ class Store::Impl {
 
   // ---- Thread-safe on their own ----
   engine::KeyLocks locks_;
-  // Where reservations live (Options::durable_reservations); shards guarded by the locks_ stripe.
+  // Where reservations live (Options::durable_reservations); stripes guarded by the locks_ stripe.
   std::unique_ptr<engine::HoldTable> holds_;
   engine::RecentCommits recent_;
   mutable Counters counters_;

@@ -22,10 +22,10 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const size_t shard = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(shard));
-  bool held = holds_->Drop(shard, id);
-  recent_.Erase(shard, id);
+  const size_t stripe = locks_.StripeOf(id);
+  engine::MutexLock lock(locks_.At(stripe));
+  bool held = holds_->Drop(stripe, id);
+  recent_.Erase(stripe, id);
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
   if (lookup.ok() && lookup->found) {
@@ -36,7 +36,7 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   } else if (!lookup.ok()) {
     return lookup.status();
   }
-  locks_.Changed(shard).notify_all();
+  locks_.Changed(stripe).notify_all();
   if (!held) return absl::NotFoundError(absl::StrCat("nothing stored for '", Printable(id), "'"));
   return absl::OkStatus();
 }
@@ -47,10 +47,10 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (!op.ok()) return op.status();
   const absl::Time now = Now();
   {
-    const size_t shard = locks_.StripeOf(id);
+    const size_t stripe = locks_.StripeOf(id);
     auto* self = const_cast<Impl*>(this);  // the hold table is read under its stripe
-    engine::MutexLock lock(self->locks_.At(shard));
-    if (std::optional<engine::HeldLease> lease = self->holds_->Find(shard, id)) {
+    engine::MutexLock lock(self->locks_.At(stripe));
+    if (std::optional<engine::HeldLease> lease = self->holds_->Find(stripe, id)) {
       return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {}, lease->ended};
     }
   }

@@ -147,6 +147,16 @@ absl::Status Store::Impl::Health() const {
 // ---------------------------------------------------------------------------------------------------
 // Store: Open, Attach and forwarding
 
+std::string_view VerdictName(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kReserved: return "reserved";
+    case Verdict::kDuplicate: return "duplicate";
+    case Verdict::kInFlight: return "in_flight";
+    case Verdict::kConflict: return "conflict";
+  }
+  return "?";
+}
+
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 

@@ -38,10 +38,4 @@ absl::StatusOr<uint64_t> TokenSource::Next() {
   }
   return token;
 }
-
-uint64_t TokenSource::high_water() const {
-  MutexLock lock(&mu_);
-  return metadata_.token_high_water;
-}
-
 }  // namespace idem::engine

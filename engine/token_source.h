@@ -37,7 +37,6 @@ class TokenSource {
   // kFailedPrecondition once the token space is used up.
   absl::StatusOr<uint64_t> Next();
 
-  uint64_t high_water() const;
 
  private:
   rocksdb::DB* const db_;

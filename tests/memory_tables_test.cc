@@ -10,7 +10,7 @@ namespace {
 const absl::Time kNow = absl::FromUnixSeconds(1000);
 
 TEST(RecentCommitsTest, FindsLiveEntriesAndEvictsOldestFirst) {
-  RecentCommits cache(2 * KeyLocks::kStripes);  // two entries per shard
+  RecentCommits cache(2 * KeyLocks::kStripes);  // two entries per stripe
   cache.Put(0, "a", 1, kNow + absl::Hours(1), std::nullopt, "ra");
   cache.Put(0, "b", 2, kNow + absl::Hours(1), std::nullopt, "rb");
   ASSERT_NE(cache.Find(0, "a", kNow), nullptr);
@@ -24,7 +24,7 @@ TEST(RecentCommitsTest, FindsLiveEntriesAndEvictsOldestFirst) {
   cache.Put(0, "b", 4, kNow + absl::Hours(2), std::nullopt, "rb2");  // update in place, no eviction
   EXPECT_EQ(cache.Find(0, "b", kNow)->token, 4u);
   ASSERT_NE(cache.Find(0, "c", kNow), nullptr);
-  EXPECT_EQ(cache.Find(1, "b", kNow), nullptr) << "shards are independent";
+  EXPECT_EQ(cache.Find(1, "b", kNow), nullptr) << "stripes are independent";
 }
 
 TEST(RecentCommitsTest, DisabledCacheFindsNothing) {

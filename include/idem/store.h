@@ -71,6 +71,9 @@ enum class Verdict {
   kConflict,
 };
 
+// "reserved", "duplicate", "in_flight", "conflict": for logs and metric labels (OutcomeName's sibling).
+std::string_view VerdictName(Verdict verdict);
+
 // Per-call options of Reserve.
 struct ReserveOptions {
   // A hash of the event's payload, kept with the record; a later delivery of the same ID with another
