@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "bench/workload.h"
+#include "testing/workload.h"
 #include "idem/store.h"
 
 namespace idem::bench {

@@ -19,7 +19,7 @@
 
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
-#include "bench/workload.h"
+#include "testing/workload.h"
 #include "rocksdb/utilities/db_ttl.h"
 #include "rocksdb/utilities/transaction_db.h"
 

@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
-#include "tests/fault_fs.h"
+#include "testing/fault_fs.h"
 #include "tests/test_util.h"
 
 namespace idem {

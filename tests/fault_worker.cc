@@ -1,5 +1,5 @@
 // The process for the random-fault test: reserves and commits a stream of IDs on a store whose file
-// system fails one append, sync or open in N (tests/fault_fs.h), calling Resume after every failure.
+// system fails one append, sync or open in N (testing/fault_fs.h), calling Resume after every failure.
 // It prints, one flushed line per fact:
 //   C <id>   Commit returned OK
 //   N <id>   reserved and deliberately never committed
@@ -12,7 +12,7 @@
 #include <string>
 
 #include "idem/store.h"
-#include "tests/fault_fs.h"
+#include "testing/fault_fs.h"
 
 int main(int argc, char** argv) {
   if (argc < 7) {

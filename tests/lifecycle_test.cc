@@ -12,7 +12,7 @@
 #include "idem/consumer.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
-#include "tests/fault_fs.h"
+#include "testing/fault_fs.h"
 #include "tests/ledger_db.h"
 #include "tests/test_util.h"
 

@@ -12,7 +12,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "tests/child_process.h"
-#include "tests/fault_fs.h"
+#include "testing/fault_fs.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -1,7 +1,7 @@
 // Crash torture and power loss: a real consumer process (torture_worker: reserve, commit with effects,
 // release, batches, background and manual compaction, a TTL short enough that IDs expire and are
 // removed while it runs) is killed with SIGKILL at random moments, cycle after cycle on the same store.
-// In the power-loss variants the files are then cut back to what was fsynced (tests/power_loss_fs.h).
+// In the power-loss variants the files are then cut back to what was fsynced (testing/power_loss_fs.h).
 // After every cycle:
 //  - the store opens cleanly and every record decodes;
 //  - every acknowledged commit still within its TTL is there, with its token; except, with sync = false
@@ -28,7 +28,7 @@
 #include "rocksdb/db.h"
 #include "tests/child_process.h"
 #include "tests/ledger_db.h"
-#include "tests/power_loss_fs.h"
+#include "testing/power_loss_fs.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -10,7 +10,7 @@
 //   X <id> <token>             released
 //
 // Usage: torture_worker <db> <first-id> <seed> <sync:0|1> <durable:0|1> <ttl-ms> <journal|-> <wal-sync-ms>
-// A journal path puts the store on PowerLossFs (tests/power_loss_fs.h); "-" uses the real file system.
+// A journal path puts the store on PowerLossFs (testing/power_loss_fs.h); "-" uses the real file system.
 #include <unistd.h>
 
 #include <atomic>
@@ -26,7 +26,7 @@
 #include "idem/store.h"
 #include "rocksdb/write_batch.h"
 #include "tests/ledger_db.h"
-#include "tests/power_loss_fs.h"
+#include "testing/power_loss_fs.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "bench/workload.h"
+#include "testing/workload.h"
 #include "idem/options.h"
 
 namespace idem::tools {

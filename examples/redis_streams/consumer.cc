@@ -27,7 +27,7 @@
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
-#include "tests/fault_fs.h"
+#include "testing/fault_fs.h"
 
 namespace {
 

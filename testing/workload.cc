@@ -1,4 +1,4 @@
-#include "bench/workload.h"
+#include "testing/workload.h"
 
 namespace idem::bench {
 namespace {

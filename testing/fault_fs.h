@@ -2,8 +2,8 @@
 // SST files return an I/O error or "no space" while a fault is armed — every time, or at random points
 // (one call in N, from a seed). Built on the public FileSystemWrapper (ROCKSDB.md §6). Faults are
 // never marked retryable: on Debian's assert-enabled RocksDB a retryable WAL error aborts the process.
-#ifndef IDEM_TESTS_FAULT_FS_H_
-#define IDEM_TESTS_FAULT_FS_H_
+#ifndef IDEM_TESTING_FAULT_FS_H_
+#define IDEM_TESTING_FAULT_FS_H_
 
 #include <atomic>
 #include <memory>
@@ -163,4 +163,4 @@ inline std::unique_ptr<rocksdb::Env> EnvOver(const std::shared_ptr<FaultFs>& fs)
 
 }  // namespace idem::testing
 
-#endif  // IDEM_TESTS_FAULT_FS_H_
+#endif  // IDEM_TESTING_FAULT_FS_H_

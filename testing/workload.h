@@ -1,8 +1,8 @@
 // The workload generator shared by the benchmarks and the tools: deterministic event IDs of the shapes
 // real queues produce, and a duplicate schedule. Deterministic (a pure function of a seed and an index)
 // so that a benchmark can re-derive an ID instead of storing millions of them.
-#ifndef IDEM_BENCH_WORKLOAD_H_
-#define IDEM_BENCH_WORKLOAD_H_
+#ifndef IDEM_TESTING_WORKLOAD_H_
+#define IDEM_TESTING_WORKLOAD_H_
 
 #include <cstdint>
 #include <string>
@@ -71,4 +71,4 @@ class DuplicateSchedule {
 
 }  // namespace idem::bench
 
-#endif  // IDEM_BENCH_WORKLOAD_H_
+#endif  // IDEM_TESTING_WORKLOAD_H_

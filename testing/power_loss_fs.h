@@ -8,8 +8,8 @@
 // write a real disk can leave). Not modelled: loss of directory entries of files created or renamed since
 // the last directory fsync (RocksDB fsyncs the directory for the files it depends on), reordering of
 // synced writes (none on a correct FS).
-#ifndef IDEM_TESTS_POWER_LOSS_FS_H_
-#define IDEM_TESTS_POWER_LOSS_FS_H_
+#ifndef IDEM_TESTING_POWER_LOSS_FS_H_
+#define IDEM_TESTING_POWER_LOSS_FS_H_
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -184,4 +184,4 @@ inline PowerLossReport ApplyPowerLoss(const std::string& journal_path, bool torn
 
 }  // namespace idem::testing
 
-#endif  // IDEM_TESTS_POWER_LOSS_FS_H_
+#endif  // IDEM_TESTING_POWER_LOSS_FS_H_
