@@ -78,8 +78,7 @@ class RawDb {
   RawDb(const Options& options, const std::string& path) {
     rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-        {"idem", ColumnFamilyOptionsFor(options)}};
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}, {"idem", ColumnFamilyOptionsFor(options)}};
     rocksdb::DB* raw = nullptr;
     status = rocksdb::DB::Open(db_options, path, cfs, &handles, &raw);
     db.reset(raw);

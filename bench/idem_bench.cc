@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "testing/workload.h"
 #include "idem/store.h"
+#include "testing/workload.h"
 
 namespace idem::bench {
 namespace {

@@ -1,10 +1,10 @@
 // The peers a user would pick instead of idem, each done the way its own documentation recommends,
 // measured in the same run as idem's BM_Cycle (one "is it new? then mark it" step per event).
-#include <sqlite3.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,9 +19,9 @@
 
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
-#include "testing/workload.h"
 #include "rocksdb/utilities/db_ttl.h"
 #include "rocksdb/utilities/transaction_db.h"
+#include "testing/workload.h"
 
 extern char** environ;
 
@@ -44,7 +44,8 @@ rocksdb::Options PeerRocksOptions() {
 void BM_Peer_TransactionDB(benchmark::State& state) {
   Scratch dir("peer-txn");
   rocksdb::TransactionDB* raw = nullptr;
-  rocksdb::Status s = rocksdb::TransactionDB::Open(PeerRocksOptions(), rocksdb::TransactionDBOptions(), dir.path(), &raw);
+  rocksdb::Status s =
+      rocksdb::TransactionDB::Open(PeerRocksOptions(), rocksdb::TransactionDBOptions(), dir.path(), &raw);
   if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
   std::unique_ptr<rocksdb::TransactionDB> db(raw);
   IdGenerator ids(IdShape::kRandom16);
@@ -97,8 +98,9 @@ void BM_Peer_SQLite(benchmark::State& state) {
   Scratch dir("peer-sqlite");
   sqlite3* db = nullptr;
   if (sqlite3_open((dir.path() + "/ids.db").c_str(), &db) != SQLITE_OK) return state.SkipWithError("sqlite open");
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                   "CREATE TABLE ids(id BLOB PRIMARY KEY, done_at INTEGER) WITHOUT ROWID;",
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+               "CREATE TABLE ids(id BLOB PRIMARY KEY, done_at INTEGER) WITHOUT ROWID;",
                nullptr, nullptr, nullptr);
   sqlite3_stmt* insert = nullptr;
   sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO ids(id, done_at) VALUES(?, ?)", -1, &insert, nullptr);
@@ -137,9 +139,9 @@ class RedisServer {
     if (binary_.empty()) return;
     port_ = FreePort();
     // Redis's documented durable setting: AOF with fsync every second.
-    std::vector<std::string> args = {binary_, "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                     "--dir", dir_.path(), "--save", "", "--appendonly", "yes",
-                                     "--appendfsync", "everysec", "--daemonize", "no", "--loglevel", "warning"};
+    std::vector<std::string> args = {
+        binary_,        "--port", std::to_string(port_), "--bind",   "127.0.0.1",   "--dir", dir_.path(),  "--save", "",
+        "--appendonly", "yes",    "--appendfsync",       "everysec", "--daemonize", "no",    "--loglevel", "warning"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

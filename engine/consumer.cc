@@ -128,38 +128,32 @@ class Processor::Impl {
   }
 
   HandleResult Paused() const {
-    return Result(Outcome::kUnavailable,
-                  absl::UnavailableError("consumption is paused until the idem store recovers"));
+    return Result(Outcome::kUnavailable, absl::UnavailableError("consumption is paused until the idem store recovers"));
   }
 
   // Maps a failed store call to an outcome, pausing on unavailability.
   HandleResult FromStoreError(const absl::Status& status) {
     switch (status.code()) {
-      case absl::StatusCode::kInvalidArgument:
-        return Result(Outcome::kInvalid, status);
+      case absl::StatusCode::kInvalidArgument: return Result(Outcome::kInvalid, status);
       case absl::StatusCode::kDataLoss:  // this ID's record is unreadable: retrying cannot help
         return Result(Outcome::kCorrupt, status);
       case absl::StatusCode::kUnavailable:
       case absl::StatusCode::kFailedPrecondition:  // closed
         Pause();
         return Result(Outcome::kUnavailable, status);
-      default:
-        return Result(Outcome::kRetryLater, status);
+      default: return Result(Outcome::kRetryLater, status);
     }
   }
 
   static HandleResult FromVerdict(const Reservation& r) {
     switch (r.verdict) {
-      case Verdict::kDuplicate:
-        return Result(Outcome::kDuplicate, absl::OkStatus(), r.result);
+      case Verdict::kDuplicate: return Result(Outcome::kDuplicate, absl::OkStatus(), r.result);
       case Verdict::kInFlight:
         return Result(Outcome::kRetryLater, absl::UnavailableError("another worker holds this event's lease"));
       case Verdict::kConflict:
         return Result(Outcome::kConflict,
-                      absl::AlreadyExistsError("event ID seen before with a different payload fingerprint"),
-                      r.result);
-      case Verdict::kReserved:
-        break;
+                      absl::AlreadyExistsError("event ID seen before with a different payload fingerprint"), r.result);
+      case Verdict::kReserved: break;
     }
     return Result(Outcome::kRetryLater, absl::InternalError("unexpected verdict"));
   }
@@ -188,17 +182,15 @@ class Processor::Impl {
       Remember(id, token);
       Pause();
     }
-    const bool permanent = error.code() == absl::StatusCode::kInvalidArgument ||
-                           error.code() == absl::StatusCode::kFailedPrecondition;
+    const bool permanent =
+        error.code() == absl::StatusCode::kInvalidArgument || error.code() == absl::StatusCode::kFailedPrecondition;
     return Result(permanent ? Outcome::kRejected : Outcome::kRetryLater, error, {}, token);
   }
 
   HandleResult AfterCommit(std::string_view id, uint64_t token, const absl::Status& committed, std::string result) {
     switch (committed.code()) {
-      case absl::StatusCode::kOk:
-        return Result(Outcome::kApplied, absl::OkStatus(), std::move(result), token);
-      case absl::StatusCode::kAborted:
-        return Result(Outcome::kLeaseLost, committed, {}, token);
+      case absl::StatusCode::kOk: return Result(Outcome::kApplied, absl::OkStatus(), std::move(result), token);
+      case absl::StatusCode::kAborted: return Result(Outcome::kLeaseLost, committed, {}, token);
       case absl::StatusCode::kUnavailable:
         Remember(id, token);  // outcome unknown: settled after recovery
         Pause();
@@ -216,8 +208,7 @@ class Processor::Impl {
         return Result(committed.code() == absl::StatusCode::kDataLoss ? Outcome::kCorrupt : Outcome::kInvalid,
                       committed, {}, token);
       }
-      default:
-        return Result(Outcome::kRetryLater, committed, {}, token);
+      default: return Result(Outcome::kRetryLater, committed, {}, token);
     }
   }
 
@@ -428,9 +419,8 @@ std::string ProcessorStats::ToPrometheus() const {
   absl::StrAppend(&out, "# TYPE idem_consumer_pauses_total counter\nidem_consumer_pauses_total ", pauses, "\n");
   absl::StrAppend(&out, "# TYPE idem_consumer_resumes_total counter\nidem_consumer_resumes_total ", resumes, "\n");
   absl::StrAppend(&out, "# TYPE idem_consumer_step_seconds summary\n");
-  absl::StrAppend(&out, "idem_consumer_step_seconds{quantile=\"0.5\"} ", absl::ToDoubleSeconds(step_latency.p50),
-                  "\n", "idem_consumer_step_seconds{quantile=\"0.99\"} ", absl::ToDoubleSeconds(step_latency.p99),
-                  "\n");
+  absl::StrAppend(&out, "idem_consumer_step_seconds{quantile=\"0.5\"} ", absl::ToDoubleSeconds(step_latency.p50), "\n",
+                  "idem_consumer_step_seconds{quantile=\"0.99\"} ", absl::ToDoubleSeconds(step_latency.p99), "\n");
   absl::StrAppend(&out, store.ToPrometheus());
   return out;
 }

@@ -50,8 +50,7 @@ void DbLifecycle::SetHooks(OnReopen on_reopen, BeforeClose before_close) {
 
 absl::Status DbLifecycle::RefusalFor(State state) const {
   switch (state) {
-    case State::kClosed:
-      return absl::FailedPreconditionError("idem store is closed");
+    case State::kClosed: return absl::FailedPreconditionError("idem store is closed");
     case State::kReopening:
       return absl::UnavailableError("idem store is reopening its DB after a storage error; retry");
     case State::kDown: {
@@ -59,11 +58,10 @@ absl::Status DbLifecycle::RefusalFor(State state) const {
       // means "this ID's record is corrupt", and a consumer would dead-letter every event for it. The
       // consumer must pause instead; Resume says what is wrong.
       MutexLock lock(&down_mu_);
-      return absl::UnavailableError(absl::StrCat("idem store is down (", down_status_.message(),
-                                                 "); Resume() to retry"));
+      return absl::UnavailableError(
+          absl::StrCat("idem store is down (", down_status_.message(), "); Resume() to retry"));
     }
-    case State::kOpen:
-      break;
+    case State::kOpen: break;
   }
   return absl::OkStatus();
 }
@@ -151,8 +149,8 @@ absl::Status DbLifecycle::Reopen() {
     return absl::OkStatus();
   }
   if (result.code() != absl::StatusCode::kDataLoss) {
-    result = absl::UnavailableError(absl::StrCat("reopening the DB after a storage error failed (",
-                                                 result.message(), "); Resume() again later"));
+    result = absl::UnavailableError(
+        absl::StrCat("reopening the DB after a storage error failed (", result.message(), "); Resume() again later"));
   }
   {
     MutexLock lock(&down_mu_);

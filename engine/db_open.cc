@@ -36,7 +36,8 @@ absl::Status OpenError(const rocksdb::Status& s, const std::string& path) {
     return absl::DataLossError(absl::StrCat(
         "opening idem store at '", path, "': ", s.ToString(),
         ". The WAL or another file is corrupt before its end: opening anyway would forget the acknowledged "
-        "commits after the damage. `idemctl recover ", path, "` opens it anyway and lists what was dropped"));
+        "commits after the damage. `idemctl recover ",
+        path, "` opens it anyway and lists what was dropped"));
   }
   return FromRocks(s, absl::StrCat("opening idem store at '", path, "'"));
 }
@@ -64,15 +65,11 @@ absl::Status PrepareDirectory(const std::string& path, bool create) {
     case ENOTDIR:
     case EEXIST:
     case ENAMETOOLONG:
-    case ELOOP:
-      return absl::InvalidArgumentError(why);
+    case ELOOP: return absl::InvalidArgumentError(why);
     case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(why);
-    case EROFS:
-      return absl::FailedPreconditionError(absl::StrCat(why, " (read-only file system)"));
-    default:
-      return absl::UnavailableError(why);
+    case EPERM: return absl::PermissionDeniedError(why);
+    case EROFS: return absl::FailedPreconditionError(absl::StrCat(why, " (read-only file system)"));
+    default: return absl::UnavailableError(why);
   }
 }
 
@@ -121,17 +118,18 @@ absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const s
         const std::string name = it->key().ToString().substr(prefix.size());
         if (std::find(names.begin(), names.end(), name) != names.end()) found = name;
       }
-    } else if (db->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(), &value).ok() &&
-               DecodeMeta(value).ok()) {
+    } else if (db->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(), &value).ok() && DecodeMeta(value).ok()) {
       found = handle->GetName();  // a store from before the metadata moved to the default column family
     }
     db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
   }
   if (found.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the DB at '", path, "' holds an idem store in column family '", found, "', not '", wanted,
-      "': opening it as '", wanted, "' would start an empty store and admit every remembered ID again; set "
-      "Options::column_family = \"", found, "\""));
+  return absl::FailedPreconditionError(
+      absl::StrCat("the DB at '", path, "' holds an idem store in column family '", found, "', not '", wanted,
+                   "': opening it as '", wanted,
+                   "' would start an empty store and admit every remembered ID again; set "
+                   "Options::column_family = \"",
+                   found, "\""));
 }
 
 }  // namespace
@@ -154,9 +152,9 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
     // Not a RocksDB (yet). Creating one inside a directory that already holds other files would mix the
     // store with them, and more likely means a wrong path: refuse.
     if (options.env == nullptr && HoldsForeignFiles(path)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", path, "' is not an idem store: the directory holds other files and no RocksDB (", listed.ToString(),
-          "); pass an empty or missing directory to create a store"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' is not an idem store: the directory holds other files and no RocksDB (",
+                       listed.ToString(), "); pass an empty or missing directory to create a store"));
     }
     names = {rocksdb::kDefaultColumnFamilyName};  // a new store
   }
@@ -188,8 +186,9 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
   if (options.env == nullptr && listed.ok()) {
     // RocksDB takes damage in the last block of a WAL for a torn tail and drops what follows quietly.
     if (absl::Status s = CheckWalTails(path); !s.ok()) {
-      return absl::DataLossError(absl::StrCat("opening idem store at '", path, "': ", s.message(), ". `idemctl recover ",
-                                              path, "` opens it anyway and lists what was dropped"));
+      return absl::DataLossError(absl::StrCat("opening idem store at '", path, "': ", s.message(),
+                                              ". `idemctl recover ", path,
+                                              "` opens it anyway and lists what was dropped"));
     }
   }
   OpenedDb opened;

@@ -44,19 +44,20 @@ void DiskGuard::Measure() {
   struct statvfs vfs;
   if (::stat(path_.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_dev) != dev_ ||
       static_cast<uint64_t>(st.st_ino) != ino_) {
-    verdict = absl::DataLossError(absl::StrCat(
-        "the store's directory '", path_, "' was deleted or replaced while the store was open; writes are "
-        "refused (they would be lost at the next restart)"));
+    verdict = absl::DataLossError(absl::StrCat("the store's directory '", path_,
+                                               "' was deleted or replaced while the store was open; writes are "
+                                               "refused (they would be lost at the next restart)"));
   } else if (::statvfs(path_.c_str(), &vfs) != 0) {
-    verdict = absl::UnavailableError(absl::StrCat("cannot measure free space of '", path_, "': ", std::strerror(errno)));
+    verdict =
+        absl::UnavailableError(absl::StrCat("cannot measure free space of '", path_, "': ", std::strerror(errno)));
   } else {
     // f_bavail: what an unprivileged writer may use (root's reserved blocks do not count).
     const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * static_cast<uint64_t>(vfs.f_frsize);
     free_bytes_.store(free_bytes, std::memory_order_relaxed);
     if (free_bytes < reserve_) {
-      verdict = absl::UnavailableError(absl::StrCat(
-          "disk nearly full: ", Mib(free_bytes), " free on the store's file system, below min_free_disk_bytes (",
-          Mib(reserve_), "); writes are refused until space returns"));
+      verdict = absl::UnavailableError(absl::StrCat("disk nearly full: ", Mib(free_bytes),
+                                                    " free on the store's file system, below min_free_disk_bytes (",
+                                                    Mib(reserve_), "); writes are refused until space returns"));
     } else {
       budget = static_cast<int64_t>((free_bytes - reserve_) / kWriteAmplification);
     }

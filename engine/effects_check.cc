@@ -18,9 +18,7 @@ class Checker : public rocksdb::WriteBatch::Handler {
     return Check(cf, key, "a put");
   }
   rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override { return Check(cf, key, "a delete"); }
-  rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
-    return Check(cf, key, "a delete");
-  }
+  rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override { return Check(cf, key, "a delete"); }
   rocksdb::Status DeleteRangeCF(uint32_t cf, const rocksdb::Slice& begin, const rocksdb::Slice& end) override {
     // A range touches the protected prefix if it overlaps it at all; in idem's own metadata or records
     // column family any range is refused.

@@ -17,10 +17,10 @@ namespace idem::engine {
 
 // Column families (and one key of a shared column family) that effects must not touch.
 struct ProtectedWrites {
-  uint32_t records_cf = 0;          // the store's records
-  uint32_t metadata_cf = 0;         // where the store's metadata lives
-  bool whole_metadata_cf = false;   // true when the metadata column family is idem's own
-  std::string_view metadata_prefix; // otherwise: keys with this prefix are idem's
+  uint32_t records_cf = 0;           // the store's records
+  uint32_t metadata_cf = 0;          // where the store's metadata lives
+  bool whole_metadata_cf = false;    // true when the metadata column family is idem's own
+  std::string_view metadata_prefix;  // otherwise: keys with this prefix are idem's
 };
 
 // OK when `effects` holds only ordinary writes to column families other than the protected ones.

@@ -37,9 +37,8 @@ class ExpiryFilter : public rocksdb::CompactionFilter {
 
 class DeadlineCollector : public rocksdb::TablePropertiesCollector {
  public:
-  rocksdb::Status AddUserKey(const rocksdb::Slice& key, const rocksdb::Slice& value,
-                             rocksdb::EntryType type, rocksdb::SequenceNumber /*seq*/,
-                             uint64_t /*file_size*/) override {
+  rocksdb::Status AddUserKey(const rocksdb::Slice& key, const rocksdb::Slice& value, rocksdb::EntryType type,
+                             rocksdb::SequenceNumber /*seq*/, uint64_t /*file_size*/) override {
     if (type != rocksdb::kEntryPut || key.empty()) return rocksdb::Status::OK();
     const std::optional<int64_t> deadline = DecodeDeadline(std::string_view(value.data(), value.size()));
     if (!deadline) return rocksdb::Status::OK();
@@ -71,8 +70,7 @@ ExpiryFilterFactory::ExpiryFilterFactory(std::shared_ptr<Clock> clock, Retention
     : shape_(shape), time_(std::make_shared<StoreTime>(std::move(clock))) {}
 
 bool ExpiryFilterFactory::ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason reason) const {
-  return reason == rocksdb::TableFileCreationReason::kFlush ||
-         reason == rocksdb::TableFileCreationReason::kCompaction;
+  return reason == rocksdb::TableFileCreationReason::kFlush || reason == rocksdb::TableFileCreationReason::kCompaction;
 }
 
 std::unique_ptr<rocksdb::CompactionFilter> ExpiryFilterFactory::CreateCompactionFilter(

@@ -27,7 +27,7 @@ RecentCommits::RecentCommits(size_t capacity)
     : per_stripe_(capacity == 0 ? 0 : (capacity + KeyLocks::kStripes - 1) / KeyLocks::kStripes),
       stripes_(per_stripe_ == 0 ? 0 : KeyLocks::kStripes) {}
 
-uint64_t RecentCommits::HashOf(std::string_view id) { return std::hash<std::string_view>{}(id) * 0x9E3779B97F4A7C15ULL; }
+uint64_t RecentCommits::HashOf(std::string_view id) { return std::hash<std::string_view>{}(id)*0x9E3779B97F4A7C15ULL; }
 
 const RecentCommit* RecentCommits::Find(size_t stripe, std::string_view id, absl::Time now) const {
   if (per_stripe_ == 0) return nullptr;

@@ -24,8 +24,8 @@ namespace idem::engine {
 
 struct Lease {
   uint64_t token = 0;
-  absl::Time deadline;    // as reported to callers (store time)
-  absl::Duration ends_at; // when it really ends, on the monotonic clock (Clock::Monotonic)
+  absl::Time deadline;     // as reported to callers (store time)
+  absl::Duration ends_at;  // when it really ends, on the monotonic clock (Clock::Monotonic)
   std::optional<uint64_t> fingerprint;
   // A Commit under this lease failed with an unknown outcome: its write may have reached the WAL and
   // show after recovery. Until the lease goes, RocksDB is asked before the lease is believed.
@@ -63,8 +63,8 @@ class RecentCommits {
   bool enabled() const { return per_stripe_ > 0; }
   // REQUIRES: the caller holds the KeyLocks stripe `stripe`. nullptr when absent or expired at `now`.
   const RecentCommit* Find(size_t stripe, std::string_view id, absl::Time now) const;
-  void Put(size_t stripe, std::string_view id, uint64_t token, absl::Time deadline,
-           std::optional<uint64_t> fingerprint, std::string_view result);
+  void Put(size_t stripe, std::string_view id, uint64_t token, absl::Time deadline, std::optional<uint64_t> fingerprint,
+           std::string_view result);
   // Forgets `id` (it was reserved again, so its old commit no longer describes it).
   void Erase(size_t stripe, std::string_view id);
 

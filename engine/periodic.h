@@ -44,7 +44,7 @@ class Periodic {
   const std::function<void()> task_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;   // guarded by mu_
   std::thread thread_;  // last: starts after everything it uses is constructed
 };
 

@@ -80,14 +80,9 @@ absl::StatusOr<Record> DecodeRecord(std::string_view bytes) {
   if ((kind & ~(kStateMask | kHasFingerprint)) != 0) return Corrupt("unknown flags");
   Record record;
   switch (kind & kStateMask) {
-    case static_cast<uint8_t>(RecordState::kReserved):
-      record.state = RecordState::kReserved;
-      break;
-    case static_cast<uint8_t>(RecordState::kDone):
-      record.state = RecordState::kDone;
-      break;
-    default:
-      return Corrupt("unknown state");
+    case static_cast<uint8_t>(RecordState::kReserved): record.state = RecordState::kReserved; break;
+    case static_cast<uint8_t>(RecordState::kDone): record.state = RecordState::kDone; break;
+    default: return Corrupt("unknown state");
   }
   record.deadline_us = static_cast<int64_t>(GetFixed64(bytes.data() + 2));
   std::string_view rest = bytes.substr(kRecordHeaderBytes);

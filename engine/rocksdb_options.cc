@@ -101,9 +101,9 @@ absl::Status ValidateOptions(const Options& options) {
   if (options.ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("ttl must be positive");
   if (options.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("lease must be positive");
   if (options.lease >= options.ttl) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lease (", absl::FormatDuration(options.lease), ") must be shorter than ttl (",
-        absl::FormatDuration(options.ttl), "): a duplicate must be remembered longer than a reservation"));
+    return absl::InvalidArgumentError(absl::StrCat("lease (", absl::FormatDuration(options.lease),
+                                                   ") must be shorter than ttl (", absl::FormatDuration(options.ttl),
+                                                   "): a duplicate must be remembered longer than a reservation"));
   }
   if (options.column_family.empty()) return absl::InvalidArgumentError("column_family must not be empty");
   if (options.max_id_bytes == 0 || options.max_id_bytes > (1u << 20)) {
@@ -130,7 +130,9 @@ absl::Status ValidateOptions(const Options& options) {
   return absl::OkStatus();
 }
 
-RetentionShape ShapeOf(const Options& options) { return RetentionShape{options.ttl, options.lease, options.compaction}; }
+RetentionShape ShapeOf(const Options& options) {
+  return RetentionShape{options.ttl, options.lease, options.compaction};
+}
 
 namespace {
 const char* ProfileName(CompactionProfile p) {
@@ -175,9 +177,7 @@ absl::Status CheckColumnFamilyFor(const rocksdb::ColumnFamilyOptions& current, c
   return absl::OkStatus();
 }
 
-std::shared_ptr<Clock> ClockOf(const Options& options) {
-  return options.clock ? options.clock : SystemClock();
-}
+std::shared_ptr<Clock> ClockOf(const Options& options) { return options.clock ? options.clock : SystemClock(); }
 
 }  // namespace engine
 }  // namespace idem

@@ -7,8 +7,8 @@ namespace idem {
 std::string Stats::ToPrometheus() const {
   std::string out;
   auto counter = [&out](const char* name, const char* help, uint64_t value) {
-    absl::StrAppend(&out, "# HELP idem_", name, " ", help, "\n# TYPE idem_", name, " counter\nidem_", name, " ",
-                    value, "\n");
+    absl::StrAppend(&out, "# HELP idem_", name, " ", help, "\n# TYPE idem_", name, " counter\nidem_", name, " ", value,
+                    "\n");
   };
   counter("reserved_total", "Reserve verdicts kReserved.", reserved);
   counter("duplicate_total", "Reserve verdicts kDuplicate.", duplicate);

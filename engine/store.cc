@@ -17,11 +17,11 @@
 
 namespace idem {
 
+using engine::AsSlice;
 using engine::FromMicros;
+using engine::Printable;
 using engine::Record;
 using engine::RecordState;
-using engine::AsSlice;
-using engine::Printable;
 using engine::ToMicros;
 
 namespace {
@@ -48,8 +48,8 @@ class LatencyTimer {
 absl::Status Store::Impl::CheckId(std::string_view id) const {
   if (id.empty()) return absl::InvalidArgumentError("event ID must not be empty");
   if (id.size() > options_.max_id_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("event ID is ", id.size(), " bytes; max_id_bytes is ",
-                                                   options_.max_id_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("event ID is ", id.size(), " bytes; max_id_bytes is ", options_.max_id_bytes));
   }
   return absl::OkStatus();
 }
@@ -63,8 +63,8 @@ absl::Status Store::Impl::CheckCommit(const CommitRequest& request) const {
   if (absl::Status s = CheckId(request.id); !s.ok()) return s;
   if (absl::Status s = CheckToken(request.token); !s.ok()) return s;
   if (request.result.size() > options_.max_result_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("result is ", request.result.size(),
-                                                   " bytes; max_result_bytes is ", options_.max_result_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("result is ", request.result.size(), " bytes; max_result_bytes is ", options_.max_result_bytes));
   }
   return absl::OkStatus();
 }
@@ -111,8 +111,8 @@ absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view ver
   const rocksdb::Status s = db()->Write(write_options_, batch);
   if (s.ok()) return absl::OkStatus();
   // The message is built only on failure: the hot path allocates nothing for it.
-  return StorageError(s, absl::StrCat(engine::ToAbsl(verb), " '", Printable(id),
-                                      "' (outcome unknown: it may have reached the WAL)"));
+  return StorageError(
+      s, absl::StrCat(engine::ToAbsl(verb), " '", Printable(id), "' (outcome unknown: it may have reached the WAL)"));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -356,11 +356,10 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
 // ---------------------------------------------------------------------------------------------------
 // Commit, Release, Extend
 
-absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::string_view verb,
-                                     std::string_view why) {
+absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why) {
   counters_.lease_lost.fetch_add(1, std::memory_order_relaxed);
-  return absl::AbortedError(absl::StrCat("cannot ", engine::ToAbsl(verb), " '", Printable(id), "' with token ",
-                                         token, ": ", engine::ToAbsl(why)));
+  return absl::AbortedError(absl::StrCat("cannot ", engine::ToAbsl(verb), " '", Printable(id), "' with token ", token,
+                                         ": ", engine::ToAbsl(why)));
 }
 
 absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::string_view id, uint64_t token,
@@ -369,8 +368,9 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::stri
   if (std::optional<engine::HeldLease> lease = holds_->Find(stripe, id)) {
     {
       if (lease->token != token) {
-        return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", lease->token,
-                                                        " (the lease was lost or the token is not this ID's)"));
+        return AbortedFor(id, token, verb,
+                          absl::StrCat("the ID is held by token ", lease->token,
+                                       " (the lease was lost or the token is not this ID's)"));
       }
       hold.in_table = true;
       hold.fingerprint = lease->fingerprint;
@@ -394,8 +394,9 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::stri
     return AbortedFor(id, token, verb, "the ID's commit has expired (past its ttl)");
   }
   if (record->token != token) {
-    return AbortedFor(id, token, verb, absl::StrCat("the ID is held by token ", record->token,
-                                                    " (the lease was lost or the token is not this ID's)"));
+    return AbortedFor(
+        id, token, verb,
+        absl::StrCat("the ID is held by token ", record->token, " (the lease was lost or the token is not this ID's)"));
   }
   hold.done = record->state == RecordState::kDone;
   hold.fingerprint = record->fingerprint;
@@ -453,9 +454,9 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     effects->SetSavePoint();
     if (const rocksdb::Status added = effects->Put(cf(), AsSlice(id), encoded); !added.ok()) {
       effects->RollbackToSavePoint().PermitUncheckedError();
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot commit '", Printable(id), "': the effects batch refused the done marker (",
-          added.ToString(), "); nothing was written, the reservation still holds"));
+      return absl::InvalidArgumentError(absl::StrCat("cannot commit '", Printable(id),
+                                                     "': the effects batch refused the done marker (", added.ToString(),
+                                                     "); nothing was written, the reservation still holds"));
     }
     status = Write(effects, "committing", id);
     effects->RollbackToSavePoint().PermitUncheckedError();

@@ -8,17 +8,14 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "engine/db_lifecycle.h"
 #include "engine/disk_guard.h"
-#include "engine/store_metadata.h"
-#include "engine/store_registry.h"
-#include "engine/sync.h"
 #include "engine/expiry_filter.h"
 #include "engine/expiry_maintenance.h"
 #include "engine/hold_table.h"
@@ -27,6 +24,9 @@
 #include "engine/memory_tables.h"
 #include "engine/periodic.h"
 #include "engine/record.h"
+#include "engine/store_metadata.h"
+#include "engine/store_registry.h"
+#include "engine/sync.h"
 #include "engine/token_source.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"

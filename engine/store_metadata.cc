@@ -56,8 +56,8 @@ absl::Status CheckMetadataColumnFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHan
   if (options.compaction_filter != nullptr || options.compaction_filter_factory != nullptr ||
       options.compaction_style == rocksdb::kCompactionStyleFIFO) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "idem keeps its metadata (store identity, token high-water mark) in the DB's column family '",
-        cf->GetName(), "', which has a compaction filter or FIFO compaction and could drop it; tokens would "
+        "idem keeps its metadata (store identity, token high-water mark) in the DB's column family '", cf->GetName(),
+        "', which has a compaction filter or FIFO compaction and could drop it; tokens would "
         "then repeat after a restart. Open the default column family without a filter and without FIFO"));
   }
   return absl::OkStatus();

@@ -31,7 +31,7 @@ inline constexpr std::string_view kMetadataKeyPrefix("\0idem\0", 6);
 inline constexpr size_t kIdentityBytes = 16;
 
 struct StoreMetadata {
-  std::string identity;       // kIdentityBytes random bytes
+  std::string identity;           // kIdentityBytes random bytes
   uint64_t token_high_water = 0;  // every token issued so far is at most this
 };
 

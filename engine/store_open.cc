@@ -97,7 +97,7 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
 
 absl::Status Store::Impl::Close() {
   if (lifecycle_ == nullptr) return absl::OkStatus();  // Start never ran
-  lifecycle_->BeginClose();  // calls are turned away from here on
+  lifecycle_->BeginClose();                            // calls are turned away from here on
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (maintenance_) maintenance_->Stop();
   if (wal_sync_) wal_sync_->Stop();
@@ -171,8 +171,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
   if (options.env == nullptr) {
     if (absl::Status s = engine::PrepareDirectory(path, options.create_if_missing); !s.ok()) return s;
   }
-  const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
-                                                                 : engine::IfMissing::kRefuse;
+  const engine::IfMissing if_missing =
+      options.create_if_missing ? engine::IfMissing::kCreate : engine::IfMissing::kRefuse;
   absl::StatusOr<std::unique_ptr<engine::StoreClaim>> claim = engine::StoreClaim::ForOpen(path, options.env);
   if (!claim.ok()) return claim.status();
   auto health = std::make_shared<engine::HealthListener>();
@@ -182,17 +182,18 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
   (*claim)->Bind(opened->db.get(), options.column_family);
   // A reopen after a fatal error must find the same store: it never creates one.
   engine::DbLifecycle::Opener reopen = [options, path, filter, health]() -> absl::StatusOr<engine::OpenedDb> {
-    absl::StatusOr<engine::OpenedDb> opened = engine::OpenStoreDb(options, path, filter, health, engine::IfMissing::kRefuse);
+    absl::StatusOr<engine::OpenedDb> opened =
+        engine::OpenStoreDb(options, path, filter, health, engine::IfMissing::kRefuse);
     if (opened.status().code() != absl::StatusCode::kNotFound) return opened;
-    return absl::DataLossError(absl::StrCat(
-        "the store's directory no longer holds this store (", opened.status().message(),
-        "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
-        "remembered ID again"));
+    return absl::DataLossError(
+        absl::StrCat("the store's directory no longer holds this store (", opened.status().message(),
+                     "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
+                     "remembered ID again"));
   };
   auto impl = std::make_unique<Impl>(options, filter);
-  absl::Status started = impl->Start(
-      std::make_unique<engine::DbLifecycle>(*std::move(opened), std::move(reopen), std::move(health)),
-      *std::move(claim), path, if_missing);
+  absl::Status started =
+      impl->Start(std::make_unique<engine::DbLifecycle>(*std::move(opened), std::move(reopen), std::move(health)),
+                  *std::move(claim), path, if_missing);
   if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -218,8 +219,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::C
   if (!claim.ok()) return claim.status();
   Options attached = options;
   attached.column_family = cf->GetName();
-  const engine::IfMissing if_missing = options.create_if_missing ? engine::IfMissing::kCreate
-                                                                 : engine::IfMissing::kRefuse;
+  const engine::IfMissing if_missing =
+      options.create_if_missing ? engine::IfMissing::kCreate : engine::IfMissing::kRefuse;
   auto impl = std::make_unique<Impl>(attached, std::move(filter));
   absl::Status started =
       impl->Start(std::make_unique<engine::DbLifecycle>(db, cf), *std::move(claim), db->GetName(), if_missing);
@@ -231,8 +232,7 @@ absl::StatusOr<Reservation> Store::Reserve(std::string_view id) { return impl_->
 absl::StatusOr<Reservation> Store::Reserve(std::string_view id, const ReserveOptions& options) {
   return impl_->Reserve(id, options);
 }
-absl::Status Store::Commit(std::string_view id, uint64_t token, std::string_view result,
-                           rocksdb::WriteBatch* effects) {
+absl::Status Store::Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects) {
   return impl_->Commit(id, token, result, effects);
 }
 absl::Status Store::Release(std::string_view id, uint64_t token) { return impl_->Release(id, token); }

@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<StoreClaim>> StoreClaim::ForOpen(const std::strin
 }
 
 absl::StatusOr<std::unique_ptr<StoreClaim>> StoreClaim::ForAttach(const std::string& db_path, rocksdb::Env* env,
-                                                                   const void* db, const std::string& column_family) {
+                                                                  const void* db, const std::string& column_family) {
   absl::StatusOr<std::string> found = DirectoryIdentity(db_path, env);
   // A DB on an Env without real directories: its address identifies it well enough.
   const std::string directory = found.ok() ? *found : absl::StrCat("db ", reinterpret_cast<uintptr_t>(db));
@@ -76,14 +76,15 @@ absl::StatusOr<std::unique_ptr<StoreClaim>> StoreClaim::ForAttach(const std::str
   for (const Entry& e : Entries()) {
     if (e.directory != directory) continue;
     if (e.db != nullptr && e.db != db) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "another DB instance in this process has '", db_path, "' open; two instances of one DB would lose "
-          "writes. Attach to that DB instead"));
+      return absl::FailedPreconditionError(absl::StrCat("another DB instance in this process has '", db_path,
+                                                        "' open; two instances of one DB would lose "
+                                                        "writes. Attach to that DB instead"));
     }
     if (e.column_family == column_family) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "column family '", column_family, "' already has an idem Store attached (or opened) in this process; "
-          "two Stores on one column family would hand out the same tokens. Share the one Store"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("column family '", column_family,
+                       "' already has an idem Store attached (or opened) in this process; "
+                       "two Stores on one column family would hand out the same tokens. Share the one Store"));
     }
   }
   const size_t id = next_id++;

@@ -28,7 +28,7 @@ class StoreClaim {
   static absl::StatusOr<std::unique_ptr<StoreClaim>> ForOpen(const std::string& path, rocksdb::Env* env);
   // Attach: one column family of the caller's DB `db` (identified by its pointer).
   static absl::StatusOr<std::unique_ptr<StoreClaim>> ForAttach(const std::string& db_path, rocksdb::Env* env,
-                                                                const void* db, const std::string& column_family);
+                                                               const void* db, const std::string& column_family);
   // Open, once its DB is open: records which DB instance holds the directory and which column family.
   void Bind(const void* db, const std::string& column_family);
   ~StoreClaim();

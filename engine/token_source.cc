@@ -17,9 +17,9 @@ TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata 
 absl::StatusOr<uint64_t> TokenSource::Next() {
   MutexLock lock(&mu_);
   if (exhausted_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "idem store's fencing tokens are used up (high-water mark ", metadata_.token_high_water,
-        "): no token can be issued that was not issued before"));
+    return absl::FailedPreconditionError(absl::StrCat("idem store's fencing tokens are used up (high-water mark ",
+                                                      metadata_.token_high_water,
+                                                      "): no token can be issued that was not issued before"));
   }
   if (next_ > metadata_.token_high_water) {
     constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();

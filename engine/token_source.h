@@ -37,7 +37,6 @@ class TokenSource {
   // kFailedPrecondition once the token space is used up.
   absl::StatusOr<uint64_t> Next();
 
-
  private:
   rocksdb::DB* const db_;
   const MetadataLocation where_;

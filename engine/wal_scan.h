@@ -31,14 +31,14 @@ struct WalBatch {
   uint64_t offset = 0;    // of its first record in the file
   uint64_t sequence = 0;  // of its first write
   uint32_t count = 0;
-  std::string rep;        // the WriteBatch as RocksDB encodes it
+  std::string rep;  // the WriteBatch as RocksDB encodes it
 };
 
 struct WalScan {
   std::string file;
-  std::vector<WalBatch> batches;           // every well-formed batch, before and after any damage
-  std::optional<uint64_t> damage_offset;   // the first malformed record, if any
-  bool well_formed_after_damage = false;   // corruption, not a torn tail
+  std::vector<WalBatch> batches;          // every well-formed batch, before and after any damage
+  std::optional<uint64_t> damage_offset;  // the first malformed record, if any
+  bool well_formed_after_damage = false;  // corruption, not a torn tail
 };
 
 // Scans `file` from `from` (a block boundary). kUnavailable when it cannot be read.

@@ -84,14 +84,9 @@ class FaultFs : public rocksdb::FileSystemWrapper {
       if ((x ^ (x >> 31)) % one_in != 0) return rocksdb::IOStatus::OK();
     }
     switch (fault) {
-      case Fault::kNone:
-        return rocksdb::IOStatus::OK();
-      case Fault::kIoError:
-        injected_++;
-        return rocksdb::IOStatus::IOError("injected I/O error");
-      case Fault::kNoSpace:
-        injected_++;
-        return rocksdb::IOStatus::NoSpace("injected: no space left on device");
+      case Fault::kNone: return rocksdb::IOStatus::OK();
+      case Fault::kIoError: injected_++; return rocksdb::IOStatus::IOError("injected I/O error");
+      case Fault::kNoSpace: injected_++; return rocksdb::IOStatus::NoSpace("injected: no space left on device");
     }
     return rocksdb::IOStatus::OK();
   }

@@ -50,9 +50,7 @@ void IdGenerator::Make(uint64_t index, std::string* out) const {
       for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(a >> (8 * i)));
       for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(b >> (8 * i)));
       break;
-    case IdShape::kUuidV4:
-      AppendUuid((a & ~0xF000ULL) | 0x4000ULL, (b & ~(3ULL << 62)) | (2ULL << 62), out);
-      break;
+    case IdShape::kUuidV4: AppendUuid((a & ~0xF000ULL) | 0x4000ULL, (b & ~(3ULL << 62)) | (2ULL << 62), out); break;
     case IdShape::kUuidV7: {
       // 48-bit millisecond timestamp that grows with the index (1000 events per ms), then random bits.
       const uint64_t ms = 1'700'000'000'000ULL + index / 1000;

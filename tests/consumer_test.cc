@@ -85,9 +85,8 @@ TEST_F(ConsumerTest, FailingHandlerReleasesAndWritesNoEffects) {
   EXPECT_FALSE(Applied("e")) << "effects of a failed handler are never written";
   EXPECT_EQ(processor.Handle({"e"}, Ledger()).outcome, Outcome::kApplied) << "the ID was released at once";
 
-  HandleResult thrown = processor.Handle({"t"}, [](const EventContext&) -> absl::StatusOr<std::string> {
-    throw std::runtime_error("boom");
-  });
+  HandleResult thrown = processor.Handle(
+      {"t"}, [](const EventContext&) -> absl::StatusOr<std::string> { throw std::runtime_error("boom"); });
   EXPECT_EQ(thrown.outcome, Outcome::kRetryLater);
 }
 

@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <string>
@@ -57,8 +57,8 @@ class DiskFullTest : public ::testing::TestWithParam<std::string> {
     std::filesystem::create_directories(mount_);
     if (GetParam() == "ext4") {
       const std::string image = dir_.Sub("fs.img");
-      const std::string cmd = "truncate -s 64M " + image + " && mkfs.ext4 -q -F " + image + " >/dev/null 2>&1 && mount -o loop " +
-                              image + " " + mount_;
+      const std::string cmd = "truncate -s 64M " + image + " && mkfs.ext4 -q -F " + image +
+                              " >/dev/null 2>&1 && mount -o loop " + image + " " + mount_;
       if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "cannot make and loop-mount an ext4 image here";
     } else if (::mount("idem-disk-full", mount_.c_str(), "tmpfs", 0, "size=64m") != 0) {
       GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
@@ -91,20 +91,24 @@ TEST_P(DiskFullTest, FillAndFreeTwentyTimesPausesResumesAndLosesNothing) {
     EXPECT_GT(filled, 0u) << "cycle " << cycle;
     // The consumer pauses: the store refuses writes on a full disk.
     bool alive = true;
-    testing::WaitFor([&] {
-      alive = alive && worker.ReadFor(absl::Milliseconds(10));
-      return !alive || count("P\n") > pauses;
-    }, absl::Seconds(20));
+    testing::WaitFor(
+        [&] {
+          alive = alive && worker.ReadFor(absl::Milliseconds(10));
+          return !alive || count("P\n") > pauses;
+        },
+        absl::Seconds(20));
     ASSERT_TRUE(alive) << "the worker died on a full disk, cycle " << cycle << "\n" << worker.output().substr(0, 500);
     ASSERT_GT(count("P\n"), pauses) << "no pause on a full disk, cycle " << cycle;
     pauses = count("P\n");
     worker.ReadUntil(absl::Now() + absl::Milliseconds(300));  // it stays full a while
     std::filesystem::remove(filler);
     // ... and resumes by itself when space returns.
-    testing::WaitFor([&] {
-      alive = alive && worker.ReadFor(absl::Milliseconds(10));
-      return !alive || count("R\n") > resumes;
-    }, absl::Seconds(30));
+    testing::WaitFor(
+        [&] {
+          alive = alive && worker.ReadFor(absl::Milliseconds(10));
+          return !alive || count("R\n") > resumes;
+        },
+        absl::Seconds(30));
     ASSERT_TRUE(alive) << "the worker died, cycle " << cycle;
     ASSERT_GT(count("R\n"), resumes) << "no resume after space returned, cycle " << cycle;
     resumes = count("R\n");
@@ -138,9 +142,10 @@ TEST_P(DiskFullTest, FillAndFreeTwentyTimesPausesResumesAndLosesNothing) {
   EXPECT_EQ(lost, 0u);
   EXPECT_EQ(doubled, 0u);
   EXPECT_GE(pauses, kCycles);
-  std::printf("[ figures  ] %s: %d fill/free cycles, %d pauses, %d resumes, 0 aborts, %zu acknowledged events, "
-              "%zu lost, %zu applied twice\n",
-              GetParam().c_str(), kCycles, pauses, resumes, acknowledged.size(), lost, doubled);
+  std::printf(
+      "[ figures  ] %s: %d fill/free cycles, %d pauses, %d resumes, 0 aborts, %zu acknowledged events, "
+      "%zu lost, %zu applied twice\n",
+      GetParam().c_str(), kCycles, pauses, resumes, acknowledged.size(), lost, doubled);
 }
 
 // RocksDB preallocates each WAL at 1.1 x the largest write buffer of any column family; the default

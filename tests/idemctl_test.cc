@@ -139,8 +139,8 @@ TEST_F(IdemctlTest, NotAStoreIsAClearError) {
 TEST_F(IdemctlTest, CompactAndCheckpointRefuseWhatIsNotAStoreAndChangeNothing) {
   const std::string empty = dir_.Sub("empty");
   std::filesystem::create_directories(empty);
-  for (const std::string& cmd : {"compact " + empty, "checkpoint " + empty + " " + dir_.Sub("cp1"),
-                                 "forget " + empty + " x"}) {
+  for (const std::string& cmd :
+       {"compact " + empty, "checkpoint " + empty + " " + dir_.Sub("cp1"), "forget " + empty + " x"}) {
     CliRun run = Idemctl(cmd);
     EXPECT_NE(run.exit_code, 0) << cmd << "\n" << run.output;
     EXPECT_TRUE(std::filesystem::is_empty(empty)) << cmd << " wrote into an empty directory";
@@ -232,9 +232,10 @@ std::string ReadFile(const std::string& path) {
 TEST(IdemctlTuneTest, MeasuresEveryConfigurationAndMarksTheUnsafeOne) {
   ScratchDir dir;
   const std::string out = dir.Sub("out");
-  CliRun run = Idemctl("tune --events 120000 --ttl 150s --rate 1000 --distance 100000 --memtable 64K "
-                       "--profiles leveled,fifo-capped --fifo-cap 128K --no-plots --scratch " + dir.path() +
-                       " --out " + out);
+  CliRun run = Idemctl(
+      "tune --events 120000 --ttl 150s --rate 1000 --distance 100000 --memtable 64K "
+      "--profiles leveled,fifo-capped --fifo-cap 128K --no-plots --scratch " +
+      dir.path() + " --out " + out);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_THAT(run.output, HasSubstr("best safe configuration: leveled"));
   EXPECT_THAT(run.output, HasSubstr("UNSAFE"));

@@ -14,8 +14,7 @@ namespace idem::testing {
 
 class LedgerDb {
  public:
-  LedgerDb(const std::string& path, const rocksdb::ColumnFamilyOptions& idem_cf_options,
-           rocksdb::Env* env = nullptr) {
+  LedgerDb(const std::string& path, const rocksdb::ColumnFamilyOptions& idem_cf_options, rocksdb::Env* env = nullptr) {
     rocksdb::DBOptions db_options;
     if (env != nullptr) db_options.env = env;
     db_options.create_if_missing = true;

@@ -153,7 +153,8 @@ TEST_F(LifecycleTest, ProcessorRecoveryRacingShutdownNeverReopens) {
     {
       Processor processor(store->get(), popts);
       fs_->Arm(Fault::kIoError, testing::kWrites | testing::kOpen);
-      HandleResult r = processor.Handle({"evt"}, [](const EventContext&) -> absl::StatusOr<std::string> { return "x"; });
+      HandleResult r =
+          processor.Handle({"evt"}, [](const EventContext&) -> absl::StatusOr<std::string> { return "x"; });
       EXPECT_EQ(r.outcome, Outcome::kUnavailable);
       absl::SleepFor(absl::Microseconds(300 * (round % 4)));
       (*store)->Close().IgnoreError();  // shutdown: the store first, the processor after

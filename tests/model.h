@@ -23,15 +23,25 @@ namespace idem::testing {
 // kReserveRaw reserves an ID outside the model's set (binary, empty, around the size limit); only the
 // fuzzer makes those.
 enum class OpKind {
-  kReserve, kBatch, kCommit, kCommitStale, kRelease, kExtend, kAdvance, kRewind, kCompact, kReopen, kReserveRaw
+  kReserve,
+  kBatch,
+  kCommit,
+  kCommitStale,
+  kRelease,
+  kExtend,
+  kAdvance,
+  kRewind,
+  kCompact,
+  kReopen,
+  kReserveRaw
 };
-inline constexpr const char* kOpNames[] = {"reserve", "batch",   "commit", "commit-stale", "release",    "extend",
-                                           "advance", "rewind",  "compact", "reopen",      "reserve-raw"};
+inline constexpr const char* kOpNames[] = {"reserve", "batch",  "commit",  "commit-stale", "release",    "extend",
+                                           "advance", "rewind", "compact", "reopen",       "reserve-raw"};
 
 struct Op {
   OpKind kind;
-  int id = 0;       // which of the few IDs
-  int other = 0;    // second ID for batches
+  int id = 0;           // which of the few IDs
+  int other = 0;        // second ID for batches
   int64_t seconds = 0;  // clock steps; for kReserveRaw, the raw ID's length
   std::string raw;      // kReserveRaw: the ID; when empty, one of `seconds` bytes is made up
 };
@@ -79,8 +89,10 @@ inline std::vector<Op> ParseOps(const std::string& text) {
     op.id = std::atoi(word.c_str() + paren + 3);
     const size_t comma = word.find(',', paren);
     if (comma != std::string::npos) {
-      if (op.kind == OpKind::kBatch) op.other = std::atoi(word.c_str() + comma + 3);
-      else op.seconds = std::atoll(word.c_str() + comma + 1);
+      if (op.kind == OpKind::kBatch)
+        op.other = std::atoi(word.c_str() + comma + 3);
+      else
+        op.seconds = std::atoll(word.c_str() + comma + 1);
     }
     ops.push_back(op);
   }
@@ -164,9 +176,7 @@ class Harness {
     // up. The store reads the clock only when called, so the model does too (Observe).
     const absl::Time now = std::max(horizon_, clock_->Now());
     switch (op.kind) {
-      case OpKind::kReserve:
-        Observe();
-        return CheckReserve(id, store_->Reserve(id), now);
+      case OpKind::kReserve: Observe(); return CheckReserve(id, store_->Reserve(id), now);
       case OpKind::kBatch: {
         const std::string other = "id" + std::to_string(op.other);
         std::vector<std::string_view> ids = {id, other};
@@ -229,21 +239,17 @@ class Harness {
         }
         return "";
       }
-      case OpKind::kAdvance:
-        clock_->Advance(absl::Seconds(op.seconds));
-        return "";
-      case OpKind::kRewind:
-        clock_->Advance(-absl::Seconds(op.seconds));
-        return "";
+      case OpKind::kAdvance: clock_->Advance(absl::Seconds(op.seconds)); return "";
+      case OpKind::kRewind: clock_->Advance(-absl::Seconds(op.seconds)); return "";
       case OpKind::kCompact: {
         Observe();
         absl::Status s = store_->CompactExpired();
         if (!s.ok()) return "compact: " + s.ToString();
-        for (auto it = disk_.begin(); it != disk_.end();) it = it->second.deadline <= now ? disk_.erase(it) : std::next(it);
+        for (auto it = disk_.begin(); it != disk_.end();)
+          it = it->second.deadline <= now ? disk_.erase(it) : std::next(it);
         return "";
       }
-      case OpKind::kReserveRaw:
-        return ReserveRaw(RawIdOf(op));
+      case OpKind::kReserveRaw: return ReserveRaw(RawIdOf(op));
       case OpKind::kReopen:
         store_.reset();
         Open();
@@ -266,7 +272,9 @@ class Harness {
     if (valid) Observe();  // the store reads its clock only for an ID it accepts
     const absl::StatusOr<Reservation> r = store_->Reserve(id);
     if (valid) return r.ok() ? "" : where + "valid ID refused: " + r.status().ToString();
-    return r.status().code() == absl::StatusCode::kInvalidArgument ? "" : where + "invalid ID answered " + r.status().ToString();
+    return r.status().code() == absl::StatusCode::kInvalidArgument
+               ? ""
+               : where + "invalid ID answered " + r.status().ToString();
   }
 
   void Observe() {
@@ -328,14 +336,18 @@ class Harness {
     bool takeover = false, maybe_takeover = false;
     auto lease = durable() ? leases_.end() : leases_.find(id);
     if (lease != leases_.end()) {
-      if (lease->second.deadline > now) live = &lease->second;
-      else takeover = true;
+      if (lease->second.deadline > now)
+        live = &lease->second;
+      else
+        takeover = true;
     }
     if (live == nullptr && !takeover) {
       auto it = disk_.find(id);
       if (it != disk_.end()) {
-        if (it->second.deadline > now) live = &it->second;
-        else maybe_takeover = !it->second.done;
+        if (it->second.deadline > now)
+          live = &it->second;
+        else
+          maybe_takeover = !it->second.done;
       }
     }
     const bool live_on_disk = live != nullptr && (lease == leases_.end() || live != &lease->second);
@@ -352,7 +364,8 @@ class Harness {
       return "";
     }
     if (got->verdict != Verdict::kReserved) {
-      return "reserve " + id + ": expected a reservation, got verdict " + std::to_string(static_cast<int>(got->verdict));
+      return "reserve " + id + ": expected a reservation, got verdict " +
+             std::to_string(static_cast<int>(got->verdict));
     }
     if (!maybe_takeover && got->takeover != takeover) return "reserve " + id + ": takeover flag differs";
     auto& issued = tokens_[id];

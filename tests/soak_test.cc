@@ -135,12 +135,13 @@ TEST(SoakTest, MemoryDiskAndLatencyStayFlatUnderChurn) {
   auto p99 = [](const Window& w) { return static_cast<uint64_t>(w.p99_us * 1000); };
   const uint64_t rss_mid = max_of(third, 2 * third, rss), rss_last = max_of(2 * third, windows.size(), rss);
   const uint64_t disk_mid = max_of(third, 2 * third, disk), disk_last = max_of(2 * third, windows.size(), disk);
-  std::printf("[ figures  ] soak %zu s at %.0f deliveries/s (%llu redeliveries answered), ttl 3 s: max RSS "
-              "%.1f -> %.1f MiB, max disk %.2f -> %.2f MiB, max window p99 %.1f -> %.1f us (middle third -> "
-              "last third)\n",
-              windows.size(), kRate, static_cast<unsigned long long>(duplicates), rss_mid / 1048576.0,
-              rss_last / 1048576.0, disk_mid / 1048576.0, disk_last / 1048576.0,
-              max_of(third, 2 * third, p99) / 1000.0, max_of(2 * third, windows.size(), p99) / 1000.0);
+  std::printf(
+      "[ figures  ] soak %zu s at %.0f deliveries/s (%llu redeliveries answered), ttl 3 s: max RSS "
+      "%.1f -> %.1f MiB, max disk %.2f -> %.2f MiB, max window p99 %.1f -> %.1f us (middle third -> "
+      "last third)\n",
+      windows.size(), kRate, static_cast<unsigned long long>(duplicates), rss_mid / 1048576.0, rss_last / 1048576.0,
+      disk_mid / 1048576.0, disk_last / 1048576.0, max_of(third, 2 * third, p99) / 1000.0,
+      max_of(2 * third, windows.size(), p99) / 1000.0);
   if (Sanitized()) return;
   // Flat: what the last third needs is what the middle third needed, with room for allocator noise and
   // one more memtable and WAL in flight.

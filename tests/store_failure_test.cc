@@ -11,8 +11,8 @@
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
-#include "tests/child_process.h"
 #include "testing/fault_fs.h"
+#include "tests/child_process.h"
 #include "tests/test_util.h"
 
 namespace idem {

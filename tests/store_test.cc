@@ -3,8 +3,8 @@
 
 #include <fstream>
 #include <set>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "absl/time/clock.h"
 #include "rocksdb/db.h"
@@ -551,7 +551,7 @@ TEST(InMemoryLeaseClockTest, WallClockStepsNeitherEndNorStretchALease) {
   IDEM_ASSERT_OK_AND_ASSIGN(Reservation during, store->Reserve("event"));
   EXPECT_EQ(during.verdict, Verdict::kInFlight) << "a forward wall-clock step ended a live lease";
 
-  clock->Step(-absl::Hours(3));  // and back, further than it went
+  clock->Step(-absl::Hours(3));    // and back, further than it went
   clock->Pass(absl::Seconds(21));  // 31 s have passed since the reservation
   IDEM_ASSERT_OK_AND_ASSIGN(Reservation after, store->Reserve("event"));
   EXPECT_EQ(after.verdict, Verdict::kReserved) << "a backward wall-clock step stretched the lease";

@@ -11,9 +11,9 @@
 
 #include <unistd.h>
 
+#include <mutex>
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include <mutex>
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -41,8 +41,8 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
   return status.code() == code;
 }
 
-#define IDEM_ASSERT_OK_AND_ASSIGN(lhs, expr)           \
-  auto IDEM_CONCAT(_status_or_, __LINE__) = (expr);    \
+#define IDEM_ASSERT_OK_AND_ASSIGN(lhs, expr)                                \
+  auto IDEM_CONCAT(_status_or_, __LINE__) = (expr);                         \
   ASSERT_THAT(IDEM_CONCAT(_status_or_, __LINE__), ::idem::testing::IsOk()); \
   lhs = std::move(*IDEM_CONCAT(_status_or_, __LINE__))
 #define IDEM_CONCAT_INNER(a, b) a##b

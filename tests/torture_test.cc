@@ -26,9 +26,9 @@
 #include "engine/record.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
+#include "testing/power_loss_fs.h"
 #include "tests/child_process.h"
 #include "tests/ledger_db.h"
-#include "testing/power_loss_fs.h"
 #include "tests/test_util.h"
 
 namespace idem {
@@ -85,8 +85,8 @@ void RunTorture(const Case& c, Totals* totals) {
   const int cycles = Cycles(c);
   for (int cycle = 0; cycle < cycles; ++cycle) {
     Child child({IDEM_TORTURE_WORKER, path, std::to_string(1 + cycle * 10'000'000L), std::to_string(rng()),
-                 c.sync ? "1" : "0", c.durable ? "1" : "0", std::to_string(kTtlMs),
-                 c.power_loss ? journal : "-", std::to_string(c.wal_sync_ms)});
+                 c.sync ? "1" : "0", c.durable ? "1" : "0", std::to_string(kTtlMs), c.power_loss ? journal : "-",
+                 std::to_string(c.wal_sync_ms)});
     ASSERT_TRUE(child.running());
     ASSERT_TRUE(child.ReadUntilOutput("\nC ", absl::Seconds(30))) << "worker exited early";
     // Some cycles run past a TTL, so that expiry and compaction happen under the kill as well.
@@ -129,9 +129,7 @@ void RunTorture(const Case& c, Totals* totals) {
     IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Attach(db.db.get(), db.idem(), options));
     // Judged at each check: checking takes a while, and background compactions remove what expires
     // meanwhile. The margin covers the time between this judgement and the read that follows it.
-    auto must_be_live = [&](int64_t start_us) {
-      return start_us + ttl_us > absl::ToUnixMicros(absl::Now()) + 200'000;
-    };
+    auto must_be_live = [&](int64_t start_us) { return start_us + ttl_us > absl::ToUnixMicros(absl::Now()) + 200'000; };
 
     // Every record decodes.
     {
@@ -158,9 +156,9 @@ void RunTorture(const Case& c, Totals* totals) {
         any_present = true;
         continue;
       }
-      ASSERT_TRUE(c.power_loss && !c.sync) << "cycle " << cycle << ": acknowledged commit of " << id << " token "
-                                           << commit.token << " is gone: "
-                                           << (info.ok() ? "other record" : info.status().ToString());
+      ASSERT_TRUE(c.power_loss && !c.sync)
+          << "cycle " << cycle << ": acknowledged commit of " << id << " token " << commit.token
+          << " is gone: " << (info.ok() ? "other record" : info.status().ToString());
       first_lost = std::min(first_lost, commit.order);
       if (c.wal_sync_ms > 0) {
         // Lost only if it started within about a sync interval (plus scheduling slack) before the loss.
@@ -233,20 +231,19 @@ TEST_P(TortureTest, InvariantsHoldAfterEveryKill) {
             << " unsynced bytes dropped\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Crash, TortureTest,
-    ::testing::Values(Case{"kill_default_durable", false, true}, Case{"kill_default_in_memory", false, false},
-                      Case{"kill_sync_durable", true, true, false, false, 0, 6},
-                      Case{"kill_sync_in_memory", true, false, false, false, 0, 6}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Crash, TortureTest,
+                         ::testing::Values(Case{"kill_default_durable", false, true},
+                                           Case{"kill_default_in_memory", false, false},
+                                           Case{"kill_sync_durable", true, true, false, false, 0, 6},
+                                           Case{"kill_sync_in_memory", true, false, false, false, 0, 6}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
-INSTANTIATE_TEST_SUITE_P(
-    PowerLoss, TortureTest,
-    ::testing::Values(Case{"power_loss_sync", true, true, true, true, 0, 8},
-                      Case{"power_loss_no_sync", false, true, true, false, 0, 10},
-                      Case{"power_loss_no_sync_torn_wal", false, false, true, true, 0, 10},
-                      Case{"power_loss_wal_sync_interval", false, true, true, true, 100, 8}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(PowerLoss, TortureTest,
+                         ::testing::Values(Case{"power_loss_sync", true, true, true, true, 0, 8},
+                                           Case{"power_loss_no_sync", false, true, true, false, 0, 10},
+                                           Case{"power_loss_no_sync_torn_wal", false, false, true, true, 0, 10},
+                                           Case{"power_loss_wal_sync_interval", false, true, true, true, 100, 8}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace idem

@@ -25,8 +25,8 @@
 #include "absl/time/clock.h"
 #include "idem/store.h"
 #include "rocksdb/write_batch.h"
-#include "tests/ledger_db.h"
 #include "testing/power_loss_fs.h"
+#include "tests/ledger_db.h"
 
 namespace {
 
@@ -134,8 +134,7 @@ int main(int argc, char** argv) {
       if (reservations[i]->verdict != idem::Verdict::kReserved) continue;
       std::printf("R %s %llu\n", ids[i].c_str(), static_cast<unsigned long long>(reservations[i]->token));
       effects.push_back(std::make_unique<rocksdb::WriteBatch>());
-      effects.back()->Put(db.ledger(), ids[i] + "/" + std::to_string(reservations[i]->token),
-                          std::to_string(start_us));
+      effects.back()->Put(db.ledger(), ids[i] + "/" + std::to_string(reservations[i]->token), std::to_string(start_us));
       requests.push_back({ids[i], reservations[i]->token, "ok", effects.back().get()});
     }
     std::fflush(stdout);

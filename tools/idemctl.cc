@@ -13,8 +13,9 @@
 // Read-only commands (stats, get, scan, verify) open the store as a RocksDB secondary instance, so a
 // live consumer holding it is not disturbed. compact, checkpoint, forget and recover need the store
 // itself and refuse clearly when another process holds it; none of them creates a store: a directory
-// that does not hold one (empty, a plain RocksDB) is refused with exit 3 and left as it was. Exit codes: 0 fine, 1 the command failed or verify found
-// corrupt records, 2 usage, 3 the store cannot be opened (missing, not an idem store, held).
+// that does not hold one (empty, a plain RocksDB) is refused with exit 3 and left as it was. Exit codes: 0 fine, 1 the
+// command failed or verify found corrupt records, 2 usage, 3 the store cannot be opened (missing, not an idem store,
+// held).
 #include <unistd.h>
 
 #include <cmath>
@@ -121,8 +122,10 @@ struct Census {
 Census Count(const ReadOnlyStore& store, bool hex_keys) {
   Census c;
   std::string meta;
-  if (store.db()->Get(rocksdb::ReadOptions(), store.db()->DefaultColumnFamily(),
-                      idem::engine::MetadataKey(store.cf()->GetName()), &meta).ok()) {
+  if (store.db()
+          ->Get(rocksdb::ReadOptions(), store.db()->DefaultColumnFamily(),
+                idem::engine::MetadataKey(store.cf()->GetName()), &meta)
+          .ok()) {
     absl::StatusOr<idem::engine::StoreMetadata> m = idem::engine::DecodeMetadata(meta);
     if (m.ok()) c.token_high_water = m->token_high_water;
   }
@@ -182,8 +185,8 @@ int Stats(const ReadOnlyStore& store, const std::string& format) {
     bool first = true;
     for (const auto& level : meta.levels) {
       if (level.files.empty()) continue;
-      std::printf("%s{\"level\":%d,\"files\":%zu,\"bytes\":%llu}", first ? "" : ",", level.level,
-                  level.files.size(), (unsigned long long)level.size);
+      std::printf("%s{\"level\":%d,\"files\":%zu,\"bytes\":%llu}", first ? "" : ",", level.level, level.files.size(),
+                  (unsigned long long)level.size);
       first = false;
     }
     std::printf("],\"filter_bits_per_entry\":%.2f,\"filter_false_positive_rate\":%.5f,\"token_high_water\":%llu}\n",
@@ -221,10 +224,11 @@ int Stats(const ReadOnlyStore& store, const std::string& format) {
                   (unsigned long long)f.num_entries);
     }
   }
-  std::printf("filters:  %llu bytes for %llu entries (%.2f bits/entry): ~%.2f%% false positives, so ~%.1f%% of "
-              "lookups of never-seen IDs are answered without a data-block read (per file probed)\n",
-              (unsigned long long)filter_bytes, (unsigned long long)entries, bits_per_entry, 100 * false_positive,
-              100 * (1 - false_positive));
+  std::printf(
+      "filters:  %llu bytes for %llu entries (%.2f bits/entry): ~%.2f%% false positives, so ~%.1f%% of "
+      "lookups of never-seen IDs are answered without a data-block read (per file probed)\n",
+      (unsigned long long)filter_bytes, (unsigned long long)entries, bits_per_entry, 100 * false_positive,
+      100 * (1 - false_positive));
   std::printf("tokens:   high-water mark %llu\n", (unsigned long long)c.token_high_water.value_or(0));
   std::printf("(counters of the running process, e.g. fast-path hits, are in Store::GetStats / ToPrometheus)\n");
   return 0;
@@ -261,7 +265,8 @@ int main(int argc, char** argv) {
   std::string format = "text";
   stats->add_option("store", path, "store directory")->required();
   stats->add_option("--format", format, "text, json or prometheus")
-      ->check(CLI::IsMember({"text", "json", "prometheus"}))->capture_default_str();
+      ->check(CLI::IsMember({"text", "json", "prometheus"}))
+      ->capture_default_str();
 
   auto* get = app.add_subcommand("get", "one record, decoded");
   std::string id;
@@ -290,16 +295,18 @@ int main(int argc, char** argv) {
   verify->add_option("store", path, "store directory")->required();
   verify->add_flag("--hex", hex, "print corrupt keys in hex");
 
-  auto* forget = app.add_subcommand(
-      "forget", "delete one record on purpose, e.g. a corrupt one (needs the store). The ID is new again: "
-                "a redelivery of a committed event will be applied again");
+  auto* forget =
+      app.add_subcommand("forget",
+                         "delete one record on purpose, e.g. a corrupt one (needs the store). The ID is new again: "
+                         "a redelivery of a committed event will be applied again");
   forget->add_option("store", path, "store directory")->required();
   forget->add_option("id", id, "event ID (hex digits with --hex)")->required();
   forget->add_flag("--hex", hex, "the ID is given in hex");
 
-  auto* recover = app.add_subcommand(
-      "recover", "open a store whose WAL is corrupt before its tail, dropping what follows the damage, and "
-                 "list the commits that were forgotten (needs the store)");
+  auto* recover =
+      app.add_subcommand("recover",
+                         "open a store whose WAL is corrupt before its tail, dropping what follows the damage, and "
+                         "list the commits that were forgotten (needs the store)");
   recover->add_option("store", path, "store directory")->required();
   recover->add_flag("--hex", hex, "print IDs in hex");
 
@@ -334,8 +341,10 @@ int main(int argc, char** argv) {
         return kExitCannotOpen;
       }
       if (!Count(probe, false).token_high_water) {
-        std::fprintf(stderr, "idemctl: '%s' has a column family '%s' but no idem store metadata; not an idem "
-                             "store\n", path.c_str(), cf.c_str());
+        std::fprintf(stderr,
+                     "idemctl: '%s' has a column family '%s' but no idem store metadata; not an idem "
+                     "store\n",
+                     path.c_str(), cf.c_str());
         return kExitCannotOpen;
       }
     }
@@ -343,8 +352,9 @@ int main(int argc, char** argv) {
     if (!store.ok()) {
       std::fprintf(stderr, "idemctl: %s\n", std::string(store.status().message()).c_str());
       if (store.status().code() == absl::StatusCode::kUnavailable) {
-        std::fprintf(stderr, "idemctl: stop the process that holds it, or call Store::CompactExpired / use "
-                             "RocksDB's Checkpoint from inside it\n");
+        std::fprintf(stderr,
+                     "idemctl: stop the process that holds it, or call Store::CompactExpired / use "
+                     "RocksDB's Checkpoint from inside it\n");
       }
       return kExitCannotOpen;
     }
@@ -398,8 +408,7 @@ int main(int argc, char** argv) {
     std::string value;
     rocksdb::Status s = store.db()->Get(rocksdb::ReadOptions(), store.cf(), key, &value);
     if (s.IsNotFound() || key.empty()) {
-      std::printf("%s: no record (never seen, released, or expired and compacted away)\n",
-                  Printable(key, hex).c_str());
+      std::printf("%s: no record (never seen, released, or expired and compacted away)\n", Printable(key, hex).c_str());
       return kExitFailed;
     }
     absl::StatusOr<Record> r = DecodeRecord(value);
@@ -432,7 +441,7 @@ int main(int argc, char** argv) {
   // verify
   const Census c = Count(store, hex);
   for (const auto& key : c.corrupt_keys) std::printf("corrupt record: %s\n", key.c_str());
-  std::printf("%llu records checked: %llu corrupt\n",
-              (unsigned long long)(c.reserved + c.done + c.expired + c.corrupt), (unsigned long long)c.corrupt);
+  std::printf("%llu records checked: %llu corrupt\n", (unsigned long long)(c.reserved + c.done + c.expired + c.corrupt),
+              (unsigned long long)c.corrupt);
   return c.corrupt == 0 ? 0 : kExitFailed;
 }

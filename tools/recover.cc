@@ -36,8 +36,10 @@ class DroppedWrites : public rocksdb::WriteBatch::Handler {
     return rocksdb::Status::OK();
   }
   rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
-    if (cf == idem_cf_) releases.push_back(key.ToString());
-    else ++other;
+    if (cf == idem_cf_)
+      releases.push_back(key.ToString());
+    else
+      ++other;
     return rocksdb::Status::OK();
   }
   rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override { return DeleteCF(cf, key); }
@@ -91,7 +93,8 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
   size_t idem_index = names.size();
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == column_family) idem_index = i;
-    cfs.emplace_back(names[i], names[i] == column_family ? ColumnFamilyOptionsFor(options) : rocksdb::ColumnFamilyOptions());
+    cfs.emplace_back(names[i],
+                     names[i] == column_family ? ColumnFamilyOptionsFor(options) : rocksdb::ColumnFamilyOptions());
   }
   if (idem_index == names.size()) {
     std::fprintf(stderr, "idemctl: '%s' has no column family '%s'; not an idem store?\n", path.c_str(),
@@ -134,16 +137,18 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
   if (batches == 0) {
     std::printf("dropped: nothing well-formed was found after the recovered point\n");
   } else {
-    std::printf("dropped: %zu write batches (sequences %llu..%llu)%s: %zu idem commits, %zu reservations, %zu "
-                "releases, %zu other writes (effects)\n",
-                batches, (unsigned long long)first_seq, (unsigned long long)last_seq,
-                unreadable ? absl::StrFormat(", %zu unreadable", unreadable).c_str() : "", dropped.commits.size(),
-                dropped.reservations.size(), dropped.releases.size(), dropped.other);
+    std::printf(
+        "dropped: %zu write batches (sequences %llu..%llu)%s: %zu idem commits, %zu reservations, %zu "
+        "releases, %zu other writes (effects)\n",
+        batches, (unsigned long long)first_seq, (unsigned long long)last_seq,
+        unreadable ? absl::StrFormat(", %zu unreadable", unreadable).c_str() : "", dropped.commits.size(),
+        dropped.reservations.size(), dropped.releases.size(), dropped.other);
     for (const std::string& id : dropped.commits) {
       std::printf("forgotten commit: %s\n", Shown(id, hex_keys).c_str());
     }
-    std::printf("A redelivery of a forgotten commit is new again and will be applied again; its effects in this "
-                "DB were dropped with it.\n");
+    std::printf(
+        "A redelivery of a forgotten commit is new again and will be applied again; its effects in this "
+        "DB were dropped with it.\n");
   }
   // 4. The store opens normally now.
   Options check;

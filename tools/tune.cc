@@ -94,8 +94,7 @@ struct ScratchDb {
 
 std::string Configuration::Name() const {
   return absl::StrCat(profile, " bloom", bloom_bits, " cache", SizeName(block_cache_bytes), " mem",
-                      SizeName(memtable_bytes), durable_reservations ? " durable" : " in-memory",
-                      sync ? " sync" : "");
+                      SizeName(memtable_bytes), durable_reservations ? " durable" : " in-memory", sync ? " sync" : "");
 }
 
 Options Configuration::ToOptions(const Workload& workload) const {
@@ -114,26 +113,23 @@ Options Configuration::ToOptions(const Workload& workload) const {
 }
 
 std::string Configuration::OptionsSnippet(const Workload& workload) const {
-  const char* profile_name = profile == "leveled"     ? "kLeveled"
-                             : profile == "universal" ? "kUniversal"
-                                                      : "kFifo";
-  return absl::StrCat("idem::Options options;\n",                                                   //
-                      "options.ttl = ", DurationExpression(workload.ttl), ";\n",                     //
-                      "options.lease = ", DurationExpression(workload.lease), ";\n",                 //
-                      "options.compaction = idem::CompactionProfile::", profile_name, ";\n",         //
-                      "options.bloom_bits_per_key = ", bloom_bits, ";\n",                            //
-                      "options.block_cache_bytes = ", SizeExpression(block_cache_bytes), ";\n",      //
-                      "options.write_buffer_size = ", SizeExpression(memtable_bytes), ";\n",         //
+  const char* profile_name = profile == "leveled" ? "kLeveled" : profile == "universal" ? "kUniversal" : "kFifo";
+  return absl::StrCat("idem::Options options;\n",                                                //
+                      "options.ttl = ", DurationExpression(workload.ttl), ";\n",                 //
+                      "options.lease = ", DurationExpression(workload.lease), ";\n",             //
+                      "options.compaction = idem::CompactionProfile::", profile_name, ";\n",     //
+                      "options.bloom_bits_per_key = ", bloom_bits, ";\n",                        //
+                      "options.block_cache_bytes = ", SizeExpression(block_cache_bytes), ";\n",  //
+                      "options.write_buffer_size = ", SizeExpression(memtable_bytes), ";\n",     //
                       "options.durable_reservations = ", durable_reservations ? "true" : "false", ";\n",
                       "options.sync = ", sync ? "true" : "false", ";\n");
 }
 
-std::vector<Configuration> Configurations(const std::vector<std::string>& profiles,
-                                          const std::vector<int>& bloom_bits,
+std::vector<Configuration> Configurations(const std::vector<std::string>& profiles, const std::vector<int>& bloom_bits,
                                           const std::vector<size_t>& block_cache_bytes,
                                           const std::vector<size_t>& memtable_bytes,
-                                          const std::vector<bool>& durable_reservations,
-                                          const std::vector<bool>& sync, uint64_t fifo_cap_bytes) {
+                                          const std::vector<bool>& durable_reservations, const std::vector<bool>& sync,
+                                          uint64_t fifo_cap_bytes) {
   std::vector<Configuration> out;
   for (const auto& profile : profiles) {
     for (int bits : bloom_bits) {
@@ -292,13 +288,9 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
             if (status.ok()) committed_at[event].store(commit_start, std::memory_order_release);
             break;
           }
-          case Verdict::kDuplicate:
-            duplicates.fetch_add(1, std::memory_order_relaxed);
-            break;
+          case Verdict::kDuplicate: duplicates.fetch_add(1, std::memory_order_relaxed); break;
           case Verdict::kInFlight:
-          case Verdict::kConflict:
-            in_flight.fetch_add(1, std::memory_order_relaxed);
-            break;
+          case Verdict::kConflict: in_flight.fetch_add(1, std::memory_order_relaxed); break;
         }
       }
       latency.Record(static_cast<uint64_t>(

@@ -9,23 +9,23 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "testing/workload.h"
 #include "idem/options.h"
+#include "testing/workload.h"
 
 namespace idem::tools {
 
 // The workload: what the queue delivers. Times are simulated unless said otherwise.
 struct Workload {
-  double rate = 2000;             // deliveries per simulated second (sets how fast simulated time passes)
-  double duplicate_rate = 0.1;    // share of deliveries that are redeliveries
+  double rate = 2000;                    // deliveries per simulated second (sets how fast simulated time passes)
+  double duplicate_rate = 0.1;           // share of deliveries that are redeliveries
   uint64_t duplicate_distance = 100000;  // a redelivery repeats one of the last N deliveries, uniformly
   bench::IdShape shape = bench::IdShape::kUuidV4;
   absl::Duration ttl = absl::Seconds(60);
   absl::Duration lease = absl::Seconds(5);
-  uint64_t events = 480000;       // deliveries per configuration
-  double max_seconds = 0;         // real-time cap per configuration (0 = none)
+  uint64_t events = 480000;  // deliveries per configuration
+  double max_seconds = 0;    // real-time cap per configuration (0 = none)
   int threads = 1;
-  size_t result_bytes = 16;       // size of the result stored with each commit
+  size_t result_bytes = 16;  // size of the result stored with each commit
 };
 
 // The knobs tune compares. `profile` also accepts "fifo-capped": FIFO with RocksDB's size cap left on
@@ -49,30 +49,30 @@ struct TimelinePoint {
   double simulated_seconds = 0;
   uint64_t disk_bytes = 0;  // every file in the store's directory (SST, WAL, MANIFEST)
   uint64_t sst_bytes = 0;
-  uint64_t live_ids = 0;    // IDs committed within the last TTL, as the generator knows
+  uint64_t live_ids = 0;  // IDs committed within the last TTL, as the generator knows
 };
 
 struct Result {
   Configuration config;
-  uint64_t events = 0;               // deliveries run (fewer than asked if max_seconds cut the run)
-  double seconds = 0;                // real time
-  double throughput = 0;             // deliveries per real second
-  absl::Duration p50, p99, p999;     // per delivery: Reserve (+ Commit when reserved)
+  uint64_t events = 0;            // deliveries run (fewer than asked if max_seconds cut the run)
+  double seconds = 0;             // real time
+  double throughput = 0;          // deliveries per real second
+  absl::Duration p50, p99, p999;  // per delivery: Reserve (+ Commit when reserved)
   uint64_t reserved = 0, duplicates = 0, in_flight = 0;
   // Deliveries answered `reserved` although the same ID had committed less than a TTL before: a
   // duplicate applied twice. Non-zero makes the configuration unsafe.
   uint64_t duplicates_admitted = 0;
   // Redeliveries of IDs older than the TTL that were admitted again (correct: their retention ended).
   uint64_t expired_readmitted = 0;
-  double fast_path_share = 0;        // reserves that read no data block (memory, memtable or filters)
-  double disk_reads_per_1000 = 0;    // data blocks read from disk per 1000 reserves
-  double write_amplification = 0;    // (flush + compaction bytes) / flush bytes
-  double space_amplification = 0;    // SST bytes at the end / SST bytes after a full expiry compaction
-  double bytes_per_live_id = 0;      // SST bytes at the end / live IDs
+  double fast_path_share = 0;      // reserves that read no data block (memory, memtable or filters)
+  double disk_reads_per_1000 = 0;  // data blocks read from disk per 1000 reserves
+  double write_amplification = 0;  // (flush + compaction bytes) / flush bytes
+  double space_amplification = 0;  // SST bytes at the end / SST bytes after a full expiry compaction
+  double bytes_per_live_id = 0;    // SST bytes at the end / live IDs
   uint64_t live_ids = 0;
   uint64_t sst_bytes = 0;
   std::vector<TimelinePoint> timeline;
-  std::string error;                 // non-empty if the run failed
+  std::string error;  // non-empty if the run failed
   // The store refused the configuration as unsafe (Attach: kFailedPrecondition, e.g. a FIFO size cap
   // that deletes live IDs); `error` says why. Unsafe, but not a failure of the run.
   bool refused_as_unsafe = false;
@@ -81,12 +81,11 @@ struct Result {
 };
 
 // Cartesian product of the axes.
-std::vector<Configuration> Configurations(const std::vector<std::string>& profiles,
-                                          const std::vector<int>& bloom_bits,
+std::vector<Configuration> Configurations(const std::vector<std::string>& profiles, const std::vector<int>& bloom_bits,
                                           const std::vector<size_t>& block_cache_bytes,
                                           const std::vector<size_t>& memtable_bytes,
-                                          const std::vector<bool>& durable_reservations,
-                                          const std::vector<bool>& sync, uint64_t fifo_cap_bytes);
+                                          const std::vector<bool>& durable_reservations, const std::vector<bool>& sync,
+                                          uint64_t fifo_cap_bytes);
 
 // Called about twice a second while a configuration runs.
 struct Progress {

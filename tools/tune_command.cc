@@ -87,13 +87,16 @@ CLI::App* AddTuneCommand(CLI::App& app, TuneFlags* f) {
       "fast-path share, and duplicates wrongly admitted (unsafe configurations are never recommended). "
       "Flags not given come from the preset; list flags take comma-separated values and tune runs every "
       "combination.");
-  tune->add_option("--preset", f->preset, "short (4 configurations, 4 TTL periods each: under a minute) or standard (12 configurations incl. memtable sizes and durable leases: several minutes)")
+  tune->add_option("--preset", f->preset,
+                   "short (4 configurations, 4 TTL periods each: under a minute) or standard (12 configurations incl. "
+                   "memtable sizes and durable leases: several minutes)")
       ->check(CLI::IsMember({"short", "standard"}))
       ->capture_default_str();
   tune->add_option("--ttl", f->ttl, "retention of committed IDs, simulated (short: 60s)");
   tune->add_option("--lease", f->lease, "reservation lease, simulated (default 5s)");
-  tune->add_option("--rate", f->rate, "deliveries per simulated second; sets how fast simulated time passes "
-                                      "(the run itself goes as fast as the store allows)")
+  tune->add_option("--rate", f->rate,
+                   "deliveries per simulated second; sets how fast simulated time passes "
+                   "(the run itself goes as fast as the store allows)")
       ->check(CLI::PositiveNumber);
   tune->add_option("--duplicates", f->duplicates, "share of deliveries that are redeliveries, 0..1 (default 0.1)")
       ->check(CLI::Range(0.0, 1.0));
@@ -105,8 +108,9 @@ CLI::App* AddTuneCommand(CLI::App& app, TuneFlags* f) {
   tune->add_option("--events", f->events, "deliveries per configuration")->check(CLI::PositiveNumber);
   tune->add_option("--max-seconds", f->max_seconds, "stop each configuration after this much real time");
   tune->add_option("--threads", f->threads, "worker threads (default 1)")->check(CLI::Range(1, 64));
-  tune->add_option("--profiles", f->profiles, "compaction profiles: leveled, universal, fifo, fifo-capped (FIFO "
-                                              "with RocksDB's size cap, scaled to --fifo-cap: shown unsafe)")
+  tune->add_option("--profiles", f->profiles,
+                   "compaction profiles: leveled, universal, fifo, fifo-capped (FIFO "
+                   "with RocksDB's size cap, scaled to --fifo-cap: shown unsafe)")
       ->delimiter(',')
       ->check(CLI::IsMember({"leveled", "universal", "fifo", "fifo-capped"}));
   tune->add_option("--bloom-bits", f->bloom_bits, "filter bits per key (0 = no filters)")

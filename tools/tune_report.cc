@@ -78,15 +78,9 @@ int BestResult(const std::vector<Result>& results, Objective objective) {
     const Result& b = results[best];
     bool better = false;
     switch (objective) {
-      case Objective::kThroughput:
-        better = r.throughput > b.throughput;
-        break;
-      case Objective::kP99:
-        better = r.p99 < b.p99;
-        break;
-      case Objective::kSpace:
-        better = r.bytes_per_live_id < b.bytes_per_live_id;
-        break;
+      case Objective::kThroughput: better = r.throughput > b.throughput; break;
+      case Objective::kP99: better = r.p99 < b.p99; break;
+      case Objective::kSpace: better = r.bytes_per_live_id < b.bytes_per_live_id; break;
     }
     if (better) best = static_cast<int>(i);
   }
@@ -98,11 +92,10 @@ void PrintTable(std::FILE* out, const Workload& workload, const std::vector<Resu
                 "workload: %s IDs, %.0f deliveries per simulated second, %.0f%% redeliveries from the last %d, "
                 "ttl %s, lease %s, %d thread(s)\n\n",
                 bench::ShapeName(workload.shape), workload.rate, workload.duplicate_rate * 100,
-                workload.duplicate_distance, absl::FormatDuration(workload.ttl),
-                absl::FormatDuration(workload.lease), workload.threads);
-  absl::FPrintF(out, "  %-44s %9s %8s %8s %8s %6s %6s %7s %7s %8s %9s  %s\n", "configuration", "events/s",
-                "p50 us", "p99 us", "p999 us", "w-amp", "s-amp", "B/ID", "fast %", "disk/1k", "sim min",
-                "safety");
+                workload.duplicate_distance, absl::FormatDuration(workload.ttl), absl::FormatDuration(workload.lease),
+                workload.threads);
+  absl::FPrintF(out, "  %-44s %9s %8s %8s %8s %6s %6s %7s %7s %8s %9s  %s\n", "configuration", "events/s", "p50 us",
+                "p99 us", "p999 us", "w-amp", "s-amp", "B/ID", "fast %", "disk/1k", "sim min", "safety");
   for (size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
     std::string safety;
@@ -120,8 +113,8 @@ void PrintTable(std::FILE* out, const Workload& workload, const std::vector<Resu
     }
     const double sim_minutes = r.events / workload.rate / 60;
     absl::FPrintF(out, "%s %-44s %9.0f %8.1f %8.1f %8.1f %6.2f %6.2f %7.1f %7.1f %8.2f %9.1f  %s\n",
-                  static_cast<int>(i) == best ? "*" : " ", r.config.Name(), r.throughput, Micros(r.p50),
-                  Micros(r.p99), Micros(r.p999), r.write_amplification, r.space_amplification, r.bytes_per_live_id,
+                  static_cast<int>(i) == best ? "*" : " ", r.config.Name(), r.throughput, Micros(r.p50), Micros(r.p99),
+                  Micros(r.p999), r.write_amplification, r.space_amplification, r.bytes_per_live_id,
                   r.fast_path_share * 100, r.disk_reads_per_1000, sim_minutes, safety);
   }
   absl::FPrintF(out,
@@ -154,8 +147,8 @@ std::string WriteCsv(const std::string& dir, const Workload& workload, const std
         c.Name(), c.profile, c.bloom_bits, c.block_cache_bytes, c.memtable_bytes, c.durable_reservations, c.sync,
         absl::ToDoubleSeconds(workload.ttl), r.events, r.seconds, r.throughput, Micros(r.p50), Micros(r.p99),
         Micros(r.p999), r.reserved, r.duplicates, r.in_flight, r.duplicates_admitted, r.expired_readmitted,
-        r.fast_path_share, r.disk_reads_per_1000, r.write_amplification, r.space_amplification,
-        r.bytes_per_live_id, r.live_ids, r.sst_bytes, r.safe() ? "yes" : "no", r.error);
+        r.fast_path_share, r.disk_reads_per_1000, r.write_amplification, r.space_amplification, r.bytes_per_live_id,
+        r.live_ids, r.sst_bytes, r.safe() ? "yes" : "no", r.error);
     for (const TimelinePoint& p : r.timeline) {
       timeline << absl::StrFormat("%s,%.3f,%d,%d,%d\n", c.Name(), p.simulated_seconds, p.disk_bytes, p.sst_bytes,
                                   p.live_ids);

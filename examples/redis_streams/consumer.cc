@@ -41,11 +41,11 @@ struct Counters {
 
 void WriteStats(const std::string& path, const Counters& c, const idem::ProcessorStats& s) {
   std::ofstream out(path + ".tmp");
-  out << "deliveries " << c.deliveries << "\nacked " << c.acked << "\ndead_letters " << c.dead_letters
-      << "\napplied " << s.applied << "\nduplicates " << s.duplicates << "\nretry_later " << s.retry_later
-      << "\nconflicts " << s.conflicts << "\ntakeovers " << s.store.takeovers << "\nlease_lost " << s.lease_lost
-      << "\nunavailable " << s.unavailable << "\npauses " << s.pauses << "\nresumes " << s.resumes
-      << "\nstep_p50_ns " << absl::ToInt64Nanoseconds(s.step_latency.p50) << "\nstep_p99_ns "
+  out << "deliveries " << c.deliveries << "\nacked " << c.acked << "\ndead_letters " << c.dead_letters << "\napplied "
+      << s.applied << "\nduplicates " << s.duplicates << "\nretry_later " << s.retry_later << "\nconflicts "
+      << s.conflicts << "\ntakeovers " << s.store.takeovers << "\nlease_lost " << s.lease_lost << "\nunavailable "
+      << s.unavailable << "\npauses " << s.pauses << "\nresumes " << s.resumes << "\nstep_p50_ns "
+      << absl::ToInt64Nanoseconds(s.step_latency.p50) << "\nstep_p99_ns "
       << absl::ToInt64Nanoseconds(s.step_latency.p99) << "\nstep_count " << s.step_latency.count
       << "\nredis_reconnects " << c.redis_reconnects << "\n";
   out.close();
@@ -146,17 +146,18 @@ int main(int argc, char** argv) {
     std::vector<StreamEntry> entries;
     if (!own_pending_done) {
       // After a restart: what this consumer name read but never acknowledged.
-      entries = idem::example::ParseReadGroup(
-          redis.Command({"XREADGROUP", "GROUP", idem::example::kGroup, name, "COUNT", std::to_string(batch),
-                         "STREAMS", stream, "0"}).get());
+      entries = idem::example::ParseReadGroup(redis
+                                                  .Command({"XREADGROUP", "GROUP", idem::example::kGroup, name, "COUNT",
+                                                            std::to_string(batch), "STREAMS", stream, "0"})
+                                                  .get());
       if (entries.empty()) own_pending_done = true;
     }
     if (entries.empty() && now_ms() - last_claim_ms >= static_cast<uint64_t>(absl::ToInt64Milliseconds(lease) / 2)) {
       last_claim_ms = now_ms();
       // Entries idle longer than a lease: their consumer died, or they were left for a retry.
-      auto claimed = redis.Command({"XAUTOCLAIM", stream, idem::example::kGroup, name,
-                                    std::to_string(absl::ToInt64Milliseconds(lease)), "0-0", "COUNT",
-                                    std::to_string(batch)});
+      auto claimed =
+          redis.Command({"XAUTOCLAIM", stream, idem::example::kGroup, name,
+                         std::to_string(absl::ToInt64Milliseconds(lease)), "0-0", "COUNT", std::to_string(batch)});
       if (claimed && claimed->type == REDIS_REPLY_ARRAY && claimed->elements >= 2) {
         entries = idem::example::ParseEntries(claimed->element[1]);
       }
@@ -166,9 +167,11 @@ int main(int argc, char** argv) {
       if (entries.size() >= static_cast<size_t>(batch)) last_claim_ms = 0;
     }
     if (entries.empty()) {
-      entries = idem::example::ParseReadGroup(
-          redis.Command({"XREADGROUP", "GROUP", idem::example::kGroup, name, "COUNT", std::to_string(batch),
-                         "BLOCK", "100", "STREAMS", stream, ">"}).get());
+      entries =
+          idem::example::ParseReadGroup(redis
+                                            .Command({"XREADGROUP", "GROUP", idem::example::kGroup, name, "COUNT",
+                                                      std::to_string(batch), "BLOCK", "100", "STREAMS", stream, ">"})
+                                            .get());
     }
     if (now_ms() - last_stats_ms > 200) {
       WriteStats(stats_path, counters, processor.GetStats());
@@ -189,8 +192,8 @@ int main(int argc, char** argv) {
     // Poison without an event ID cannot even be reserved: dead-letter it at once.
     std::vector<const StreamEntry*> valid;
     auto dead_letter = [&](const StreamEntry& e, const std::string& reason) {
-      std::vector<std::string> args = {"XADD", idem::example::kDeadLetters, "*", "reason", reason, "stream", stream,
-                                       "entry", e.id};
+      std::vector<std::string> args = {
+          "XADD", idem::example::kDeadLetters, "*", "reason", reason, "stream", stream, "entry", e.id};
       for (const auto& [k, v] : e.fields) {
         args.push_back("field:" + k);
         args.push_back(v.size() > 64 ? v.substr(0, 64) + "..." : v);
@@ -251,8 +254,8 @@ int main(int argc, char** argv) {
         redis.Command({"XACK", stream, idem::example::kGroup, e.id});
         counters.acked++;
       } else if (results[i].DeadLetter()) {
-        dead_letter(e, std::string(idem::OutcomeName(results[i].outcome)) + ": " +
-                           std::string(results[i].status.message()));
+        dead_letter(
+            e, std::string(idem::OutcomeName(results[i].outcome)) + ": " + std::string(results[i].status.message()));
       }
       // Otherwise (retry later, lease lost, unavailable) the entry stays pending and is claimed again.
     }

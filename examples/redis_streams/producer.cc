@@ -59,19 +59,26 @@ int main(int argc, char** argv) {
     const std::string stream = idem::example::StreamName(static_cast<int>(i % partitions));
     redis.Command({"XADD", stream, "*", "account", "acct-0", "amount", "5"});
     redis.Command({"XADD", stream, "*", "event_id", std::string(600, 'x'), "account", "acct-0", "amount", "5"});
-    redis.Command({"XADD", stream, "*", "event_id", "poison-" + std::to_string(i), "account", "acct-0",
-                   "amount", "not-a-number"});
+    redis.Command({"XADD", stream, "*", "event_id", "poison-" + std::to_string(i), "account", "acct-0", "amount",
+                   "not-a-number"});
     sent += 3;
   }
-  std::vector<std::string> hset = {"HSET", idem::example::kExpected, "distinct", std::to_string(events),
-                                   "deliveries_sent", std::to_string(sent), "resent", std::to_string(resent),
-                                   "poison", std::to_string(poison * 3)};
+  std::vector<std::string> hset = {"HSET",
+                                   idem::example::kExpected,
+                                   "distinct",
+                                   std::to_string(events),
+                                   "deliveries_sent",
+                                   std::to_string(sent),
+                                   "resent",
+                                   std::to_string(resent),
+                                   "poison",
+                                   std::to_string(poison * 3)};
   for (const auto& [account, total] : expected) {
     hset.push_back("total:" + account);
     hset.push_back(std::to_string(total));
   }
   redis.Command(hset);
-  std::printf("produced %ld events as %ld messages (%ld re-sent with the same ID, %ld poison)\n", events, sent,
-              resent, poison * 3);
+  std::printf("produced %ld events as %ld messages (%ld re-sent with the same ID, %ld poison)\n", events, sent, resent,
+              poison * 3);
   return 0;
 }

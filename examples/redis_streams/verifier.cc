@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
     if (key == "distinct") expected_distinct = std::stoll(value);
     if (key.rfind("total:", 0) == 0) expected_totals[key.substr(6)] = std::stoll(value);
   }
-  std::map<std::string, int> applications;   // event -> times applied
-  std::map<std::string, long long> totals;   // account -> sum
+  std::map<std::string, int> applications;  // event -> times applied
+  std::map<std::string, long long> totals;  // account -> sum
   for (int p = 0; p < partitions; ++p) {
     const std::string path = dir + "/part-" + std::to_string(p);
     std::vector<std::string> names;
@@ -50,9 +50,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<rocksdb::DB> db(raw);
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), db->DefaultColumnFamily()));
     for (it->Seek("applied/"); it->Valid() && it->key().starts_with("applied/"); it->Next()) {
-      const std::string key = it->key().ToString();            // applied/<event>/<token>
+      const std::string key = it->key().ToString();  // applied/<event>/<token>
       const std::string event = key.substr(8, key.rfind('/') - 8);
-      const std::string value = it->value().ToString();        // <account>:<amount>
+      const std::string value = it->value().ToString();  // <account>:<amount>
       applications[event]++;
       totals[value.substr(0, value.find(':'))] += std::stoll(value.substr(value.find(':') + 1));
     }

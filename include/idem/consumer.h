@@ -73,8 +73,8 @@ struct Event {
 
 struct HandleResult {
   Outcome outcome = Outcome::kUnavailable;
-  std::string result;  // the handler's result (kApplied) or the stored one (kDuplicate, kConflict)
-  uint64_t token = 0;  // the fencing token the handler ran under
+  std::string result;   // the handler's result (kApplied) or the stored one (kDuplicate, kConflict)
+  uint64_t token = 0;   // the fencing token the handler ran under
   absl::Status status;  // why, for every outcome but kApplied/kDuplicate
   // Whether the queue may forget the message. Dead-letter outcomes are acked only after the caller
   // has recorded the message elsewhere; see DeadLetter().
@@ -87,8 +87,8 @@ struct HandleResult {
 
 struct EventContext {
   std::string_view event_id;
-  uint64_t token = 0;               // pass to downstream systems that can fence stale writers
-  rocksdb::WriteBatch* effects;     // writes to other column families of the store's DB
+  uint64_t token = 0;            // pass to downstream systems that can fence stale writers
+  rocksdb::WriteBatch* effects;  // writes to other column families of the store's DB
 };
 
 // Returns the result to store with the marker, or an error: kInvalidArgument / kFailedPrecondition

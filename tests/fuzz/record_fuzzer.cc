@@ -26,8 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string again = EncodeRecord(*record);
     absl::StatusOr<Record> round = DecodeRecord(again);
     if (!round.ok() || round->state != record->state || round->deadline_us != record->deadline_us ||
-        round->token != record->token || round->fingerprint != record->fingerprint ||
-        round->result != record->result) {
+        round->token != record->token || round->fingerprint != record->fingerprint || round->result != record->result) {
       std::abort();
     }
   } else if (record.status().code() != absl::StatusCode::kDataLoss) {
