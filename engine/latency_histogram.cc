@@ -1,8 +1,8 @@
-#include "engine/latency_histogram.h"
+#include "idem/latency_histogram.h"
 
 #include <vector>
 
-namespace idem::engine {
+namespace idem {
 
 int LatencyHistogram::BucketOf(uint64_t nanos) {
   if (nanos < (1u << kSubBits)) return static_cast<int>(nanos);
@@ -53,4 +53,4 @@ LatencySummary LatencyHistogram::Summary() const {
   return summary;
 }
 
-}  // namespace idem::engine
+}  // namespace idem

@@ -28,7 +28,7 @@ namespace {
 
 class LatencyTimer {
  public:
-  explicit LatencyTimer(engine::LatencyHistogram* histogram)
+  explicit LatencyTimer(LatencyHistogram* histogram)
       : histogram_(histogram), start_(std::chrono::steady_clock::now()) {}
   ~LatencyTimer() {
     histogram_->Record(static_cast<uint64_t>(
@@ -36,7 +36,7 @@ class LatencyTimer {
   }
 
  private:
-  engine::LatencyHistogram* histogram_;
+  LatencyHistogram* histogram_;
   std::chrono::steady_clock::time_point start_;
 };
 

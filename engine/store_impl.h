@@ -20,7 +20,6 @@
 #include "engine/expiry_maintenance.h"
 #include "engine/hold_table.h"
 #include "engine/key_locks.h"
-#include "engine/latency_histogram.h"
 #include "engine/memory_tables.h"
 #include "engine/periodic.h"
 #include "engine/record.h"
@@ -28,6 +27,7 @@
 #include "engine/store_registry.h"
 #include "engine/sync.h"
 #include "engine/token_source.h"
+#include "idem/latency_histogram.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/listener.h"
@@ -157,7 +157,7 @@ class Store::Impl {
   std::unique_ptr<engine::HoldTable> holds_;
   engine::RecentCommits recent_;
   mutable Counters counters_;
-  engine::LatencyHistogram reserve_latency_, commit_latency_;
+  LatencyHistogram reserve_latency_, commit_latency_;
   engine::ExpiryMaintenance expiry_;
 
   using Operation = engine::DbLifecycle::Pin;

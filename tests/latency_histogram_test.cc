@@ -1,4 +1,4 @@
-#include "engine/latency_histogram.h"
+#include "idem/latency_histogram.h"
 
 #include "tests/test_util.h"
 

@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "engine/latency_histogram.h"
 #include "engine/rocksdb_options.h"
+#include "idem/latency_histogram.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/perf_context.h"
@@ -234,7 +234,7 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
     return live;
   };
 
-  engine::LatencyHistogram latency;
+  LatencyHistogram latency;
   std::atomic<uint64_t> next{0};
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> reserved{0}, duplicates{0}, in_flight{0}, admitted{0}, readmitted{0};

@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "idem/consumer.h"
 #include "idem/store.h"
 
 int main(int argc, char** argv) {
@@ -10,6 +11,12 @@ int main(int argc, char** argv) {
   auto r = (*store)->Reserve("package-test");
   if (!r.ok() || r->verdict != idem::Verdict::kReserved) return 1;
   if (!(*store)->Commit("package-test", r->token).ok()) return 1;
+  if ((*store)->Reserve("package-test")->verdict != idem::Verdict::kDuplicate) return 1;
+  // The runtime target installs and links too.
+  idem::Processor processor(store->get());
+  const idem::HandleResult h = processor.Handle(
+      {"package-processor"}, [](const idem::EventContext&) -> absl::StatusOr<std::string> { return "ok"; });
+  if (h.outcome != idem::Outcome::kApplied) return 1;
   std::puts("installed idem works");
-  return (*store)->Reserve("package-test")->verdict == idem::Verdict::kDuplicate ? 0 : 1;
+  return 0;
 }

@@ -12,7 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/latency_histogram.h"
+#include "idem/latency_histogram.h"
 #include "rocksdb/write_batch.h"
 
 namespace idem {
@@ -382,7 +382,7 @@ class Processor::Impl {
   std::atomic<uint64_t> outcomes_[kOutcomeCount] = {};  // indexed like kOutcomes
   std::atomic<uint64_t> pauses_{0}, resumes_{0}, resume_attempts_{0};
   std::atomic<uint64_t> heartbeats_{0};
-  engine::LatencyHistogram step_latency_;
+  LatencyHistogram step_latency_;
   std::atomic<bool> paused_{false};
 
   std::mutex mu_;  // guards stop_, unknown_; the condition for both background threads
