@@ -7,10 +7,11 @@
 #include <string>
 
 #include "examples/redis_streams/flags.h"
-#include "examples/redis_streams/redis.h"
+#include "examples/redis_streams/layout.h"
+#include "idem/redis_streams.h"
 
+using idem::RedisConnection;
 using idem::example::Flags;
-using idem::example::Redis;
 
 int main(int argc, char** argv) {
   Flags flags(argc, argv);
@@ -20,7 +21,7 @@ int main(int argc, char** argv) {
   const double resend = flags.Double("resend", 0.2);
   const long accounts = flags.Int("accounts", 10);
   const long poison = flags.Int("poison", 0);
-  Redis redis("127.0.0.1", port);
+  RedisConnection redis("127.0.0.1", port);
   if (!redis.ok()) {
     std::fprintf(stderr, "producer: cannot connect to redis on port %d: %s\n", port, redis.error().c_str());
     return 1;

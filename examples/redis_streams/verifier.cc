@@ -8,8 +8,9 @@
 #include <vector>
 
 #include "examples/redis_streams/flags.h"
-#include "examples/redis_streams/redis.h"
+#include "examples/redis_streams/layout.h"
 #include "idem/options.h"
+#include "idem/redis_streams.h"
 #include "rocksdb/db.h"
 
 int main(int argc, char** argv) {
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
   const int port = static_cast<int>(flags.Int("port", 6379));
   const std::string dir = flags.Get("db", "/tmp/idem-consumer");
   const int partitions = static_cast<int>(flags.Int("partitions", 2));
-  idem::example::Redis redis("127.0.0.1", port);
+  idem::RedisConnection redis("127.0.0.1", port);
   if (!redis.ok()) {
     std::fprintf(stderr, "verifier: cannot connect to redis\n");
     return 1;
