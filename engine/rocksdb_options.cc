@@ -101,9 +101,9 @@ absl::Status ValidateOptions(const Options& options) {
   if (options.ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("ttl must be positive");
   if (options.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("lease must be positive");
   if (options.lease >= options.ttl) {
-    return absl::InvalidArgumentError(absl::StrCat("lease (", absl::FormatDuration(options.lease),
-                                                   ") must be shorter than ttl (", absl::FormatDuration(options.ttl),
-                                                   "): a duplicate must be remembered longer than a reservation"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease (", absl::FormatDuration(options.lease), ") must be shorter than the ttl (",
+                     absl::FormatDuration(options.ttl), "): a duplicate must be remembered longer than a reservation"));
   }
   if (options.column_family.empty()) return absl::InvalidArgumentError("column_family must not be empty");
   if (options.max_id_bytes == 0 || options.max_id_bytes > (1u << 20)) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/printable.h"
+#include "engine/record_scan.h"
 #include "engine/status_util.h"
 #include "engine/store_impl.h"
 #include "rocksdb/write_batch.h"
@@ -72,14 +73,15 @@ absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limi
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   std::vector<InDoubtReservation> found;
-  std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), cf()));
-  for (it->SeekToFirst(); it->Valid() && found.size() < limit; it->Next()) {
-    if (it->key().empty()) continue;  // metadata
-    absl::StatusOr<Record> record = engine::DecodeRecord(std::string_view(it->value().data(), it->value().size()));
-    if (!record.ok() || record->state != RecordState::kReserved) continue;
-    found.push_back({it->key().ToString(), record->token, FromMicros(record->deadline_us)});
-  }
-  if (!it->status().ok()) return engine::FromRocks(it->status(), "listing reservations in doubt");
+  if (limit == 0) return found;
+  // Expired ones are included: their holders are gone, and the next Reserve of each takes it over.
+  absl::Status scanned = engine::ScanRecords(db(), cf(), engine::ToMicros(Now()), [&](const engine::ScannedRecord& r) {
+    if (r.record.ok() && r.record->state == RecordState::kReserved) {
+      found.push_back({std::string(r.key), r.record->token, FromMicros(r.record->deadline_us)});
+    }
+    return found.size() < limit;
+  });
+  if (!scanned.ok()) return scanned;
   return found;
 }
 

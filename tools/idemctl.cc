@@ -32,8 +32,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "engine/printable.h"
 #include "engine/record.h"
+#include "engine/record_scan.h"
 #include "engine/store_metadata.h"
+#include "engine/store_time.h"
+#include "idem/clock.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
@@ -49,18 +53,11 @@ using idem::engine::RecordState;
 constexpr int kExitFailed = 1;
 constexpr int kExitCannotOpen = 3;
 
-std::string Printable(std::string_view bytes, bool hex) {
-  if (hex) return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
-  std::string out;
-  for (unsigned char c : bytes) {
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      absl::StrAppendFormat(&out, "\\x%02x", c);
-    }
-  }
-  return out;
-}
+// Expiry judged as a store with default options judges it: its clock (idem::SystemClock()).
+int64_t NowMicros() { return idem::engine::ToMicros(idem::SystemClock()->Now()); }
+
+// Keys as idemctl prints them: the engine's escaper, whole (or hex with --hex).
+std::string Printable(std::string_view bytes, bool hex) { return idem::engine::PrintableAll(bytes, hex); }
 
 std::string Times(int64_t deadline_us) {
   const absl::Time t = absl::FromUnixMicros(deadline_us);
@@ -129,30 +126,27 @@ Census Count(const ReadOnlyStore& store, bool hex_keys) {
     absl::StatusOr<idem::engine::StoreMetadata> m = idem::engine::DecodeMetadata(meta);
     if (m.ok()) c.token_high_water = m->token_high_water;
   }
-  const int64_t now_us = absl::ToUnixMicros(absl::Now());
-  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), store.cf()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const std::string_view value(it->value().data(), it->value().size());
-    if (it->key().empty()) {  // the token mark of a store from before the metadata moved
-      absl::StatusOr<uint64_t> hw = idem::engine::DecodeMeta(value);
-      if (hw.ok() && !c.token_high_water) c.token_high_water = *hw;
-      continue;
+  if (!c.token_high_water) {
+    // A store from before the metadata moved kept its token mark under the empty key.
+    if (store.db()->Get(rocksdb::ReadOptions(), store.cf(), rocksdb::Slice(), &meta).ok()) {
+      absl::StatusOr<uint64_t> hw = idem::engine::DecodeMeta(meta);
+      if (hw.ok()) c.token_high_water = *hw;
     }
-    absl::StatusOr<Record> r = DecodeRecord(value);
-    if (!r.ok()) {
+  }
+  idem::engine::ScanRecords(store.db(), store.cf(), NowMicros(), [&](const idem::engine::ScannedRecord& r) {
+    if (!r.record.ok()) {
       c.corrupt++;
-      c.corrupt_keys.push_back(Printable(std::string_view(it->key().data(), it->key().size()), hex_keys));
-      continue;
-    }
-    if (r->deadline_us <= now_us) {
+      c.corrupt_keys.push_back(Printable(r.key, hex_keys));
+    } else if (r.expired) {
       c.expired++;
-    } else if (r->state == RecordState::kDone) {
+    } else if (r.record->state == RecordState::kDone) {
       c.done++;
     } else {
       c.reserved++;
     }
-    c.result_bytes += r->result.size();
-  }
+    if (r.record.ok()) c.result_bytes += r.record->result.size();
+    return true;
+  }).IgnoreError();  // a read error shows as fewer records; verify and get say more
   return c;
 }
 
@@ -246,7 +240,7 @@ std::optional<std::string> KeyFromArgument(const std::string& id, bool hex) {
 }
 
 void PrintRecord(std::string_view key, const Record& r, bool hex) {
-  const bool expired = r.deadline_us <= absl::ToUnixMicros(absl::Now());
+  const bool expired = r.deadline_us <= NowMicros();
   std::printf("%s  %s%s  token %llu  %s %s  result %zu bytes\n", Printable(key, hex).c_str(),
               r.state == RecordState::kDone ? "done" : "reserved", expired ? " (expired)" : "",
               (unsigned long long)r.token, r.state == RecordState::kDone ? "retained until" : "lease until",
@@ -420,21 +414,25 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (scan->parsed()) {
-    std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), store.cf()));
     long shown = 0;
-    for (it->SeekToFirst(); it->Valid() && shown < limit; it->Next()) {
-      if (it->key().empty()) continue;
-      const std::string_view key(it->key().data(), it->key().size());
-      absl::StatusOr<Record> r = DecodeRecord(std::string_view(it->value().data(), it->value().size()));
-      if (!r.ok()) {
-        std::printf("%s  CORRUPT (%s)\n", Printable(key, hex).c_str(), std::string(r.status().message()).c_str());
-        ++shown;
-        continue;
-      }
-      if (state == "reserved" && r->state != RecordState::kReserved) continue;
-      if (state == "done" && r->state != RecordState::kDone) continue;
-      PrintRecord(key, *r, hex);
-      ++shown;
+    const absl::Status scanned =
+        idem::engine::ScanRecords(store.db(), store.cf(), NowMicros(), [&](const idem::engine::ScannedRecord& r) {
+          if (shown >= limit) return false;
+          if (!r.record.ok()) {
+            std::printf("%s  CORRUPT (%s)\n", Printable(r.key, hex).c_str(),
+                        std::string(r.record.status().message()).c_str());
+            ++shown;
+            return true;
+          }
+          if (state == "reserved" && r.record->state != RecordState::kReserved) return true;
+          if (state == "done" && r.record->state != RecordState::kDone) return true;
+          PrintRecord(r.key, *r.record, hex);
+          ++shown;
+          return true;
+        });
+    if (!scanned.ok()) {
+      std::fprintf(stderr, "idemctl: %s\n", std::string(scanned.message()).c_str());
+      return kExitFailed;
     }
     return 0;
   }

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "engine/printable.h"
 #include "engine/record.h"
 #include "engine/wal_scan.h"
 #include "idem/options.h"
@@ -16,11 +16,6 @@
 
 namespace idem::tools {
 namespace {
-
-std::string Shown(const std::string& key, bool hex) {
-  if (hex) return absl::BytesToHexString(key);
-  return absl::CHexEscape(key);
-}
 
 // Collects what a dropped batch held: idem records by state, and the count of other writes.
 class DroppedWrites : public rocksdb::WriteBatch::Handler {
@@ -144,7 +139,7 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
         unreadable ? absl::StrFormat(", %zu unreadable", unreadable).c_str() : "", dropped.commits.size(),
         dropped.reservations.size(), dropped.releases.size(), dropped.other);
     for (const std::string& id : dropped.commits) {
-      std::printf("forgotten commit: %s\n", Shown(id, hex_keys).c_str());
+      std::printf("forgotten commit: %s\n", engine::PrintableAll(id, hex_keys).c_str());
     }
     std::printf(
         "A redelivery of a forgotten commit is new again and will be applied again; its effects in this "

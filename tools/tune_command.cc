@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "engine/rocksdb_options.h"
+#include "idem/options.h"
 #include "tools/tune.h"
 #include "tools/tune_report.h"
 
@@ -154,10 +156,15 @@ int RunTune(const TuneFlags& f) {
   if (!PresetNamed(f.preset, &p)) return kExitUsage;
   Workload w = p.workload;
   if (!ParseDurationFlag(f.ttl, "ttl", &w.ttl) || !ParseDurationFlag(f.lease, "lease", &w.lease)) return kExitUsage;
-  if (w.lease >= w.ttl) {
-    std::fprintf(stderr, "idemctl tune: the lease (%s) must be shorter than the ttl (%s)\n",
-                 absl::FormatDuration(w.lease).c_str(), absl::FormatDuration(w.ttl).c_str());
-    return kExitUsage;
+  {
+    // The store's own check (lease < ttl and the rest), not a copy of it.
+    Options check;
+    check.ttl = w.ttl;
+    check.lease = w.lease;
+    if (absl::Status s = engine::ValidateOptions(check); !s.ok()) {
+      std::fprintf(stderr, "idemctl tune: %s\n", std::string(s.message()).c_str());
+      return kExitUsage;
+    }
   }
   if (f.rate > 0) w.rate = f.rate;
   if (f.duplicates >= 0) w.duplicate_rate = f.duplicates;

@@ -1,7 +1,7 @@
 // A driver for the fuzz targets when the compiler has no libFuzzer (GCC builds): runs every file of the
 // corpus directories given, then -runs=N random inputs (default 1000) of up to 600 bytes, seeded by
 // -seed=S. Unguided, but it keeps the targets compiled and their properties exercised in every build;
-// coverage-guided fuzzing runs in the clang build (scripts/test, tests/fuzz/README.md).
+// coverage-guided fuzzing runs in the clang build (scripts/test; docs/RELIABILITY.md, "Fuzzing").
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -1,0 +1,34 @@
+// Walks a store's records in key order, decoded and judged expired or live at a given store time: one
+// scanner for the store (InDoubt) and its tools (idemctl stats, scan, verify), so that both read records
+// and decide expiry the same way.
+//
+// Thread safety: a function of its arguments; the DB's own thread safety applies.
+#ifndef IDEM_ENGINE_RECORD_SCAN_H_
+#define IDEM_ENGINE_RECORD_SCAN_H_
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/record.h"
+#include "rocksdb/db.h"
+
+namespace idem::engine {
+
+struct ScannedRecord {
+  std::string_view key;           // valid during the visit only
+  absl::StatusOr<Record> record;  // kDataLoss when the value does not decode; views valid during the visit
+  bool expired = false;           // past its deadline at the scan's time (reads treat it as absent)
+};
+
+// Calls `visit` for each record of `cf` (the legacy metadata under the empty key is skipped) until it
+// returns false. `now_us`: store time in microseconds, e.g. StoreTime::NowMicros(). The iterator's
+// error, if it failed (kUnavailable, kDataLoss).
+absl::Status ScanRecords(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, int64_t now_us,
+                         const std::function<bool(const ScannedRecord&)>& visit);
+
+}  // namespace idem::engine
+
+#endif  // IDEM_ENGINE_RECORD_SCAN_H_
