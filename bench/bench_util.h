@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "benchmark/benchmark.h"
+#include "engine/column_families.h"
 #include "engine/rocksdb_options.h"
 #include "idem/options.h"
 #include "rocksdb/db.h"
@@ -77,10 +78,10 @@ class RawDb {
  public:
   RawDb(const Options& options, const std::string& path) {
     rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}, {"idem", ColumnFamilyOptionsFor(options)}};
+    const engine::StoreColumnFamilies families = engine::ColumnFamiliesFor(options, {});
+    records_index = families.records_index;
     rocksdb::DB* raw = nullptr;
-    status = rocksdb::DB::Open(db_options, path, cfs, &handles, &raw);
+    status = rocksdb::DB::Open(db_options, path, families.descriptors, &handles, &raw);
     db.reset(raw);
     write_options.sync = options.sync;
   }
@@ -89,7 +90,7 @@ class RawDb {
       for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     }
   }
-  rocksdb::ColumnFamilyHandle* cf() const { return handles[1]; }
+  rocksdb::ColumnFamilyHandle* cf() const { return handles[records_index]; }
   void FlushAndCompact() {
     db->Flush(rocksdb::FlushOptions(), cf()).PermitUncheckedError();
     rocksdb::CompactRangeOptions compact;
@@ -100,6 +101,7 @@ class RawDb {
   rocksdb::Status status;
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  size_t records_index = 0;
   rocksdb::WriteOptions write_options;
 };
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "engine/column_families.h"
 #include "engine/record.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
@@ -168,21 +169,7 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
   }
   rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
   idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
-  // The other column families (the default one holds idem's metadata) get small memtables: RocksDB
-  // preallocates each WAL file at 1.1 x the largest write buffer of any column family, and the default
-  // 64 MiB would reserve that much disk whatever Options::write_buffer_size says.
-  rocksdb::ColumnFamilyOptions other_cf;
-  other_cf.write_buffer_size = std::min<size_t>(options.write_buffer_size, 4 << 20);
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  size_t idem_index = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == options.column_family) {
-      idem_index = i;
-      descriptors.emplace_back(names[i], idem_cf);
-    } else {
-      descriptors.emplace_back(names[i], other_cf);
-    }
-  }
+  const StoreColumnFamilies families = ColumnFamiliesFor(options, names, idem_cf);
   if (options.env == nullptr && listed.ok()) {
     // RocksDB takes damage in the last block of a WAL for a torn tail and drops what follows quietly.
     if (absl::Status s = CheckWalTails(path); !s.ok()) {
@@ -193,10 +180,10 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
   }
   OpenedDb opened;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &opened.handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, families.descriptors, &opened.handles, &raw);
   if (!s.ok()) return OpenError(s, path);
   opened.db.reset(raw);
-  opened.records = opened.handles[idem_index];
+  opened.records = opened.handles[families.records_index];
   return opened;
 }
 

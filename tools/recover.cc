@@ -1,11 +1,13 @@
 #include "tools/recover.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "engine/column_families.h"
 #include "engine/printable.h"
 #include "engine/record.h"
 #include "engine/wal_scan.h"
@@ -84,21 +86,16 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
     std::fprintf(stderr, "idemctl: '%s' is not a RocksDB store: %s\n", path.c_str(), s.ToString().c_str());
     return 1;
   }
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  size_t idem_index = names.size();
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == column_family) idem_index = i;
-    cfs.emplace_back(names[i],
-                     names[i] == column_family ? ColumnFamilyOptionsFor(options) : rocksdb::ColumnFamilyOptions());
-  }
-  if (idem_index == names.size()) {
+  if (std::find(names.begin(), names.end(), column_family) == names.end()) {
     std::fprintf(stderr, "idemctl: '%s' has no column family '%s'; not an idem store?\n", path.c_str(),
                  column_family.c_str());
     return 1;
   }
+  const engine::StoreColumnFamilies families = engine::ColumnFamiliesFor(options, names);
+  const size_t idem_index = families.records_index;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  s = rocksdb::DB::Open(db_options, path, cfs, &handles, &raw);
+  s = rocksdb::DB::Open(db_options, path, families.descriptors, &handles, &raw);
   if (!s.ok()) {
     std::fprintf(stderr, "idemctl: recovery failed: %s\n", s.ToString().c_str());
     return 1;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "engine/column_families.h"
 #include "engine/rocksdb_options.h"
 #include "idem/latency_histogram.h"
 #include "idem/store.h"
@@ -186,16 +187,15 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
     if (config.profile == "fifo-capped") {
       cf_options.compaction_options_fifo.max_table_files_size = config.fifo_cap_bytes;
     }
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, {}},
-                                                        {options.column_family, cf_options}};
+    const engine::StoreColumnFamilies families = engine::ColumnFamiliesFor(options, {}, cf_options);
     rocksdb::DB* raw = nullptr;
-    rocksdb::Status s = rocksdb::DB::Open(db_options, path, cfs, &scratch.handles, &raw);
+    rocksdb::Status s = rocksdb::DB::Open(db_options, path, families.descriptors, &scratch.handles, &raw);
     if (!s.ok()) {
       result.error = s.ToString();
       return result;
     }
     scratch.db.reset(raw);
-    auto store = Store::Attach(raw, scratch.handles[1], options);
+    auto store = Store::Attach(raw, scratch.handles[families.records_index], options);
     if (!store.ok()) {
       result.error = std::string(store.status().message());
       result.refused_as_unsafe = store.status().code() == absl::StatusCode::kFailedPrecondition;
