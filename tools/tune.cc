@@ -66,8 +66,6 @@ uint64_t IntProperty(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const std
   return value;
 }
 
-// The RocksDB instance a run uses: idem's own options, plus statistics (for write amplification) and
-// the simulated clock. Attach lets tune open it itself, which Store::Open does not allow.
 // Removes a run's directory when the run ends, however it ends (declared before the DB, so after it closes).
 struct RemovedAtExit {
   ~RemovedAtExit() {
@@ -77,6 +75,8 @@ struct RemovedAtExit {
   std::string path;
 };
 
+// The RocksDB instance a run uses: idem's own options, plus statistics (for write amplification) and
+// the simulated clock. Attach lets tune open it itself, which Store::Open does not allow.
 struct ScratchDb {
   ~ScratchDb() {
     store.reset();
