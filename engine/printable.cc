@@ -9,7 +9,9 @@ namespace idem::engine {
 std::string Printable(std::string_view bytes, size_t shown) {
   std::string out;
   for (char c : bytes.substr(0, shown)) {
-    if (c >= 0x20 && c < 0x7f) {
+    if (c == '\\') {
+      out.append("\\\\");  // escaped too, so that no two different IDs print alike
+    } else if (c >= 0x20 && c < 0x7f) {
       out.push_back(c);
     } else {
       absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(c));

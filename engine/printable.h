@@ -1,5 +1,6 @@
 // How idem shows bytes that may be binary (event IDs, keys) in messages and tools: printable ASCII as
-// is, everything else as \xNN, long values cut. One escaper for the engine's errors and the tools.
+// is, a backslash as \\, everything else as \xNN, long values cut. The escaping is reversible, so two
+// different IDs never print alike. One escaper for the engine's errors and the tools.
 #ifndef IDEM_ENGINE_PRINTABLE_H_
 #define IDEM_ENGINE_PRINTABLE_H_
 

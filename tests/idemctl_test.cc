@@ -10,6 +10,7 @@
 #include <string>
 
 #include "idem/store.h"
+#include "idem/version.h"
 #include "rocksdb/db.h"
 #include "tests/test_util.h"
 
@@ -26,9 +27,10 @@ struct CliRun {
   std::string output;  // stdout and stderr
 };
 
-CliRun Idemctl(const std::string& args) {
+// Runs idemctl with `args`; `output` is stdout and stderr, or stdout alone with stdout_only.
+CliRun Idemctl(const std::string& args, bool stdout_only = false) {
   CliRun run;
-  FILE* pipe = popen((std::string(IDEMCTL) + " " + args + " 2>&1").c_str(), "r");
+  FILE* pipe = popen((std::string(IDEMCTL) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1")).c_str(), "r");
   if (pipe == nullptr) return run;
   char buf[4096];
   size_t n;
@@ -213,6 +215,18 @@ TEST_F(IdemctlTest, RecoverOpensACorruptWalAndListsWhatWasDropped) {
   IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, image));
   EXPECT_EQ(store->Reserve("evt-0")->verdict, Verdict::kDuplicate);
   EXPECT_EQ(store->Reserve("evt-99")->verdict, Verdict::kReserved) << "listed as forgotten";
+}
+
+// Conventions: --version, and "not found" and errors on stderr only (stdout stays parseable).
+TEST_F(IdemctlTest, VersionAndErrorsOnStderr) {
+  CliRun version = Idemctl("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_THAT(version.output, HasSubstr(std::string("idemctl ") + Version()));
+  CliRun missing = Idemctl("get " + path_ + " no-such-id", /*stdout_only=*/true);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.output, "") << "a 'not found' went to stdout";
+  CliRun missing_err = Idemctl("get " + path_ + " no-such-id");
+  EXPECT_THAT(missing_err.output, HasSubstr("no record"));
 }
 
 std::string ReadFile(const std::string& path) {

@@ -2,7 +2,7 @@
 
 #include "tests/test_util.h"
 
-namespace idem::engine {
+namespace idem {
 namespace {
 
 TEST(LatencyHistogramTest, PercentilesWithinBucketPrecision) {
@@ -20,6 +20,24 @@ TEST(LatencyHistogramTest, PercentilesWithinBucketPrecision) {
   EXPECT_EQ(s.max, absl::Nanoseconds(1'000'000));
 }
 
+// The bound stats.h states: a percentile is at most 12.5 % above the true value and never below it.
+TEST(LatencyHistogramTest, PercentileBoundHoldsForEveryMagnitude) {
+  for (uint64_t v = 1; v < (uint64_t{1} << 40); v = v * 3 / 2 + 1) {
+    for (uint64_t value : {v, v + 1, (v << 1) - 1}) {
+      LatencyHistogram h;
+      h.Record(value);
+      h.Record(value * 1000 + 1000);  // a larger sample, so that p50 is not cut to `max`
+      const double p50 = absl::ToDoubleNanoseconds(h.Summary().p50);
+      EXPECT_GE(p50, static_cast<double>(value)) << value;
+      EXPECT_LE(p50, static_cast<double>(value) * 1.125 + 1) << value;  // +1: the smallest buckets are 1 ns
+    }
+  }
+  LatencyHistogram h;
+  h.Record(8192);
+  h.Record(1 << 30);
+  EXPECT_LE(absl::ToInt64Nanoseconds(h.Summary().p50), 8192 * 1125 / 1000);
+}
+
 TEST(LatencyHistogramTest, EmptyAndTinyValues) {
   LatencyHistogram h;
   EXPECT_EQ(h.Summary().count, 0u);
@@ -30,4 +48,4 @@ TEST(LatencyHistogramTest, EmptyAndTinyValues) {
 }
 
 }  // namespace
-}  // namespace idem::engine
+}  // namespace idem

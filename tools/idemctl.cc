@@ -39,6 +39,7 @@
 #include "engine/store_time.h"
 #include "idem/clock.h"
 #include "idem/store.h"
+#include "idem/version.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "tools/recover.h"
@@ -252,6 +253,7 @@ void PrintRecord(std::string_view key, const Record& r, bool hex) {
 int main(int argc, char** argv) {
   CLI::App app{"idemctl: inspect and operate an idem store (a RocksDB directory)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("idemctl ") + idem::Version());
   std::string path, cf = "idem";
   app.add_option("--column-family", cf, "the store's column family")->capture_default_str();
 
@@ -402,12 +404,14 @@ int main(int argc, char** argv) {
     std::string value;
     rocksdb::Status s = store.db()->Get(rocksdb::ReadOptions(), store.cf(), key, &value);
     if (s.IsNotFound() || key.empty()) {
-      std::printf("%s: no record (never seen, released, or expired and compacted away)\n", Printable(key, hex).c_str());
+      std::fprintf(stderr, "%s: no record (never seen, released, or expired and compacted away)\n",
+                   Printable(key, hex).c_str());
       return kExitFailed;
     }
     absl::StatusOr<Record> r = DecodeRecord(value);
     if (!r.ok()) {
-      std::printf("%s: CORRUPT (%s)\n", Printable(key, hex).c_str(), std::string(r.status().message()).c_str());
+      std::fprintf(stderr, "%s: CORRUPT (%s)\n", Printable(key, hex).c_str(),
+                   std::string(r.status().message()).c_str());
       return kExitFailed;
     }
     PrintRecord(key, *r, hex);

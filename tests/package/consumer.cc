@@ -3,6 +3,7 @@
 
 #include "idem/consumer.h"
 #include "idem/store.h"
+#include "idem/version.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
@@ -17,6 +18,6 @@ int main(int argc, char** argv) {
   const idem::HandleResult h = processor.Handle(
       {"package-processor"}, [](const idem::EventContext&) -> absl::StatusOr<std::string> { return "ok"; });
   if (h.outcome != idem::Outcome::kApplied) return 1;
-  std::puts("installed idem works");
+  std::printf("installed idem %s works\n", idem::Version());
   return 0;
 }
