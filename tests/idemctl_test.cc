@@ -86,7 +86,7 @@ TEST_F(IdemctlTest, GetAndScanDecodeRecords) {
   EXPECT_EQ(reserved.exit_code, 0);
   EXPECT_THAT(reserved.output, HasSubstr("order-19  reserved"));
   EXPECT_THAT(reserved.output, ::testing::Not(HasSubstr("done")));
-  CliRun limited = Idemctl("scan " + path_ + " --limit=3");
+  CliRun limited = Idemctl("scan " + path_ + " --limit=3", /*stdout_only=*/true);  // the records; notes go to stderr
   EXPECT_EQ(std::count(limited.output.begin(), limited.output.end(), '\n'), 3);
 }
 
@@ -227,6 +227,20 @@ TEST_F(IdemctlTest, VersionAndErrorsOnStderr) {
   EXPECT_EQ(missing.output, "") << "a 'not found' went to stdout";
   CliRun missing_err = Idemctl("get " + path_ + " no-such-id");
   EXPECT_THAT(missing_err.output, HasSubstr("no record"));
+}
+
+TEST_F(IdemctlTest, UsageErrorsExitTwoOnStderrAndScanSaysItStoppedAtItsLimit) {
+  for (const std::string& args : {std::string("no-such-command"), std::string("get"), "scan " + path_ + " --limit 0",
+                                  "scan " + path_ + " --limit x", "stats " + path_ + " --format yaml"}) {
+    CliRun run = Idemctl(args);
+    EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.output;
+    EXPECT_EQ(Idemctl(args, /*stdout_only=*/true).output, "") << args << ": usage error on stdout";
+  }
+  EXPECT_THAT(Idemctl("no-such-command").output, HasSubstr("no-such-command"));
+  CliRun limited = Idemctl("scan " + path_ + " --limit 3");
+  EXPECT_EQ(limited.exit_code, 0);
+  EXPECT_THAT(limited.output, HasSubstr("stopped at --limit=3"));
+  EXPECT_THAT(Idemctl("scan " + path_ + " --limit 1000").output, Not(HasSubstr("stopped at")));
 }
 
 std::string ReadFile(const std::string& path) {

@@ -52,6 +52,7 @@ using idem::engine::Record;
 using idem::engine::RecordState;
 
 constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
 constexpr int kExitCannotOpen = 3;
 
 // Expiry judged as a store with default options judges it: its clock (idem::SystemClock()).
@@ -276,7 +277,7 @@ int main(int argc, char** argv) {
   long limit = 100;
   scan->add_option("store", path, "store directory")->required();
   scan->add_option("--state", state, "only reserved or done records")->check(CLI::IsMember({"reserved", "done"}));
-  scan->add_option("--limit", limit, "at most this many records")->capture_default_str();
+  scan->add_option("--limit", limit, "at most this many records")->check(CLI::PositiveNumber)->capture_default_str();
   scan->add_flag("--hex", hex, "print keys in hex");
 
   auto* compact = app.add_subcommand("compact", "remove expired records from disk now (needs the store)");
@@ -309,7 +310,29 @@ int main(int argc, char** argv) {
   idem::tools::TuneFlags tune_flags;
   auto* tune = idem::tools::AddTuneCommand(app, &tune_flags);
 
-  CLI11_PARSE(app, argc, argv);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+    }
+    if (!known) {
+      std::fprintf(stderr, "idemctl: unknown command '%s'\nRun 'idemctl --help' for the commands.\n", argv[1]);
+      return kExitUsage;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);  // help on stdout, exit 0
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors: the message on stderr and exit 2, whatever CLI11's own code for the kind of error.
+    std::fprintf(stderr, "idemctl: %s\nRun 'idemctl --help' (or 'idemctl COMMAND --help') for usage.\n", e.what());
+    return kExitUsage;
+  }
   if (tune->parsed()) return idem::tools::RunTune(tune_flags);
 
   if (recover->parsed()) {
@@ -419,9 +442,13 @@ int main(int argc, char** argv) {
   }
   if (scan->parsed()) {
     long shown = 0;
+    bool stopped_at_limit = false;
     const absl::Status scanned =
         idem::engine::ScanRecords(store.db(), store.cf(), NowMicros(), [&](const idem::engine::ScannedRecord& r) {
-          if (shown >= limit) return false;
+          if (shown >= limit) {
+            stopped_at_limit = true;
+            return false;
+          }
           if (!r.record.ok()) {
             std::printf("%s  CORRUPT (%s)\n", Printable(r.key, hex).c_str(),
                         std::string(r.record.status().message()).c_str());
@@ -437,6 +464,9 @@ int main(int argc, char** argv) {
     if (!scanned.ok()) {
       std::fprintf(stderr, "idemctl: %s\n", std::string(scanned.message()).c_str());
       return kExitFailed;
+    }
+    if (stopped_at_limit) {
+      std::fprintf(stderr, "idemctl: stopped at --limit=%ld; more records follow\n", limit);
     }
     return 0;
   }
