@@ -39,7 +39,7 @@ class MemoryHolds : public HoldTable {
   void Hold(size_t stripe, std::string_view id, const HeldLease& hold, rocksdb::ColumnFamilyHandle* /*cf*/,
             rocksdb::WriteBatch* /*batch*/) override {
     const absl::Duration now = time_->Monotonic(*clock_);
-    leases_.Put(stripe, id, Lease{hold.token, hold.deadline, now + lease_, hold.fingerprint}, now);
+    leases_.Put(stripe, id, Lease{hold.token, hold.deadline, now + hold.lease, hold.fingerprint}, now);
   }
 
   std::optional<HeldLease> Find(size_t stripe, std::string_view id) override {
@@ -53,7 +53,8 @@ class MemoryHolds : public HoldTable {
       leases_.Erase(stripe, id);
       return std::nullopt;
     }
-    return HeldLease{lease->token, lease->deadline, lease->fingerprint, lease->ends_at <= time_->Monotonic(*clock_)};
+    return HeldLease{lease->token, lease->deadline, lease->fingerprint, lease->ends_at <= time_->Monotonic(*clock_),
+                     lease_};
   }
 
   void Renew(size_t stripe, std::string_view id, absl::Time deadline) override {

@@ -33,7 +33,8 @@ struct HeldLease {
   uint64_t token = 0;
   absl::Time deadline;  // lease end as reported to callers (store time)
   std::optional<uint64_t> fingerprint;
-  bool ended = false;  // the lease has run out (a Commit may still succeed: nobody took over yet)
+  bool ended = false;    // the lease has run out (a Commit may still succeed: nobody took over yet)
+  absl::Duration lease;  // its length, when it is made (Hold)
 };
 
 class HoldTable {

@@ -169,8 +169,9 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t stripe, std::str
 }
 
 absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view id,
-                                                const std::optional<uint64_t>& fingerprint, const Lookup& lookup,
-                                                absl::Time now, bool takeover, rocksdb::WriteBatch* batch) {
+                                                const std::optional<uint64_t>& fingerprint, absl::Duration lease,
+                                                const Lookup& lookup, absl::Time now, bool takeover,
+                                                rocksdb::WriteBatch* batch) {
   Reservation reservation;
   reservation.takeover = takeover;
   if (lookup.found) {
@@ -206,16 +207,17 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view 
   }
   reservation.verdict = Verdict::kReserved;
   reservation.token = *token;
-  reservation.deadline = now + options_.lease;
+  reservation.deadline = now + lease;
   // An expired commit of this ID may still be cached; after a backward clock jump it would read as
   // live again and contradict this newer reservation.
   recent_.Erase(stripe, id);
-  holds_->Hold(stripe, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, cf(), batch);
+  holds_->Hold(stripe, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false, lease}, cf(), batch);
   return reservation;
 }
 
 absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t stripe, std::string_view id,
-                                                       const std::optional<uint64_t>& fingerprint, absl::Time now) {
+                                                       const std::optional<uint64_t>& fingerprint, absl::Duration lease,
+                                                       absl::Time now) {
   bool takeover = false;
   if (std::optional<Reservation> answer = AnswerFromMemory(stripe, id, fingerprint, now, &takeover)) {
     return *std::move(answer);
@@ -223,7 +225,7 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t stripe, std::strin
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
   rocksdb::WriteBatch batch;
-  absl::StatusOr<Reservation> reservation = Decide(stripe, id, fingerprint, *lookup, now, takeover, &batch);
+  absl::StatusOr<Reservation> reservation = Decide(stripe, id, fingerprint, lease, *lookup, now, takeover, &batch);
   if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
   if (holds_->persists_holds()) {
     if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
@@ -236,6 +238,12 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t stripe, std::strin
 
 absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const ReserveOptions& options) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
+  const absl::Duration lease = options.lease.value_or(options_.lease);
+  if (lease <= absl::ZeroDuration() || lease >= options_.ttl) {
+    return absl::InvalidArgumentError(absl::StrCat("the lease of a reservation (", absl::FormatDuration(lease),
+                                                   ") must be positive and shorter than the ttl (",
+                                                   absl::FormatDuration(options_.ttl), ")"));
+  }
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   LatencyTimer timer(&reserve_latency_);
@@ -244,7 +252,7 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
   const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options.wait);
   for (;;) {
     const absl::Time now = Now();
-    absl::StatusOr<Reservation> reservation = ReserveLocked(stripe, id, options.fingerprint, now);
+    absl::StatusOr<Reservation> reservation = ReserveLocked(stripe, id, options.fingerprint, lease, now);
     if (!reservation.ok() || reservation->verdict != Verdict::kInFlight || options.wait <= absl::ZeroDuration()) {
       return reservation;
     }
@@ -320,7 +328,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       results[i] = engine::FromRocks(statuses[r], absl::StrCat("reading '", Printable(ids[i]), "'"));
       continue;
     }
-    results[i] = Decide(stripes[k], ids[i], std::nullopt, lookup, now, takeover[k] != 0, &batch);
+    results[i] = Decide(stripes[k], ids[i], std::nullopt, options_.lease, lookup, now, takeover[k] != 0, &batch);
     if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(i);
   }
   if (holds_->persists_holds() && !reserved.empty()) {

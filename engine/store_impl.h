@@ -109,8 +109,10 @@ class Store::Impl {
                                               bool* takeover);
   // REQUIRES: stripe `stripe` held. Decides from what was read; a kReserved verdict is recorded in the
   // lease table, or (durable reservations) as a Put added to *batch.
+  // `lease`: this reservation's.
   absl::StatusOr<Reservation> Decide(size_t stripe, std::string_view id, const std::optional<uint64_t>& fingerprint,
-                                     const Lookup& lookup, absl::Time now, bool takeover, rocksdb::WriteBatch* batch);
+                                     absl::Duration lease, const Lookup& lookup, absl::Time now, bool takeover,
+                                     rocksdb::WriteBatch* batch);
   // kConflict when both fingerprints are known and differ; counts it.
   std::optional<Reservation> ConflictOf(const std::optional<uint64_t>& wanted, const std::optional<uint64_t>& stored,
                                         absl::Time deadline, std::string_view result);
@@ -119,7 +121,8 @@ class Store::Impl {
                                 absl::Time now);
   // REQUIRES: stripe `stripe` held. One check-and-reserve attempt, writing a durable reservation.
   absl::StatusOr<Reservation> ReserveLocked(size_t stripe, std::string_view id,
-                                            const std::optional<uint64_t>& fingerprint, absl::Time now);
+                                            const std::optional<uint64_t>& fingerprint, absl::Duration lease,
+                                            absl::Time now);
   absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
   // REQUIRES: stripe `stripe` held. Whether RocksDB holds a done record of `id` by `token` (then it is
   // also put in the recent-commit cache). The memory hold table asks it after an unknown outcome.

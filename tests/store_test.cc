@@ -64,6 +64,31 @@ TEST_P(StoreTest, NewIdIsReservedWithFreshTokenAndLease) {
   EXPECT_NE(b.token, a.token);
 }
 
+// ReserveOptions::lease: this reservation's lease instead of Options::lease (e.g. the caller's own
+// remaining time); out of (0, ttl) it is refused with nothing reserved.
+TEST_P(StoreTest, PerCallLeaseHoldsForItsOwnLength) {
+  ReserveOptions short_lease;
+  short_lease.lease = absl::Seconds(5);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store_->Reserve("evt", short_lease));
+  EXPECT_EQ(r.verdict, Verdict::kReserved);
+  EXPECT_EQ(r.deadline, clock_->Now() + absl::Seconds(5));
+  clock_->Advance(absl::Seconds(4));
+  EXPECT_EQ(MustReserve("evt").verdict, Verdict::kInFlight);
+  clock_->Advance(absl::Seconds(2));  // past the 5 s lease, long before Options::lease (30 s)
+  const Reservation taken = MustReserve("evt");
+  EXPECT_EQ(taken.verdict, Verdict::kReserved);
+  EXPECT_TRUE(taken.takeover);
+  EXPECT_EQ(taken.deadline, clock_->Now() + options_.lease);
+  EXPECT_THAT(store_->Commit("evt", r.token), StatusIs(absl::StatusCode::kAborted));
+
+  for (absl::Duration bad : {absl::ZeroDuration(), absl::Seconds(-1), options_.ttl, options_.ttl * 2}) {
+    ReserveOptions o;
+    o.lease = bad;
+    EXPECT_THAT(store_->Reserve("other", o), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+  }
+  EXPECT_EQ(MustReserve("other").verdict, Verdict::kReserved) << "a refused call reserved nothing";
+}
+
 TEST_P(StoreTest, SecondReserveWhileLeaseLivesIsInFlightWithLeaseEnd) {
   const Reservation first = MustReserve("e");
   clock_->Advance(absl::Seconds(10));

@@ -83,6 +83,10 @@ struct ReserveOptions {
   // for its lease to end, and answer then: the duplicate's result, or a reservation. Waiting is
   // in-process (woken by the holder's Commit/Release), never polling RocksDB. Zero: answer at once.
   absl::Duration wait = absl::ZeroDuration();
+  // The lease of this reservation, instead of Options::lease: e.g. the time the caller has left to
+  // handle the event. Must be positive and shorter than Options::ttl (else kInvalidArgument, nothing
+  // reserved). Extend renews by Options::lease.
+  std::optional<absl::Duration> lease;
 };
 
 struct Reservation {
