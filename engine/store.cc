@@ -163,7 +163,7 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t stripe, std::str
   if (const engine::RecentCommit* done = recent_.Find(stripe, id, now)) {
     if (auto conflict = ConflictOf(fingerprint, done->fingerprint, done->deadline, done->result)) return conflict;
     counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
-    return Reservation{Verdict::kDuplicate, 0, done->deadline, done->result, false};
+    return Reservation{Verdict::kDuplicate, done->token, done->deadline, done->result, false};
   }
   return std::nullopt;
 }
@@ -183,6 +183,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view 
       reservation.deadline = deadline;
       if (record->state == RecordState::kDone) {
         reservation.verdict = Verdict::kDuplicate;
+        reservation.token = record->token;  // the token the commit was made with
         // Not cached here: the cache holds what this process committed recently (where redeliveries
         // cluster); filling it from reads would churn it on every old duplicate.
         reservation.result = std::string(record->result);

@@ -147,9 +147,17 @@ class Processor::Impl {
 
   static HandleResult FromVerdict(const Reservation& r) {
     switch (r.verdict) {
-      case Verdict::kDuplicate: return Result(Outcome::kDuplicate, absl::OkStatus(), r.result);
-      case Verdict::kInFlight:
-        return Result(Outcome::kRetryLater, absl::UnavailableError("another worker holds this event's lease"));
+      case Verdict::kDuplicate: {
+        HandleResult out = Result(Outcome::kDuplicate, absl::OkStatus(), r.result, r.token);
+        out.deadline = r.deadline;
+        return out;
+      }
+      case Verdict::kInFlight: {
+        HandleResult out =
+            Result(Outcome::kRetryLater, absl::UnavailableError("another worker holds this event's lease"));
+        out.deadline = r.deadline;
+        return out;
+      }
       case Verdict::kConflict:
         return Result(Outcome::kConflict,
                       absl::AlreadyExistsError("event ID seen before with a different payload fingerprint"), r.result);
@@ -177,13 +185,29 @@ class Processor::Impl {
 
   // The handler failed: give the ID back so the redelivery can retry (or the dead-letter path runs).
   HandleResult AfterHandlerError(std::string_view id, uint64_t token, const absl::Status& error) {
-    absl::Status released = store_->Release(id, token);
-    if (released.code() == absl::StatusCode::kUnavailable) {
-      Remember(id, token);
-      Pause();
-    }
     const bool permanent =
         error.code() == absl::StatusCode::kInvalidArgument || error.code() == absl::StatusCode::kFailedPrecondition;
+    switch (options_.on_handler_failure) {
+      case OnHandlerFailure::kKeepReserved:
+        break;  // the lease runs out by itself (the heartbeat stopped with the handler)
+      case OnHandlerFailure::kCommitFailure: {
+        // Kept short: the stored result is a marker for later deliveries, not a log.
+        std::string failed = absl::StrCat("failed: ", error.message().substr(0, 256));
+        const absl::Status committed = store_->Commit(id, token, failed, nullptr);
+        if (committed.ok()) return Result(Outcome::kRejected, error, std::move(failed), token);
+        if (committed.code() == absl::StatusCode::kUnavailable) {
+          Remember(id, token);
+          Pause();
+        }
+        return Result(Outcome::kRetryLater, committed, {}, token);
+      }
+      case OnHandlerFailure::kRelease:
+        if (store_->Release(id, token).code() == absl::StatusCode::kUnavailable) {
+          Remember(id, token);
+          Pause();
+        }
+        break;
+    }
     return Result(permanent ? Outcome::kRejected : Outcome::kRetryLater, error, {}, token);
   }
 

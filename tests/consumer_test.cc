@@ -285,5 +285,53 @@ TEST_F(ConsumerTest, CorruptRecordIsADeadLetterAndForgetRemovesIt) {
   EXPECT_TRUE(Applied("rotten"));
 }
 
+// A duplicate says which token committed it and until when it is remembered (what a response hook
+// needs); an in-flight answer says when the holder's lease ends.
+TEST_F(ConsumerTest, DuplicateCarriesItsTokenAndRetentionEnd) {
+  Processor processor(store_.get());
+  HandleResult first = processor.Handle({"evt"}, Ledger());
+  ASSERT_EQ(first.outcome, Outcome::kApplied);
+  HandleResult again = processor.Handle({"evt"}, Ledger());
+  EXPECT_EQ(again.outcome, Outcome::kDuplicate);
+  EXPECT_EQ(again.token, first.token);
+  EXPECT_EQ(again.deadline, clock_->Now() + options_.ttl);
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation held, store_->Reserve("held"));
+  HandleResult busy = processor.Handle({"held"}, Ledger());
+  EXPECT_EQ(busy.outcome, Outcome::kRetryLater);
+  EXPECT_EQ(busy.deadline, held.deadline);
+}
+
+TEST_F(ConsumerTest, HandlerFailureCanKeepTheReservationOrCommitTheFailure) {
+  const Handler failing = [this](const EventContext& ctx) -> absl::StatusOr<std::string> {
+    calls_++;
+    ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/" + std::string(ctx.event_id), "x");
+    return absl::UnavailableError("downstream timed out");
+  };
+  ProcessorOptions keep;
+  keep.on_handler_failure = OnHandlerFailure::kKeepReserved;
+  {
+    Processor processor(store_.get(), keep);
+    EXPECT_EQ(processor.Handle({"kept"}, failing).outcome, Outcome::kRetryLater);
+    HandleResult redelivered = processor.Handle({"kept"}, Ledger());
+    EXPECT_EQ(redelivered.outcome, Outcome::kRetryLater) << "still reserved until the lease ends";
+    EXPECT_EQ(calls_.load(), 1);
+    clock_->Advance(options_.lease + absl::Seconds(1));
+    EXPECT_EQ(processor.Handle({"kept"}, Ledger()).outcome, Outcome::kApplied);
+  }
+  ProcessorOptions commit;
+  commit.on_handler_failure = OnHandlerFailure::kCommitFailure;
+  Processor processor(store_.get(), commit);
+  HandleResult failed = processor.Handle({"failed"}, failing);
+  EXPECT_EQ(failed.outcome, Outcome::kRejected);
+  EXPECT_TRUE(failed.DeadLetter());
+  EXPECT_EQ(failed.result, "failed: downstream timed out");
+  EXPECT_FALSE(Applied("failed")) << "the failing handler's effects are not written";
+  const int calls_before = calls_.load();
+  HandleResult later = processor.Handle({"failed"}, Ledger());
+  EXPECT_EQ(later.outcome, Outcome::kDuplicate);
+  EXPECT_EQ(later.result, "failed: downstream timed out");
+  EXPECT_EQ(calls_.load(), calls_before);
+}
+
 }  // namespace
 }  // namespace idem

@@ -74,8 +74,10 @@ struct Event {
 struct HandleResult {
   Outcome outcome = Outcome::kUnavailable;
   std::string result;   // the handler's result (kApplied) or the stored one (kDuplicate, kConflict)
-  uint64_t token = 0;   // the fencing token the handler ran under
+  uint64_t token = 0;   // the fencing token the handler ran under (kApplied), or the commit's (kDuplicate)
   absl::Status status;  // why, for every outcome but kApplied/kDuplicate
+  // kDuplicate: until when the ID is remembered; kRetryLater for an ID in flight: when its lease ends.
+  absl::Time deadline;
   // Whether the queue may forget the message. Dead-letter outcomes are acked only after the caller
   // has recorded the message elsewhere; see DeadLetter().
   bool ShouldAck() const { return outcome == Outcome::kApplied || outcome == Outcome::kDuplicate; }
@@ -95,11 +97,20 @@ struct EventContext {
 // reject the event for good (kRejected); anything else is transient (kRetryLater).
 using Handler = std::function<absl::StatusOr<std::string>(const EventContext&)>;
 
+// What Handle does with the reservation when the handler fails.
+enum class OnHandlerFailure {
+  kRelease,        // give the ID back at once: the redelivery is handled again (default)
+  kKeepReserved,   // keep it until the lease ends: redeliveries meanwhile are kRetryLater
+  kCommitFailure,  // commit the failure ("failed: <message>", no effects): redeliveries are duplicates
+                   // of it and the event ends here (Camel's removeOnFailure(false)); outcome kRejected
+};
+
 struct ProcessorOptions {
   // Renew the leases of running handlers this often. Zero: a third of the store's lease. Negative: off.
   absl::Duration heartbeat = absl::ZeroDuration();
   // The store's lease, needed to derive the heartbeat (Options::lease of the Store).
   absl::Duration lease = absl::Seconds(30);
+  OnHandlerFailure on_handler_failure = OnHandlerFailure::kRelease;
   // Wait this long in-process for an in-flight holder instead of answering kRetryLater at once.
   absl::Duration wait_in_flight = absl::ZeroDuration();
   // Recovery from store failure: Resume retried with exponential backoff and full jitter.

@@ -93,6 +93,7 @@ struct Reservation {
   Verdict verdict = Verdict::kInFlight;
   // Fencing token, when kReserved. Never 0; never repeats for an ID, across restarts too. Pass it to
   // downstream systems that can fence, so a zombie holder's late writes are refused there as well.
+  // When kDuplicate: the token the commit was made with. Otherwise 0.
   uint64_t token = 0;
   // Lease end (kReserved, kInFlight) or retention end (kDuplicate).
   absl::Time deadline;
