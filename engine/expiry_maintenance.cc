@@ -103,7 +103,7 @@ absl::Status ExpiryMaintenance::RunPass(rocksdb::DB* db, rocksdb::ColumnFamilyHa
 
 void ExpiryMaintenance::Nudge(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
   // RocksDB 7.8 evaluates periodic compaction only when a new version is installed; on an idle DB a
-  // no-op SetOptions is what makes it look at file ages again (ROCKSDB.md §2.3).
+  // no-op SetOptions is what makes it look at file ages again (docs/ROCKSDB.md §2).
   const absl::Time real_now = absl::Now();
   if (profile_ == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) return;
   last_nudge_ = real_now;

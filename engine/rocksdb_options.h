@@ -1,5 +1,5 @@
 // Translation of idem::Options into RocksDB options: the recommended configuration measured in
-// ROCKSDB.md (filters resident, memtable bloom, hash-indexed data blocks, dynamic level sizes, periodic
+// docs/ROCKSDB.md (filters resident, memtable bloom, hash-indexed data blocks, dynamic level sizes, periodic
 // compaction so the expiry filter reaches the bottom level).
 #ifndef IDEM_ENGINE_ROCKSDB_OPTIONS_H_
 #define IDEM_ENGINE_ROCKSDB_OPTIONS_H_

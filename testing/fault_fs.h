@@ -1,6 +1,6 @@
 // A RocksDB FileSystem that fails file operations on demand: appends, syncs, reads and opens of WAL and
 // SST files return an I/O error or "no space" while a fault is armed — every time, or at random points
-// (one call in N, from a seed). Built on the public FileSystemWrapper (ROCKSDB.md §6). Faults are
+// (one call in N, from a seed). Built on the public FileSystemWrapper (docs/ROCKSDB.md §6). Faults are
 // never marked retryable: on Debian's assert-enabled RocksDB a retryable WAL error aborts the process.
 #ifndef IDEM_TESTING_FAULT_FS_H_
 #define IDEM_TESTING_FAULT_FS_H_

@@ -90,7 +90,7 @@ TEST_P(StoreFailureTest, FailedWriteIsUnavailableAndStoreRecoversWithEverythingA
   EXPECT_THAT(store_->Commit("after", fresh->token), IsOk());
 }
 
-// A Commit whose fsync failed reached the WAL anyway (ROCKSDB.md: a failed sync=true write is present
+// A Commit whose fsync failed reached the WAL anyway (docs/ROCKSDB.md §4: a failed sync=true write is present
 // after reopen). Its retry with the same token, after recovery, must find the landed commit and write
 // nothing: not the marker and not the effects a second time. Both reservation modes.
 TEST_P(StoreFailureTest, RetriedCommitAfterAnAmbiguousErrorThatLandedWritesNothing) {
