@@ -148,7 +148,14 @@ absl::Status DbLifecycle::Reopen() {
     state_.store(State::kOpen, std::memory_order_release);
     return absl::OkStatus();
   }
-  if (result.code() != absl::StatusCode::kDataLoss) {
+  if (result.code() == absl::StatusCode::kNotFound || result.code() == absl::StatusCode::kDataLoss) {
+    // No store where this one was (the opener never creates), or another store (the hook's identity
+    // check): permanent until an operator acts.
+    result = absl::DataLossError(
+        absl::StrCat("the store's directory no longer holds this store (", result.message(),
+                     "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
+                     "remembered ID again"));
+  } else {
     result = absl::UnavailableError(
         absl::StrCat("reopening the DB after a storage error failed (", result.message(), "); Resume() again later"));
   }

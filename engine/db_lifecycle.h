@@ -59,11 +59,12 @@ class DbLifecycle {
  public:
   enum class State { kOpen, kReopening, kDown, kClosed };
 
-  // Reopens the DB after a fatal error. Must never create a store.
+  // Reopens the DB after a fatal error. Must never create a store: kNotFound when there is none (the
+  // lifecycle then stays kDown with kDataLoss).
   using Opener = std::function<absl::StatusOr<OpenedDb>()>;
   // Runs after a reopen, with the DB exclusively held, before any call is let in: the store re-reads
   // its metadata, checks that this is the same store, and adopts the new handles. An error closes the
-  // DB again and leaves the lifecycle kDown with that error.
+  // DB again and leaves the lifecycle kDown; kNotFound or kDataLoss (another store) as kDataLoss.
   using OnReopen = std::function<absl::Status(const OpenedDb&)>;
   // Runs at Close, with the DB exclusively held, before it closes (e.g. a last WAL sync).
   using BeforeClose = std::function<absl::Status(rocksdb::DB*)>;

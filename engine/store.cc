@@ -375,16 +375,14 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::stri
                                                         std::string_view verb, absl::Time now) {
   Hold hold;
   if (std::optional<engine::HeldLease> lease = holds_->Find(stripe, id)) {
-    {
-      if (lease->token != token) {
-        return AbortedFor(id, token, verb,
-                          absl::StrCat("the ID is held by token ", lease->token,
-                                       " (the lease was lost or the token is not this ID's)"));
-      }
-      hold.in_table = true;
-      hold.fingerprint = lease->fingerprint;
-      return hold;
+    if (lease->token != token) {
+      return AbortedFor(id, token, verb,
+                        absl::StrCat("the ID is held by token ", lease->token,
+                                     " (the lease was lost or the token is not this ID's)"));
     }
+    hold.in_table = true;
+    hold.fingerprint = lease->fingerprint;
+    return hold;
   }
   if (const engine::RecentCommit* done = recent_.Find(stripe, id, now)) {
     if (done->token != token) {

@@ -62,12 +62,6 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
         // A reopen must find this very store: a deleted directory is refused by the opener (it never
         // creates), a replaced one by its identity.
         absl::Status s = LoadMetadata(opened.db.get(), opened.records, engine::IfMissing::kRefuse);
-        if (s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kDataLoss) {
-          return absl::DataLossError(absl::StrCat(
-              "the store's directory no longer holds this store (", s.message(),
-              "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
-              "remembered ID again"));
-        }
         if (s.ok()) counters_.reopens.fetch_add(1, std::memory_order_relaxed);
         return s;
       },
@@ -181,14 +175,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
   if (!opened.ok()) return opened.status();
   (*claim)->Bind(opened->db.get(), options.column_family);
   // A reopen after a fatal error must find the same store: it never creates one.
-  engine::DbLifecycle::Opener reopen = [options, path, filter, health]() -> absl::StatusOr<engine::OpenedDb> {
-    absl::StatusOr<engine::OpenedDb> opened =
-        engine::OpenStoreDb(options, path, filter, health, engine::IfMissing::kRefuse);
-    if (opened.status().code() != absl::StatusCode::kNotFound) return opened;
-    return absl::DataLossError(
-        absl::StrCat("the store's directory no longer holds this store (", opened.status().message(),
-                     "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
-                     "remembered ID again"));
+  engine::DbLifecycle::Opener reopen = [options, path, filter, health] {
+    return engine::OpenStoreDb(options, path, filter, health, engine::IfMissing::kRefuse);
   };
   auto impl = std::make_unique<Impl>(options, filter);
   absl::Status started =
