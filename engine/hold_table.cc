@@ -13,8 +13,8 @@ class DurableHolds : public HoldTable {
  public:
   bool persists_holds() const override { return true; }
   void ObserveTime() const override {}
-  void Hold(size_t /*stripe*/, std::string_view id, const HeldLease& hold, rocksdb::ColumnFamilyHandle* cf,
-            rocksdb::WriteBatch* batch) override {
+  void Hold(size_t /*stripe*/, std::string_view id, const HeldLease& hold, absl::Duration /*lease*/,
+            rocksdb::ColumnFamilyHandle* cf, rocksdb::WriteBatch* batch) override {
     Record record;
     record.state = RecordState::kReserved;
     record.deadline_us = ToMicros(hold.deadline);
@@ -36,10 +36,10 @@ class MemoryHolds : public HoldTable {
   bool persists_holds() const override { return false; }
   void ObserveTime() const override { time_->Monotonic(*clock_); }
 
-  void Hold(size_t stripe, std::string_view id, const HeldLease& hold, rocksdb::ColumnFamilyHandle* /*cf*/,
-            rocksdb::WriteBatch* /*batch*/) override {
+  void Hold(size_t stripe, std::string_view id, const HeldLease& hold, absl::Duration lease,
+            rocksdb::ColumnFamilyHandle* /*cf*/, rocksdb::WriteBatch* /*batch*/) override {
     const absl::Duration now = time_->Monotonic(*clock_);
-    leases_.Put(stripe, id, Lease{hold.token, hold.deadline, now + hold.lease, hold.fingerprint}, now);
+    leases_.Put(stripe, id, Lease{hold.token, hold.deadline, now + lease, hold.fingerprint}, now);
   }
 
   std::optional<HeldLease> Find(size_t stripe, std::string_view id) override {
@@ -53,8 +53,7 @@ class MemoryHolds : public HoldTable {
       leases_.Erase(stripe, id);
       return std::nullopt;
     }
-    return HeldLease{lease->token, lease->deadline, lease->fingerprint, lease->ends_at <= time_->Monotonic(*clock_),
-                     lease_};
+    return HeldLease{lease->token, lease->deadline, lease->fingerprint, lease->ends_at <= time_->Monotonic(*clock_)};
   }
 
   void Renew(size_t stripe, std::string_view id, absl::Time deadline) override {

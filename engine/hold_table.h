@@ -33,8 +33,7 @@ struct HeldLease {
   uint64_t token = 0;
   absl::Time deadline;  // lease end as reported to callers (store time)
   std::optional<uint64_t> fingerprint;
-  bool ended = false;    // the lease has run out (a Commit may still succeed: nobody took over yet)
-  absl::Duration lease;  // its length, when it is made (Hold)
+  bool ended = false;  // the lease has run out (a Commit may still succeed: nobody took over yet)
 };
 
 class HoldTable {
@@ -46,9 +45,10 @@ class HoldTable {
   // Every reading of store time goes through here first (memory holds advance the monotonic clock).
   virtual void ObserveTime() const = 0;
 
-  // Records a new reservation of `id`; durable holds add its record to `batch` (for column family `cf`).
-  virtual void Hold(size_t stripe, std::string_view id, const HeldLease& hold, rocksdb::ColumnFamilyHandle* cf,
-                    rocksdb::WriteBatch* batch) = 0;
+  // Records a new reservation of `id` whose lease lasts `lease` (ending at hold.deadline); durable holds
+  // add its record to `batch` (for column family `cf`).
+  virtual void Hold(size_t stripe, std::string_view id, const HeldLease& hold, absl::Duration lease,
+                    rocksdb::ColumnFamilyHandle* cf, rocksdb::WriteBatch* batch) = 0;
   // The hold this table keeps for `id` (nullopt when none, and always for durable holds).
   virtual std::optional<HeldLease> Find(size_t stripe, std::string_view id) = 0;
   // REQUIRES: Find found the hold. Its lease now ends at `deadline` (and one lease from now, monotonic).
@@ -65,7 +65,8 @@ std::unique_ptr<HoldTable> NewDurableHolds();
 // the store answers duplicates from). Asked after a Commit whose outcome was unknown.
 using CommitLanded = std::function<bool(size_t stripe, std::string_view id, uint64_t token)>;
 
-// `time` and `clock`: the store's; `lease`: Options::lease. They and `landed` must outlive the table.
+// `time` and `clock`: the store's; `lease`: Options::lease, what Renew extends by. They and `landed`
+// must outlive the table.
 std::unique_ptr<HoldTable> NewMemoryHolds(const StoreTime* time, const Clock* clock, absl::Duration lease,
                                           CommitLanded landed);
 

@@ -97,14 +97,20 @@ rocksdb::DBOptions DBOptionsFor(const Options& options) {
   return db;
 }
 
+absl::Status CheckLease(absl::Duration lease, absl::Duration ttl, std::string_view what) {
+  const absl::string_view name(what.data(), what.size());
+  if (lease <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat(name, " must be positive"));
+  if (lease >= ttl) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " (", absl::FormatDuration(lease),
+                                                   ") must be shorter than the ttl (", absl::FormatDuration(ttl),
+                                                   "): a duplicate must be remembered longer than a reservation"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateOptions(const Options& options) {
   if (options.ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("ttl must be positive");
-  if (options.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("lease must be positive");
-  if (options.lease >= options.ttl) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lease (", absl::FormatDuration(options.lease), ") must be shorter than the ttl (",
-                     absl::FormatDuration(options.ttl), "): a duplicate must be remembered longer than a reservation"));
-  }
+  if (absl::Status s = CheckLease(options.lease, options.ttl, "lease"); !s.ok()) return s;
   if (options.column_family.empty()) return absl::InvalidArgumentError("column_family must not be empty");
   if (options.max_id_bytes == 0 || options.max_id_bytes > (1u << 20)) {
     return absl::InvalidArgumentError("max_id_bytes must be in [1, 1 MiB]");

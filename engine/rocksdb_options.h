@@ -4,6 +4,8 @@
 #ifndef IDEM_ENGINE_ROCKSDB_OPTIONS_H_
 #define IDEM_ENGINE_ROCKSDB_OPTIONS_H_
 
+#include <string_view>
+
 #include "absl/status/status.h"
 #include "engine/expiry_filter.h"
 #include "idem/options.h"
@@ -13,6 +15,10 @@ namespace idem::engine {
 
 // DB-wide options for a DB that Store::Open owns.
 rocksdb::DBOptions DBOptionsFor(const Options& options);
+
+// InvalidArgument unless 0 < lease < ttl; `what` names the lease in the message ("lease", ...). The one
+// lease check: Options, ReserveOptions::lease and idemctl tune all use it.
+absl::Status CheckLease(absl::Duration lease, absl::Duration ttl, std::string_view what);
 
 // InvalidArgument naming the first contradiction (lease >= ttl, sizes out of range, ...).
 absl::Status ValidateOptions(const Options& options);

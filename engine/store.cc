@@ -11,6 +11,7 @@
 #include "engine/batch_concat.h"
 #include "engine/effects_check.h"
 #include "engine/printable.h"
+#include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
 #include "engine/store_impl.h"
 #include "rocksdb/write_batch.h"
@@ -212,7 +213,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view 
   // An expired commit of this ID may still be cached; after a backward clock jump it would read as
   // live again and contradict this newer reservation.
   recent_.Erase(stripe, id);
-  holds_->Hold(stripe, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false, lease}, cf(), batch);
+  holds_->Hold(stripe, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, lease, cf(), batch);
   return reservation;
 }
 
@@ -240,10 +241,8 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t stripe, std::strin
 absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const ReserveOptions& options) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   const absl::Duration lease = options.lease.value_or(options_.lease);
-  if (lease <= absl::ZeroDuration() || lease >= options_.ttl) {
-    return absl::InvalidArgumentError(absl::StrCat("the lease of a reservation (", absl::FormatDuration(lease),
-                                                   ") must be positive and shorter than the ttl (",
-                                                   absl::FormatDuration(options_.ttl), ")"));
+  if (options.lease) {
+    if (absl::Status s = engine::CheckLease(lease, options_.ttl, "ReserveOptions::lease"); !s.ok()) return s;
   }
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
