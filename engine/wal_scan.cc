@@ -61,6 +61,9 @@ uint32_t Crc32c(const char* data, size_t n, uint32_t crc) {
 absl::StatusOr<WalScan> ScanWal(const std::string& file, uint64_t from) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return absl::UnavailableError(absl::StrCat("cannot read WAL file '", file, "'"));
+  // Only from `from` on (Open checks just the last block of a WAL that may be tens of MiB). `from` is a
+  // block boundary, so positions in `data` keep the file's block alignment; offsets add `from` back.
+  in.seekg(static_cast<std::streamoff>(from));
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   WalScan scan;
   scan.file = file;
@@ -70,13 +73,13 @@ absl::StatusOr<WalScan> ScanWal(const std::string& file, uint64_t from) {
   auto finish = [&](uint64_t at, std::string rep) {
     if (rep.size() < 12) return;
     WalBatch batch;
-    batch.offset = at;
+    batch.offset = from + at;
     for (int i = 7; i >= 0; --i) batch.sequence = (batch.sequence << 8) | static_cast<uint8_t>(rep[i]);
     batch.count = Fixed32(rep.data() + 8);
     batch.rep = std::move(rep);
     scan.batches.push_back(std::move(batch));
   };
-  size_t pos = static_cast<size_t>(from);
+  size_t pos = 0;
   while (pos < data.size()) {
     const size_t block_end = std::min(data.size(), (pos / kBlock + 1) * kBlock);
     if (pos + kHeader > block_end) {  // a block's trailer
@@ -115,7 +118,7 @@ absl::StatusOr<WalScan> ScanWal(const std::string& file, uint64_t from) {
       pos = block_end;
       continue;
     }
-    if (!scan.damage_offset) scan.damage_offset = pos;
+    if (!scan.damage_offset) scan.damage_offset = from + pos;
     in_fragments = false;
     ++pos;  // resynchronize: the next well-formed record may start anywhere after the damage
   }

@@ -41,7 +41,8 @@ struct WalScan {
   bool well_formed_after_damage = false;  // corruption, not a torn tail
 };
 
-// Scans `file` from `from` (a block boundary). kUnavailable when it cannot be read.
+// Scans `file` from `from` (a multiple of the 32 KiB block), reading nothing before it. Offsets in the
+// result are the file's. kUnavailable when it cannot be read.
 absl::StatusOr<WalScan> ScanWal(const std::string& file, uint64_t from = 0);
 
 // The WAL files (*.log) of the DB directory `dir`, oldest first.

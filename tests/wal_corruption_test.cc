@@ -24,14 +24,14 @@ Options Quiet() {
   return options;
 }
 
-// A store with kCommits acknowledged commits still only in the WAL, copied while open: the copy is
+// A store with `commits` acknowledged commits still only in the WAL, copied while open: the copy is
 // what a crash leaves behind.
-std::string CrashImage(const ScratchDir& dir, const std::string& name) {
+std::string CrashImage(const ScratchDir& dir, const std::string& name, int commits = kCommits) {
   const std::string live = dir.Sub(name + "-live");
   const std::string image = dir.Sub(name);
   auto store = Store::Open(Quiet(), live);
   EXPECT_THAT(store, IsOk());
-  for (int i = 0; i < kCommits; ++i) {
+  for (int i = 0; i < commits; ++i) {
     const std::string id = "evt-" + std::to_string(i);
     absl::StatusOr<Reservation> r = (*store)->Reserve(id);
     EXPECT_THAT((*store)->Commit(id, r->token, std::string(40, 'r')), IsOk());
@@ -86,6 +86,26 @@ TEST(WalCorruptionTest, FlipInTheMiddleIsDataLossNotSilentForgetting) {
   }
   std::printf("[ figures  ] 18 bit flips inside the WAL: %d refused with kDataLoss, %d opened with nothing lost\n",
               refused, 18 - refused);
+}
+
+// A WAL of several 32 KiB blocks: the damaged length in its last block is found although only that
+// block is read before the open.
+TEST(WalCorruptionTest, FlipInTheLastBlockOfALongWalIsDataLoss) {
+  ScratchDir dir;
+  const std::string image = CrashImage(dir, "long", 2000);
+  const std::string wal = LargestWal(image);
+  const uintmax_t size = std::filesystem::file_size(wal);
+  ASSERT_GT(size, 3u * 32768) << "the WAL must span several blocks";
+  // A record header's length field sits 4 bytes into the record; find the first record of the last
+  // block (the block starts with one) and break its length so that it runs past the data.
+  const std::streamoff last_block = static_cast<std::streamoff>((size - 1) / 32768 * 32768);
+  {
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(last_block + 5);
+    const char big = '\x7f';
+    f.write(&big, 1);
+  }
+  EXPECT_THAT(Store::Open(Quiet(), image), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST(WalCorruptionTest, TornTailIsOpenedQuietly) {
