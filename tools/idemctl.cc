@@ -322,12 +322,8 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);  // help on stdout, exit 0
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help or --version: printed on stdout, exit 0
   } catch (const CLI::ParseError& e) {
     // Usage errors: the message on stderr and exit 2, whatever CLI11's own code for the kind of error.
     std::fprintf(stderr, "idemctl: %s\nRun 'idemctl --help' (or 'idemctl COMMAND --help') for usage.\n", e.what());

@@ -62,9 +62,6 @@ class RedisConnection {
 
   bool ok() const { return context_ != nullptr && context_->err == 0; }
   std::string error() const { return context_ == nullptr ? "no connection" : context_->errstr; }
-  // Connection attempts that failed since the last success; reconnects that succeeded in all.
-  int failed_attempts() const { return failed_attempts_; }
-  uint64_t reconnects() const { return reconnects_; }
 
   // Blocks until connected (true) or `give_up_after` passes (false), waiting between attempts.
   bool AwaitConnected(std::chrono::milliseconds give_up_after = std::chrono::milliseconds(1000)) {
@@ -73,7 +70,7 @@ class RedisConnection {
       const auto wait = Backoff();
       if (std::chrono::steady_clock::now() + wait > end) return false;
       std::this_thread::sleep_for(wait);
-      if (Connect()) ++reconnects_;
+      Connect();
     }
     return true;
   }
@@ -81,7 +78,7 @@ class RedisConnection {
   // Runs a command given as separate arguments (binary safe). nullptr on a connection error; the
   // connection is then re-established by AwaitConnected (or the next command, without waiting).
   RedisReply Command(const std::vector<std::string>& args) {
-    if (!ok() && (!Connect() || (++reconnects_, false))) return nullptr;
+    if (!ok() && !Connect()) return nullptr;
     std::vector<const char*> argv;
     std::vector<size_t> lengths;
     for (const auto& a : args) {
@@ -114,7 +111,6 @@ class RedisConnection {
   const int port_;
   redisContext* context_ = nullptr;
   int failed_attempts_ = 0;
-  uint64_t reconnects_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
