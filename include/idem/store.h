@@ -26,14 +26,17 @@
 // and column family handle; both must outlive the Store.
 //
 // Errors (absl::StatusCode), common to every call:
-//   kInvalidArgument    empty ID, ID over max_id_bytes, result over max_result_bytes, token 0.
+//   kInvalidArgument    empty ID, ID over max_id_bytes, result over max_result_bytes, token 0, a
+//                       ReserveOptions::lease outside (0, ttl), effects Commit refuses (see Commit).
 //   kAborted            the token no longer holds the reservation (lease taken over, released, or never
 //                       issued for this ID). The caller lost: do not apply its effects.
 //   kDataLoss           the stored record for this ID is corrupt. Other IDs are unaffected.
 //   kUnavailable        RocksDB reported an I/O error, no space, or a background error made the DB
-//                       read-only. Retry after the store is healthy (Health(), Resume()).
-//   kFailedPrecondition the store is closed; or the call does not fit the record's state (e.g. Release
-//                       of a committed ID).
+//                       read-only; free disk space is below min_free_disk_bytes ("disk nearly full",
+//                       nothing written); the store is reopening or down. Retry after the store is
+//                       healthy (Health(), Resume()).
+//   kFailedPrecondition the store is closed; the call does not fit the record's state (e.g. Release of a
+//                       committed ID); the store's fencing tokens are used up (Reserve).
 // A write that returned an error other than kInvalidArgument/kAborted/kFailedPrecondition has an
 // UNKNOWN outcome: it may have reached the WAL and be visible after recovery. Treat it as "maybe done":
 // do not acknowledge the event, let the queue redeliver, and Reserve will tell the truth.
