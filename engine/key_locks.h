@@ -13,15 +13,31 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "engine/sync.h"
 
 namespace idem::engine {
 
+// An event ID with its hash, computed once per call: the stripe, the lease table and the recent-commit
+// cache all index by it. `id` is the caller's bytes (not owned).
+struct IdKey {
+  std::string_view id;
+  uint64_t hash = 0;
+  size_t stripe = 0;
+};
+
 class KeyLocks {
  public:
   static constexpr size_t kStripes = 1024;
+  static_assert((kStripes & (kStripes - 1)) == 0, "a power of two: the stripe is the hash's top bits");
 
-  size_t StripeOf(std::string_view id) const { return std::hash<std::string_view>{}(id) % kStripes; }
+  static IdKey KeyOf(std::string_view id) {
+    const uint64_t hash = absl::Hash<absl::string_view>{}(absl::string_view(id.data(), id.size()));
+    // The top bits pick the stripe; the tables inside a stripe index by the low ones.
+    return IdKey{id, hash, static_cast<size_t>(hash >> (64 - kStripeBits))};
+  }
+  size_t StripeOf(std::string_view id) const { return KeyOf(id).stripe; }
   Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
   // Signalled when an ID of the stripe is committed or released (ReserveOptions::wait sleeps on it).
   std::condition_variable& Changed(size_t stripe) { return stripes_[stripe].changed; }
@@ -46,6 +62,8 @@ class KeyLocks {
   };
 
  private:
+  static constexpr int kStripeBits = 10;
+  static_assert(size_t{1} << kStripeBits == kStripes);
   struct alignas(64) Stripe {
     Mutex mu;
     std::condition_variable changed;

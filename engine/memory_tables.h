@@ -32,21 +32,40 @@ struct Lease {
   bool commit_outcome_unknown = false;
 };
 
+// The hash of an IdKey used as a table key as it is: it is already well mixed.
+struct PreHashed {
+  size_t operator()(uint64_t hash) const { return static_cast<size_t>(hash); }
+};
+
 class LeaseTable {
  public:
-  // REQUIRES: the caller holds the KeyLocks stripe `stripe` for every call below.
-  Lease* Find(size_t stripe, std::string_view id);
+  // REQUIRES: the caller holds the KeyLocks stripe `key.stripe` for every call below.
+  Lease* Find(const IdKey& key);
   // `monotonic_now`: Clock::Monotonic() now; leases ended by then are purged now and then.
-  void Put(size_t stripe, std::string_view id, const Lease& lease, absl::Duration monotonic_now);
-  void Erase(size_t stripe, std::string_view id);
+  void Put(const IdKey& key, const Lease& lease, absl::Duration monotonic_now);
+  void Erase(const IdKey& key);
   // Live leases of the stripe (for diagnostics).
-  size_t Size(size_t stripe) const { return stripes_[stripe].leases.size(); }
+  size_t Size(size_t stripe) const { return stripes_[stripe].live; }
 
  private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  // Entries live in a per-stripe pool and are reused, keeping their ID string's capacity: a warm table
+  // reserves without allocating. Entries whose IDs share a 64-bit hash are chained.
+  struct Entry {
+    std::string id;
+    Lease lease;
+    uint64_t hash = 0;
+    uint32_t next = kNone;  // the next entry with the same hash, or the next free entry
+    bool live = false;
+  };
   struct Stripe {
-    absl::flat_hash_map<std::string, Lease> leases;
+    absl::flat_hash_map<uint64_t, uint32_t, PreHashed> index;  // hash -> first entry
+    std::vector<Entry> entries;
+    uint32_t free = kNone;
+    uint32_t live = 0;
     uint32_t puts_since_sweep = 0;
   };
+  void Unlink(Stripe& s, uint32_t at);
   std::vector<Stripe> stripes_ = std::vector<Stripe>(KeyLocks::kStripes);
 };
 
@@ -61,12 +80,12 @@ class RecentCommits {
  public:
   explicit RecentCommits(size_t capacity);
   bool enabled() const { return per_stripe_ > 0; }
-  // REQUIRES: the caller holds the KeyLocks stripe `stripe`. nullptr when absent or expired at `now`.
-  const RecentCommit* Find(size_t stripe, std::string_view id, absl::Time now) const;
-  void Put(size_t stripe, std::string_view id, uint64_t token, absl::Time deadline, std::optional<uint64_t> fingerprint,
+  // REQUIRES: the caller holds the KeyLocks stripe `key.stripe`. nullptr when absent or expired at `now`.
+  const RecentCommit* Find(const IdKey& key, absl::Time now) const;
+  void Put(const IdKey& key, uint64_t token, absl::Time deadline, std::optional<uint64_t> fingerprint,
            std::string_view result);
-  // Forgets `id` (it was reserved again, so its old commit no longer describes it).
-  void Erase(size_t stripe, std::string_view id);
+  // Forgets the ID (it was reserved again, so its old commit no longer describes it).
+  void Erase(const IdKey& key);
 
  private:
   // A ring of slots, oldest overwritten first, indexed by the ID's 64-bit hash. Slots keep their
@@ -74,14 +93,14 @@ class RecentCommits {
   // because Find compares the whole ID.
   struct Slot {
     std::string id;
+    uint64_t hash = 0;
     RecentCommit commit;
   };
   struct Stripe {
     std::vector<Slot> ring;
     size_t next = 0;
-    absl::flat_hash_map<uint64_t, uint32_t> index;
+    absl::flat_hash_map<uint64_t, uint32_t, PreHashed> index;
   };
-  static uint64_t HashOf(std::string_view id);
   size_t per_stripe_;
   std::vector<Stripe> stripes_;
 };

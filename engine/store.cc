@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/batch_concat.h"
 #include "engine/effects_check.h"
+#include "engine/perf_counters.h"
 #include "engine/printable.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
@@ -40,6 +41,12 @@ class LatencyTimer {
   LatencyHistogram* histogram_;
   std::chrono::steady_clock::time_point start_;
 };
+
+// Scratch space for encoding a record, reused by the thread so that a Commit allocates nothing for it.
+std::string& EncodeBuffer() {
+  thread_local std::string buffer;
+  return buffer;
+}
 
 }  // namespace
 
@@ -146,22 +153,23 @@ std::optional<Reservation> Store::Impl::ConflictOf(const std::optional<uint64_t>
   return Reservation{Verdict::kConflict, 0, deadline, std::string(result), false};
 }
 
-std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t stripe, std::string_view id,
-                                                         const std::optional<uint64_t>& fingerprint, absl::Time now,
-                                                         bool* takeover) {
+std::optional<Reservation> Store::Impl::AnswerFromMemory(const engine::IdKey& key,
+                                                         const std::optional<uint64_t>& fingerprint, const Instant& at,
+                                                         Replaced* replaced) {
   // A lease is newer than any cached commit of the same ID (Reserve erases the cache entry), so it is
   // looked at first.
-  if (std::optional<engine::HeldLease> lease = holds_->Find(stripe, id)) {
+  if (std::optional<engine::HeldLease> lease = holds_->Find(key, at.monotonic)) {
     if (!lease->ended) {
       if (auto conflict = ConflictOf(fingerprint, lease->fingerprint, lease->deadline, {})) return conflict;
       counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
       return Reservation{Verdict::kInFlight, 0, lease->deadline, {}, false};
     }
-    holds_->Drop(stripe, id);
-    *takeover = true;
+    holds_->Drop(key);
+    replaced->takeover = true;
+    replaced->previous_token = lease->token;
     return std::nullopt;
   }
-  if (const engine::RecentCommit* done = recent_.Find(stripe, id, now)) {
+  if (const engine::RecentCommit* done = recent_.Find(key, at.now)) {
     if (auto conflict = ConflictOf(fingerprint, done->fingerprint, done->deadline, done->result)) return conflict;
     counters_.duplicate.fetch_add(1, std::memory_order_relaxed);
     return Reservation{Verdict::kDuplicate, done->token, done->deadline, done->result, false};
@@ -169,17 +177,18 @@ std::optional<Reservation> Store::Impl::AnswerFromMemory(size_t stripe, std::str
   return std::nullopt;
 }
 
-absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view id,
-                                                const std::optional<uint64_t>& fingerprint, absl::Duration lease,
-                                                const Lookup& lookup, absl::Time now, bool takeover,
-                                                rocksdb::WriteBatch* batch) {
+absl::StatusOr<Reservation> Store::Impl::Decide(const engine::IdKey& key, const std::optional<uint64_t>& fingerprint,
+                                                absl::Duration lease, const Lookup& lookup, const Instant& at,
+                                                Replaced replaced, rocksdb::WriteBatch* batch) {
   Reservation reservation;
-  reservation.takeover = takeover;
   if (lookup.found) {
-    absl::StatusOr<Record> record = DecodeStored(id, lookup.value, /*count_corrupt=*/true);
+    absl::StatusOr<Record> record = DecodeStored(key.id, lookup.value, /*count_corrupt=*/true);
     if (!record.ok()) return record.status();
     const absl::Time deadline = FromMicros(record->deadline_us);
-    if (deadline > now) {
+    // A reservation below the floor was made by an earlier process (RocksDB's lock) or an earlier,
+    // closed Store on this DB (the registry): its holder is gone, so its lease is not waited out.
+    const bool holder_gone = record->state == RecordState::kReserved && record->token < token_floor_;
+    if (deadline > at.now && !holder_gone) {
       if (auto conflict = ConflictOf(fingerprint, record->fingerprint, deadline, record->result)) return *conflict;
       reservation.deadline = deadline;
       if (record->state == RecordState::kDone) {
@@ -195,11 +204,20 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view 
       }
       return reservation;
     }
-    // Past its deadline: the record reads as absent. A reservation that ran out is a takeover.
-    reservation.takeover |= record->state == RecordState::kReserved;
+    if (holder_gone && deadline > at.now) {
+      // Taken over before its lease ended: a fingerprint that differs is still a conflict.
+      if (auto conflict = ConflictOf(fingerprint, record->fingerprint, deadline, {})) return *conflict;
+    }
+    // Past its deadline (or its holder gone) the record reads as absent. A reservation replaced is a takeover.
+    if (record->state == RecordState::kReserved) {
+      replaced.takeover = true;
+      replaced.holder_gone = holder_gone;
+      replaced.previous_token = record->token;
+    }
   }
   // A new reservation leads to a write (its own, or the Commit's): none while the disk is nearly full.
-  if (disk_guard_ != nullptr) {
+  // Durable reservations are checked by their own write.
+  if (disk_guard_ != nullptr && !holds_->persists_holds()) {
     if (absl::Status s = disk_guard_->CheckWrite(0); !s.ok()) return s;
   }
   absl::StatusOr<uint64_t> token = tokens_->Next();
@@ -209,28 +227,35 @@ absl::StatusOr<Reservation> Store::Impl::Decide(size_t stripe, std::string_view 
   }
   reservation.verdict = Verdict::kReserved;
   reservation.token = *token;
-  reservation.deadline = now + lease;
+  reservation.deadline = at.now + lease;
+  reservation.takeover = replaced.takeover;
+  reservation.holder_gone = replaced.holder_gone;
+  reservation.previous_token = replaced.previous_token;
   // An expired commit of this ID may still be cached; after a backward clock jump it would read as
   // live again and contradict this newer reservation.
-  recent_.Erase(stripe, id);
-  holds_->Hold(stripe, id, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, lease, cf(), batch);
+  recent_.Erase(key);
+  holds_->Hold(key, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, lease, at.monotonic, cf(),
+               batch);
   return reservation;
 }
 
-absl::StatusOr<Reservation> Store::Impl::ReserveLocked(size_t stripe, std::string_view id,
+absl::StatusOr<Reservation> Store::Impl::ReserveLocked(const engine::IdKey& key,
                                                        const std::optional<uint64_t>& fingerprint, absl::Duration lease,
-                                                       absl::Time now) {
-  bool takeover = false;
-  if (std::optional<Reservation> answer = AnswerFromMemory(stripe, id, fingerprint, now, &takeover)) {
+                                                       const Instant& at) {
+  Replaced replaced;
+  if (std::optional<Reservation> answer = AnswerFromMemory(key, fingerprint, at, &replaced)) {
     return *std::move(answer);
   }
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/true);
+  absl::StatusOr<Lookup> lookup = Read(key.id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
   rocksdb::WriteBatch batch;
-  absl::StatusOr<Reservation> reservation = Decide(stripe, id, fingerprint, lease, *lookup, now, takeover, &batch);
+  absl::StatusOr<Reservation> reservation = Decide(key, fingerprint, lease, *lookup, at, replaced, &batch);
   if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
   if (holds_->persists_holds()) {
-    if (absl::Status s = Write(&batch, "reserving", id); !s.ok()) return s;
+    if (absl::Status s = Write(&batch, "reserving", key.id); !s.ok()) {
+      holds_->Drop(key);  // not the caller's; if the write landed, its record reads as in flight
+      return s;
+    }
     expiry_.NoteDeadline(ToMicros(reservation->deadline));
   }
   counters_.reserved.fetch_add(1, std::memory_order_relaxed);
@@ -246,23 +271,25 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
   }
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
+  engine::QuietPerfCounters quiet;
   LatencyTimer timer(&reserve_latency_);
-  const size_t stripe = locks_.StripeOf(id);
-  std::unique_lock<std::mutex> lock(locks_.At(stripe)->native());
-  const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options.wait);
+  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
+  std::unique_lock<std::mutex> lock(locks_.At(key.stripe)->native());
+  std::optional<std::chrono::steady_clock::time_point> give_up;  // read only when the caller waits
   for (;;) {
-    const absl::Time now = Now();
-    absl::StatusOr<Reservation> reservation = ReserveLocked(stripe, id, options.fingerprint, lease, now);
+    const Instant at = Clocks();
+    absl::StatusOr<Reservation> reservation = ReserveLocked(key, options.fingerprint, lease, at);
     if (!reservation.ok() || reservation->verdict != Verdict::kInFlight || options.wait <= absl::ZeroDuration()) {
       return reservation;
     }
     const auto real_now = std::chrono::steady_clock::now();
-    if (real_now >= give_up) return reservation;
+    if (!give_up) give_up = real_now + absl::ToChronoNanoseconds(options.wait);
+    if (real_now >= *give_up) return reservation;
     // Sleep until the holder commits or releases (Changed is notified), its lease ends, or we give up.
-    const auto lease_left = absl::ToChronoNanoseconds(std::max(reservation->deadline - now, absl::Milliseconds(1)));
+    const auto lease_left = absl::ToChronoNanoseconds(std::max(reservation->deadline - at.now, absl::Milliseconds(1)));
     counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);  // not returned: answered again below
     counters_.waits.fetch_add(1, std::memory_order_relaxed);
-    locks_.Changed(stripe).wait_until(lock, std::min(give_up, real_now + lease_left));
+    locks_.Changed(key.stripe).wait_until(lock, std::min(*give_up, real_now + lease_left));
   }
 }
 
@@ -273,11 +300,13 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
     for (auto& r : results) r = op.status();
     return results;
   }
+  engine::QuietPerfCounters quiet;
   LatencyTimer timer(&reserve_latency_);
 
   // The first occurrence of each valid ID is evaluated; later occurrences answer from the first.
   std::vector<size_t> firsts;  // indices into ids
   absl::flat_hash_map<absl::string_view, size_t> first_index;
+  std::vector<engine::IdKey> keys;  // of firsts
   std::vector<size_t> stripes;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (absl::Status s = CheckId(ids[i]); !s.ok()) {
@@ -286,36 +315,35 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
     }
     if (first_index.emplace(engine::ToAbsl(ids[i]), i).second) {
       firsts.push_back(i);
-      stripes.push_back(locks_.StripeOf(ids[i]));
+      keys.push_back(engine::KeyLocks::KeyOf(ids[i]));
+      stripes.push_back(keys.back().stripe);
     }
   }
-  engine::KeyLocks::Group lock(&locks_, stripes);
-  const absl::Time now = Now();
+  engine::KeyLocks::Group lock(&locks_, std::move(stripes));
+  const Instant at = Clocks();
 
   // Memory first; what it cannot answer is read with one MultiGet. Not with a no-I/O MultiGet first, as
   // single reads do: in RocksDB 7.8, MultiGet with read_tier = kBlockCacheTier answered OK with an empty
   // value for a record that was fine (found by the crash-torture test), and in a probe it read from disk
   // anyway; an answer it gives without honouring the tier cannot be trusted for a verdict.
   std::vector<size_t> to_read;  // positions in firsts
-  std::vector<char> takeover(firsts.size(), 0);
+  std::vector<Replaced> replaced(firsts.size());
   for (size_t k = 0; k < firsts.size(); ++k) {
-    bool t = false;
-    if (std::optional<Reservation> answer = AnswerFromMemory(stripes[k], ids[firsts[k]], std::nullopt, now, &t)) {
+    if (std::optional<Reservation> answer = AnswerFromMemory(keys[k], std::nullopt, at, &replaced[k])) {
       results[firsts[k]] = *std::move(answer);
     } else {
       to_read.push_back(k);
     }
-    takeover[k] = t;
   }
   const size_t n = to_read.size();
-  std::vector<rocksdb::Slice> keys(n);
-  for (size_t r = 0; r < n; ++r) keys[r] = AsSlice(ids[firsts[to_read[r]]]);
+  std::vector<rocksdb::Slice> slices(n);
+  for (size_t r = 0; r < n; ++r) slices[r] = AsSlice(ids[firsts[to_read[r]]]);
   std::vector<rocksdb::PinnableSlice> values(n);
   std::vector<rocksdb::Status> statuses(n);
-  if (n > 0) db()->MultiGet(rocksdb::ReadOptions(), cf(), n, keys.data(), values.data(), statuses.data());
+  if (n > 0) db()->MultiGet(rocksdb::ReadOptions(), cf(), n, slices.data(), values.data(), statuses.data());
 
   rocksdb::WriteBatch batch;
-  std::vector<size_t> reserved;  // indices into ids
+  std::vector<size_t> reserved;  // positions in firsts
   for (size_t r = 0; r < n; ++r) {
     const size_t k = to_read[r];
     const size_t i = firsts[k];
@@ -328,20 +356,23 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       results[i] = engine::FromRocks(statuses[r], absl::StrCat("reading '", Printable(ids[i]), "'"));
       continue;
     }
-    results[i] = Decide(stripes[k], ids[i], std::nullopt, options_.lease, lookup, now, takeover[k] != 0, &batch);
-    if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(i);
+    results[i] = Decide(keys[k], std::nullopt, options_.lease, lookup, at, replaced[k], &batch);
+    if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(k);
   }
   if (holds_->persists_holds() && !reserved.empty()) {
-    if (absl::Status s = Write(&batch, "reserving a batch including", ids[reserved[0]]); !s.ok()) {
-      for (size_t i : reserved) results[i] = s;
+    if (absl::Status s = Write(&batch, "reserving a batch including", keys[reserved[0]].id); !s.ok()) {
+      for (size_t k : reserved) {
+        results[firsts[k]] = s;
+        holds_->Drop(keys[k]);
+      }
       reserved.clear();
     } else {
-      expiry_.NoteDeadline(ToMicros(now + options_.lease));
+      expiry_.NoteDeadline(ToMicros(at.now + options_.lease));
     }
   }
-  for (size_t i : reserved) {
+  for (size_t k : reserved) {
     counters_.reserved.fetch_add(1, std::memory_order_relaxed);
-    if (results[i]->takeover) counters_.takeovers.fetch_add(1, std::memory_order_relaxed);
+    if (results[firsts[k]]->takeover) counters_.takeovers.fetch_add(1, std::memory_order_relaxed);
   }
   // Repeats within the batch: a reservation made by the first occurrence is in flight for the others.
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -370,10 +401,11 @@ absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::s
                                          ": ", engine::ToAbsl(why)));
 }
 
-absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::string_view id, uint64_t token,
-                                                        std::string_view verb, absl::Time now) {
+absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(const engine::IdKey& key, uint64_t token, std::string_view verb,
+                                                        const Instant& at) {
+  const std::string_view id = key.id;
   Hold hold;
-  if (std::optional<engine::HeldLease> lease = holds_->Find(stripe, id)) {
+  if (std::optional<engine::HeldLease> lease = holds_->Find(key, at.monotonic)) {
     if (lease->token != token) {
       return AbortedFor(id, token, verb,
                         absl::StrCat("the ID is held by token ", lease->token,
@@ -383,7 +415,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::stri
     hold.fingerprint = lease->fingerprint;
     return hold;
   }
-  if (const engine::RecentCommit* done = recent_.Find(stripe, id, now)) {
+  if (const engine::RecentCommit* done = recent_.Find(key, at.now)) {
     if (done->token != token) {
       return AbortedFor(id, token, verb, absl::StrCat("the ID was committed by token ", done->token));
     }
@@ -395,7 +427,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::stri
   if (!lookup->found) return AbortedFor(id, token, verb, "no reservation (released, expired or never made)");
   absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/true);
   if (!record.ok()) return record.status();
-  if (record->state == RecordState::kDone && FromMicros(record->deadline_us) <= now) {
+  if (record->state == RecordState::kDone && FromMicros(record->deadline_us) <= at.now) {
     // Past its retention the record reads as absent, here as in Reserve: the ID may be new again.
     return AbortedFor(id, token, verb, "the ID's commit has expired (past its ttl)");
   }
@@ -411,23 +443,19 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(size_t stripe, std::stri
   return hold;
 }
 
-void Store::Impl::NoteCommitOutcomeUnknown(size_t stripe, std::string_view id) {
-  holds_->CommitOutcomeUnknown(stripe, id);
-}
-
-bool Store::Impl::CommitLanded(size_t stripe, std::string_view id, uint64_t token) {
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+bool Store::Impl::CommitLanded(const engine::IdKey& key, uint64_t token) {
+  absl::StatusOr<Lookup> lookup = Read(key.id, /*count_fast_path=*/false);
   if (!lookup.ok() || !lookup->found) return false;
   absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
   if (!record.ok() || record->state != RecordState::kDone || record->token != token) return false;
-  recent_.Put(stripe, id, record->token, FromMicros(record->deadline_us), record->fingerprint, record->result);
+  recent_.Put(key, record->token, FromMicros(record->deadline_us), record->fingerprint, record->result);
   return true;
 }
 
-void Store::Impl::NoteCommitted(size_t stripe, const CommitRequest& request, const Record& done) {
-  holds_->Drop(stripe, request.id);
-  locks_.Changed(stripe).notify_all();
-  recent_.Put(stripe, request.id, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
+void Store::Impl::NoteCommitted(const engine::IdKey& key, const CommitRequest& request, const Record& done) {
+  holds_->Drop(key);
+  locks_.Changed(key.stripe).notify_all();
+  recent_.Put(key, request.token, FromMicros(done.deadline_us), done.fingerprint, request.result);
   expiry_.NoteDeadline(done.deadline_us);
   counters_.committed.fetch_add(1, std::memory_order_relaxed);
 }
@@ -439,18 +467,20 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   if (absl::Status s = CheckEffectsOf(request); !s.ok()) return s;
+  engine::QuietPerfCounters quiet;
   LatencyTimer timer(&commit_latency_);
-  const size_t stripe = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(stripe));
-  const absl::Time now = Now();
+  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
+  engine::MutexLock lock(locks_.At(key.stripe));
+  const Instant at = Clocks();
 
-  absl::StatusOr<Hold> hold = FindHold(stripe, id, token, "commit", now);
+  absl::StatusOr<Hold> hold = FindHold(key, token, "commit", at);
   if (!hold.ok()) return hold.status();
   // Same token, already done: a repeated Commit (e.g. a retry after an ambiguous error that did land).
   if (hold->done) return absl::OkStatus();
 
-  const Record done = DoneRecord(token, hold->fingerprint, result, now);
-  const std::string encoded = engine::EncodeRecord(done);
+  const Record done = DoneRecord(token, hold->fingerprint, result, at.now);
+  std::string& encoded = EncodeBuffer();
+  engine::EncodeRecord(done, &encoded);
   absl::Status status;
   if (effects != nullptr) {
     // The marker rides in the caller's batch so effects and marker land in one atomic write; the save
@@ -472,10 +502,10 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     status = Write(&batch, "committing", id);
   }
   if (!status.ok()) {
-    NoteCommitOutcomeUnknown(stripe, id);
+    holds_->CommitOutcomeUnknown(key);
     return status;
   }
-  NoteCommitted(stripe, request, done);
+  NoteCommitted(key, request, done);
   return absl::OkStatus();
 }
 
@@ -486,8 +516,9 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
     for (auto& r : results) r = op.status();
     return results;
   }
+  engine::QuietPerfCounters quiet;
   LatencyTimer timer(&commit_latency_);
-  std::vector<size_t> stripes(requests.size());
+  std::vector<engine::IdKey> keys(requests.size());
   std::vector<size_t> valid;
   absl::flat_hash_map<absl::string_view, size_t> seen;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -498,28 +529,31 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
           absl::StrCat("'", Printable(requests[i].id), "' appears twice in one CommitBatch"));
     }
     if (!results[i].ok()) continue;
-    stripes[i] = locks_.StripeOf(requests[i].id);
+    keys[i] = engine::KeyLocks::KeyOf(requests[i].id);
     valid.push_back(i);
   }
   std::vector<size_t> held_stripes;
-  for (size_t i : valid) held_stripes.push_back(stripes[i]);
+  held_stripes.reserve(valid.size());
+  for (size_t i : valid) held_stripes.push_back(keys[i].stripe);
   engine::KeyLocks::Group lock(&locks_, std::move(held_stripes));
-  const absl::Time now = Now();
+  const Instant at = Clocks();
 
   engine::BatchConcatenation all;
   rocksdb::WriteBatch markers;
   std::vector<std::pair<size_t, Record>> to_commit;
+  std::string& encoded = EncodeBuffer();
   for (size_t i : valid) {
     const CommitRequest& request = requests[i];
-    absl::StatusOr<Hold> hold = FindHold(stripes[i], request.id, request.token, "commit", now);
+    absl::StatusOr<Hold> hold = FindHold(keys[i], request.token, "commit", at);
     if (!hold.ok()) {
       results[i] = hold.status();
       continue;
     }
     if (hold->done) continue;  // a repeat: OK, nothing to write
-    const Record done = DoneRecord(request.token, hold->fingerprint, request.result, now);
+    const Record done = DoneRecord(request.token, hold->fingerprint, request.result, at.now);
     if (request.effects != nullptr) all.Append(*request.effects);
-    markers.Put(cf(), AsSlice(request.id), engine::EncodeRecord(done));
+    engine::EncodeRecord(done, &encoded);
+    markers.Put(cf(), AsSlice(request.id), encoded);
     to_commit.emplace_back(i, done);
   }
   if (to_commit.empty()) return results;
@@ -528,11 +562,11 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   if (absl::Status s = Write(&batch, "committing a batch including", requests[to_commit[0].first].id); !s.ok()) {
     for (const auto& [i, done] : to_commit) {
       results[i] = s;
-      NoteCommitOutcomeUnknown(stripes[i], requests[i].id);
+      holds_->CommitOutcomeUnknown(keys[i]);
     }
     return results;
   }
-  for (const auto& [i, done] : to_commit) NoteCommitted(stripes[i], requests[i], done);
+  for (const auto& [i, done] : to_commit) NoteCommitted(keys[i], requests[i], done);
   return results;
 }
 
@@ -541,22 +575,23 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const size_t stripe = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(stripe));
+  engine::QuietPerfCounters quiet;
+  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
+  engine::MutexLock lock(locks_.At(key.stripe));
 
-  absl::StatusOr<Hold> hold = FindHold(stripe, id, token, "release", Now());
+  absl::StatusOr<Hold> hold = FindHold(key, token, "release", Clocks());
   if (!hold.ok()) return hold.status();
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot release '", Printable(id), "': already committed"));
   }
-  if (hold->in_table) {
-    holds_->Drop(stripe, id);
-  } else {
+  if (!hold->in_table || holds_->persists_holds()) {
     rocksdb::WriteBatch batch;
     batch.Delete(cf(), AsSlice(id));
+    // Outcome unknown: the hold stays, and its record may still be there; a retried Release finds it.
     if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
   }
-  locks_.Changed(stripe).notify_all();
+  holds_->Drop(key);
+  locks_.Changed(key.stripe).notify_all();
   counters_.released.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -566,25 +601,31 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const size_t stripe = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(stripe));
-  const absl::Time now = Now();
+  engine::QuietPerfCounters quiet;
+  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
+  engine::MutexLock lock(locks_.At(key.stripe));
+  const Instant at = Clocks();
 
-  absl::StatusOr<Hold> hold = FindHold(stripe, id, token, "extend", now);
+  absl::StatusOr<Hold> hold = FindHold(key, token, "extend", at);
   if (!hold.ok()) return hold.status();
   if (hold->done) {
     return absl::FailedPreconditionError(absl::StrCat("cannot extend '", Printable(id), "': already committed"));
   }
-  if (hold->in_table) {
-    holds_->Renew(stripe, id, now + options_.lease);
-  } else {
+  const absl::Time deadline = at.now + options_.lease;
+  if (!hold->in_table || holds_->persists_holds()) {
     Record renewed = hold->record;
-    renewed.deadline_us = ToMicros(now + options_.lease);
+    if (hold->in_table) {  // this process's durable reservation: its record is what the table holds
+      renewed.state = RecordState::kReserved;
+      renewed.token = token;
+      renewed.fingerprint = hold->fingerprint;
+    }
+    renewed.deadline_us = ToMicros(deadline);
     rocksdb::WriteBatch batch;
     batch.Put(cf(), AsSlice(id), engine::EncodeRecord(renewed));
     if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
     expiry_.NoteDeadline(renewed.deadline_us);
   }
+  if (hold->in_table) holds_->Renew(key, deadline, at.monotonic);
   counters_.extended.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }

@@ -61,6 +61,7 @@ class Store::Impl {
   absl::Status Forget(std::string_view id);
   absl::Status CompactExpired();
   Stats GetStats() const;
+  uint64_t token_floor() const { return token_floor_; }
   absl::Status Health() const;
   absl::Status Resume();
   absl::Status Close();
@@ -83,8 +84,20 @@ class Store::Impl {
   struct Hold {
     bool done = false;                    // already committed with this token
     std::optional<uint64_t> fingerprint;  // carried into the done record
-    bool in_table = false;                // the hold table keeps it (else a record in RocksDB)
+    bool in_table = false;                // the hold table keeps it (else only a record in RocksDB)
     engine::Record record;                // the record, when !in_table && !done
+  };
+  // One reading of the store's clocks, taken once per call: store time for deadlines, the monotonic
+  // reading for lease ends.
+  struct Instant {
+    absl::Time now;
+    absl::Duration monotonic;
+  };
+  // What a new reservation replaced (Reservation::takeover and its companions).
+  struct Replaced {
+    bool takeover = false;
+    bool holder_gone = false;
+    uint64_t previous_token = 0;
   };
 
   absl::Status CheckId(std::string_view id) const;
@@ -102,44 +115,34 @@ class Store::Impl {
   absl::Status CheckEffectsOf(const CommitRequest& request) const;
   // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
   absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
-  // REQUIRES: stripe `stripe` held. Answers Reserve from the recent-commit cache or the lease table;
-  // nullopt when RocksDB must be read. Sets *takeover when an expired in-memory lease was dropped.
-  std::optional<Reservation> AnswerFromMemory(size_t stripe, std::string_view id,
-                                              const std::optional<uint64_t>& fingerprint, absl::Time now,
-                                              bool* takeover);
-  // REQUIRES: stripe `stripe` held. Decides from what was read; a kReserved verdict is recorded in the
-  // lease table, or (durable reservations) as a Put added to *batch.
-  // `lease`: this reservation's.
-  absl::StatusOr<Reservation> Decide(size_t stripe, std::string_view id, const std::optional<uint64_t>& fingerprint,
-                                     absl::Duration lease, const Lookup& lookup, absl::Time now, bool takeover,
+  // REQUIRES: stripe held. Answers Reserve from the recent-commit cache or the hold table; nullopt
+  // when RocksDB must be read. Fills *replaced when an ended lease was dropped.
+  std::optional<Reservation> AnswerFromMemory(const engine::IdKey& key, const std::optional<uint64_t>& fingerprint,
+                                              const Instant& at, Replaced* replaced);
+  // REQUIRES: stripe held. Decides from what was read; a kReserved verdict is recorded in the hold
+  // table (durable reservations: also as a Put added to *batch). `lease`: this reservation's.
+  absl::StatusOr<Reservation> Decide(const engine::IdKey& key, const std::optional<uint64_t>& fingerprint,
+                                     absl::Duration lease, const Lookup& lookup, const Instant& at, Replaced replaced,
                                      rocksdb::WriteBatch* batch);
   // kConflict when both fingerprints are known and differ; counts it.
   std::optional<Reservation> ConflictOf(const std::optional<uint64_t>& wanted, const std::optional<uint64_t>& stored,
                                         absl::Time deadline, std::string_view result);
-  // REQUIRES: stripe `stripe` held. Finds the reservation `token` holds on `id`; kAborted if it holds none.
-  absl::StatusOr<Hold> FindHold(size_t stripe, std::string_view id, uint64_t token, std::string_view verb,
-                                absl::Time now);
-  // REQUIRES: stripe `stripe` held. One check-and-reserve attempt, writing a durable reservation.
-  absl::StatusOr<Reservation> ReserveLocked(size_t stripe, std::string_view id,
-                                            const std::optional<uint64_t>& fingerprint, absl::Duration lease,
-                                            absl::Time now);
+  // REQUIRES: stripe held. Finds the reservation `token` holds on the ID; kAborted if it holds none.
+  absl::StatusOr<Hold> FindHold(const engine::IdKey& key, uint64_t token, std::string_view verb, const Instant& at);
+  // REQUIRES: stripe held. One check-and-reserve attempt (writing a durable reservation).
+  absl::StatusOr<Reservation> ReserveLocked(const engine::IdKey& key, const std::optional<uint64_t>& fingerprint,
+                                            absl::Duration lease, const Instant& at);
   absl::Status AbortedFor(std::string_view id, uint64_t token, std::string_view verb, std::string_view why);
-  // REQUIRES: stripe `stripe` held. Whether RocksDB holds a done record of `id` by `token` (then it is
-  // also put in the recent-commit cache). The memory hold table asks it after an unknown outcome.
-  bool CommitLanded(size_t stripe, std::string_view id, uint64_t token);
-  // REQUIRES: stripe `stripe` held. A Commit of `id` failed with an unknown outcome.
-  void NoteCommitOutcomeUnknown(size_t stripe, std::string_view id);
+  // REQUIRES: stripe held. Whether RocksDB holds a done record of the ID by `token` (then it is also put
+  // in the recent-commit cache). The hold table asks it after an unknown outcome.
+  bool CommitLanded(const engine::IdKey& key, uint64_t token);
   // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
-  void NoteCommitted(size_t stripe, const CommitRequest& request, const engine::Record& done);
+  void NoteCommitted(const engine::IdKey& key, const CommitRequest& request, const engine::Record& done);
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
-  // Store time (engine/store_time.h): every decision uses it.
-  absl::Time Now() const {
-    // Every reading of store time also advances the monotonic one (the same clock, for test clocks), but
-    // only in-memory leases use it: durable stores skip the extra clock read on every call.
-    holds_->ObserveTime();
-    return time_->Now(*clock_);
-  }
+  // The store's clocks, read once (engine/store_time.h): every decision of a call uses this reading.
+  Instant Clocks() const { return Instant{time_->Now(*clock_), time_->Monotonic(*clock_)}; }
+  absl::Time Now() const { return Clocks().now; }
 
   // ---- Constant after construction ----
   const Options options_;
@@ -153,10 +156,14 @@ class Store::Impl {
   // Replaced only by a reopen, with the DB held exclusively.
   std::unique_ptr<engine::TokenSource> tokens_;
   engine::MetadataLocation metadata_;
+  // The first token this Store could issue, fixed at Start (a reopen keeps it): every token below it
+  // was issued by an earlier process or an earlier Store on this DB, whose holders are gone.
+  uint64_t token_floor_ = 0;
 
   // ---- Thread-safe on their own ----
   engine::KeyLocks locks_;
-  // Where reservations live (Options::durable_reservations); stripes guarded by the locks_ stripe.
+  // This process's reservations (Options::durable_reservations: also in RocksDB); stripes guarded by
+  // the locks_ stripe.
   std::unique_ptr<engine::HoldTable> holds_;
   engine::RecentCommits recent_;
   mutable Counters counters_;

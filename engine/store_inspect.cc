@@ -23,10 +23,10 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const size_t stripe = locks_.StripeOf(id);
-  engine::MutexLock lock(locks_.At(stripe));
-  bool held = holds_->Drop(stripe, id);
-  recent_.Erase(stripe, id);
+  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
+  engine::MutexLock lock(locks_.At(key.stripe));
+  bool held = holds_->Drop(key);
+  recent_.Erase(key);
   absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
   // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
   if (lookup.ok() && lookup->found) {
@@ -37,7 +37,7 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   } else if (!lookup.ok()) {
     return lookup.status();
   }
-  locks_.Changed(stripe).notify_all();
+  locks_.Changed(key.stripe).notify_all();
   if (!held) return absl::NotFoundError(absl::StrCat("nothing stored for '", Printable(id), "'"));
   return absl::OkStatus();
 }
@@ -46,12 +46,13 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
-  const absl::Time now = Now();
+  const Instant at = Clocks();
+  const absl::Time now = at.now;
   {
-    const size_t stripe = locks_.StripeOf(id);
+    const engine::IdKey key = engine::KeyLocks::KeyOf(id);
     auto* self = const_cast<Impl*>(this);  // the hold table is read under its stripe
-    engine::MutexLock lock(self->locks_.At(stripe));
-    if (std::optional<engine::HeldLease> lease = self->holds_->Find(stripe, id)) {
+    engine::MutexLock lock(self->locks_.At(key.stripe));
+    if (std::optional<engine::HeldLease> lease = self->holds_->Find(key, at.monotonic)) {
       return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {}, lease->ended};
     }
   }
@@ -74,7 +75,8 @@ absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limi
   if (!op.ok()) return op.status();
   std::vector<InDoubtReservation> found;
   if (limit == 0) return found;
-  // Expired ones are included: their holders are gone, and the next Reserve of each takes it over.
+  // Expired ones are included, and this process's own: the caller tells them apart by token (a token
+  // below TokenFloor() was issued before this Store opened; its holder is gone).
   absl::Status scanned = engine::ScanRecords(db(), cf(), engine::ToMicros(Now()), [&](const engine::ScannedRecord& r) {
     if (r.record.ok() && r.record->state == RecordState::kReserved) {
       found.push_back({std::string(r.key), r.record->token, FromMicros(r.record->deadline_us)});

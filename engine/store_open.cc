@@ -23,12 +23,8 @@ Store::Impl::Impl(const Options& options, std::shared_ptr<engine::ExpiryFilterFa
       expiry_(options.compaction, time_,
               [this](const rocksdb::Status& s, std::string_view context) { return StorageError(s, context); }) {
   write_options_.sync = options.sync;
-  holds_ = options.durable_reservations
-               ? engine::NewDurableHolds()
-               : engine::NewMemoryHolds(time_.get(), clock_.get(), options.lease,
-                                        [this](size_t stripe, std::string_view id, uint64_t token) {
-                                          return CommitLanded(stripe, id, token);
-                                        });
+  holds_ = engine::NewHoldTable(options.durable_reservations, options.lease,
+                                [this](const engine::IdKey& key, uint64_t token) { return CommitLanded(key, token); });
 }
 
 Store::Impl::~Impl() { Close().IgnoreError(); }
@@ -44,6 +40,8 @@ absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHan
   identity_ = metadata->identity;
   metadata_ = where;
   tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata));
+  // Fixed by the first load: a reopen's tokens continue above this process's own, which stay ours.
+  if (token_floor_ == 0) token_floor_ = tokens_->first();
   return absl::OkStatus();
 }
 
@@ -236,6 +234,7 @@ absl::StatusOr<RecordInfo> Store::Peek(std::string_view id) const { return impl_
 absl::Status Store::Forget(std::string_view id) { return impl_->Forget(id); }
 absl::Status Store::CompactExpired() { return impl_->CompactExpired(); }
 Stats Store::GetStats() const { return impl_->GetStats(); }
+uint64_t Store::TokenFloor() const { return impl_->token_floor(); }
 absl::Status Store::Health() const { return impl_->Health(); }
 absl::Status Store::Resume() { return impl_->Resume(); }
 absl::Status Store::Close() { return impl_->Close(); }

@@ -12,6 +12,7 @@ TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata 
   // A mark at the end of the token space has no next token: +1 would wrap to 0.
   exhausted_ = metadata_.token_high_water == std::numeric_limits<uint64_t>::max();
   next_ = exhausted_ ? 0 : metadata_.token_high_water + 1;
+  first_ = exhausted_ ? metadata_.token_high_water : next_;
 }
 
 absl::StatusOr<uint64_t> TokenSource::Next() {

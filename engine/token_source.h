@@ -37,9 +37,13 @@ class TokenSource {
   // kFailedPrecondition once the token space is used up.
   absl::StatusOr<uint64_t> Next();
 
+  // The first token this source can issue: above every token issued before it was made.
+  uint64_t first() const { return first_; }
+
  private:
   rocksdb::DB* const db_;
   const MetadataLocation where_;
+  uint64_t first_ = 0;
 
   mutable Mutex mu_;
   StoreMetadata metadata_ ABSL_GUARDED_BY(mu_);  // as persisted: its mark covers every token issued

@@ -3,7 +3,9 @@
 //   R <id> <token>   Reserve returned kReserved
 //   C <id> <token>   Commit returned OK
 // The parent kills it with SIGKILL at a random moment and checks the store against these lines.
-// Usage: crash_worker <db-path> <first-id> <sync:0|1> [hold]
+// "hold": opens the store and waits. "inflight N": makes N durable reservations, prints
+// "I <id> <token>" for each and "ready", then waits with all of them in flight.
+// Usage: crash_worker <db-path> <first-id> <sync:0|1> [hold | inflight N]
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   idem::Options options;
   options.sync = std::string(argv[3]) == "1";
   options.maintenance_interval = absl::Milliseconds(20);
+  const bool inflight = argc > 5 && std::string(argv[4]) == "inflight";
+  options.durable_reservations = inflight;
   idem::testing::LedgerDb db(argv[1], idem::ColumnFamilyOptionsFor(options));
   if (!db.status.ok()) {
     std::fprintf(stderr, "open: %s\n", db.status.ToString().c_str());
@@ -33,7 +37,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "attach: %s\n", store.status().ToString().c_str());
     return 1;
   }
-  if (argc > 4 && std::string(argv[4]) == "hold") {
+  if (inflight) {
+    for (long i = 0; i < std::atol(argv[5]); ++i) {
+      const std::string id = "inflight-" + std::to_string(i);
+      absl::StatusOr<idem::Reservation> r = (*store)->Reserve(id);
+      if (!r.ok() || r->verdict != idem::Verdict::kReserved) {
+        std::fprintf(stderr, "reserve: %s\n", r.status().ToString().c_str());
+        return 1;
+      }
+      std::printf("I %s %llu\n", id.c_str(), static_cast<unsigned long long>(r->token));
+    }
+  }
+  if (inflight || (argc > 4 && std::string(argv[4]) == "hold")) {
     std::printf("ready\n");
     std::fflush(stdout);
     for (;;) absl::SleepFor(absl::Seconds(1));

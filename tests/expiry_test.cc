@@ -147,6 +147,7 @@ TEST_F(ExpiryTest, UniversalAndFifoProfilesOpenAndExpireOnRead) {
     options_.clock = clock_;
     options_.compaction = profile;
     options_.maintenance_interval = absl::ZeroDuration();
+    options_.durable_reservations = true;  // the reservation after expiry is a record that stays
     IDEM_ASSERT_OK_AND_ASSIGN(store_, Store::Open(options_, dir.Sub("db")));
     CommitMany(100);
     Flush();

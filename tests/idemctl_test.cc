@@ -46,6 +46,7 @@ class IdemctlTest : public ::testing::Test {
     path_ = dir_.Sub("store");
     Options options;
     options.maintenance_interval = absl::ZeroDuration();
+    options.durable_reservations = true;  // the five left reserved are records the tools must show
     IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, path_));
     for (int i = 0; i < 20; ++i) {
       const std::string id = "order-" + std::to_string(i);

@@ -140,8 +140,9 @@ inline std::vector<Op> Generate(uint64_t seed, int n) {
 
 // The reference: what a correct store answers, from first principles. Two layers, as in the store:
 // `disk_` holds what is in RocksDB (every record with durable reservations; only done records with
-// in-memory leases), `leases_` the in-memory leases. One thing the model cannot know is whether a
-// background compaction already removed an expired record: then only the takeover flag of the next
+// in-memory leases), `leases_` this process's reservations (kept in memory in both modes; a durable
+// reservation of an earlier process is only on disk, and its holder is gone). One thing the model cannot know is
+// whether a background compaction already removed an expired record: then only the takeover flag of the next
 // reservation, and the fate of an owner acting on an expired lease, may go either way, and the model
 // follows the store there.
 struct ModelRecord {
@@ -149,6 +150,7 @@ struct ModelRecord {
   uint64_t token = 0;
   absl::Time deadline;
   std::string result;
+  int incarnation = 0;  // of the store that wrote it: a reservation of an earlier one has no holder
 };
 
 class Harness {
@@ -235,6 +237,8 @@ class Harness {
             Forget(id);
           } else {
             hold_record_->deadline = now + options_.lease;
+            // A durable reservation of this process is rewritten with its new deadline.
+            if (durable() && leases_.count(id) > 0) disk_[id] = leases_[id];
           }
         }
         return "";
@@ -255,6 +259,7 @@ class Harness {
         Open();
         if (!store_) return "reopen failed";
         leases_.clear();  // in-memory leases die with the process; RocksDB records survive
+        ++incarnation_;   // ... and are taken over at once: their holders died with it
         return "";
     }
     return "";
@@ -294,13 +299,11 @@ class Harness {
   // Does `token` hold `id`? Sets hold_record_ to the record it holds.
   Hold HoldOf(const std::string& id, uint64_t token, absl::Time now) {
     hold_record_ = nullptr;
-    if (!durable()) {
-      auto lease = leases_.find(id);
-      if (lease != leases_.end()) {
-        if (lease->second.token != token) return Hold::kNo;
-        hold_record_ = &lease->second;
-        return Hold::kReserved;
-      }
+    auto lease = leases_.find(id);  // this process's reservations, in memory in both modes
+    if (lease != leases_.end()) {
+      if (lease->second.token != token) return Hold::kNo;
+      hold_record_ = &lease->second;
+      return Hold::kReserved;
     }
     auto it = disk_.find(id);
     if (it == disk_.end() || it->second.token != token) return Hold::kNo;
@@ -315,11 +318,11 @@ class Harness {
 
   void Commit(const std::string& id, uint64_t token, absl::Time now, const std::string& result) {
     leases_.erase(id);
-    disk_[id] = {true, token, now + options_.ttl, result};
+    disk_[id] = {true, token, now + options_.ttl, result, incarnation_};
   }
 
   void Forget(const std::string& id) {
-    if (!durable() && leases_.erase(id) > 0) return;
+    if (leases_.erase(id) > 0 && !durable()) return;
     disk_.erase(id);
   }
 
@@ -333,8 +336,8 @@ class Harness {
   std::string CheckReserve(const std::string& id, const absl::StatusOr<Reservation>& got, absl::Time now) {
     if (!got.ok()) return "reserve " + id + ": " + got.status().ToString();
     const ModelRecord* live = nullptr;
-    bool takeover = false, maybe_takeover = false;
-    auto lease = durable() ? leases_.end() : leases_.find(id);
+    bool takeover = false, maybe_takeover = false, holder_gone = false;
+    auto lease = leases_.find(id);
     if (lease != leases_.end()) {
       if (lease->second.deadline > now)
         live = &lease->second;
@@ -344,10 +347,14 @@ class Harness {
     if (live == nullptr && !takeover) {
       auto it = disk_.find(id);
       if (it != disk_.end()) {
-        if (it->second.deadline > now)
+        const bool gone = !it->second.done && it->second.incarnation < incarnation_;
+        if (it->second.deadline > now && !gone) {
           live = &it->second;
-        else
+        } else if (gone && it->second.deadline > now && it->second.deadline > ever_) {
+          takeover = holder_gone = true;  // certainly still there, and its holder died with its process
+        } else {
           maybe_takeover = !it->second.done;
+        }
       }
     }
     const bool live_on_disk = live != nullptr && (lease == leases_.end() || live != &lease->second);
@@ -368,15 +375,13 @@ class Harness {
              std::to_string(static_cast<int>(got->verdict));
     }
     if (!maybe_takeover && got->takeover != takeover) return "reserve " + id + ": takeover flag differs";
+    if (!maybe_takeover && got->holder_gone != holder_gone) return "reserve " + id + ": holder_gone differs";
     auto& issued = tokens_[id];
     if (!issued.empty() && got->token <= issued.back()) return "reserve " + id + ": token did not grow";
     issued.push_back(got->token);
-    const ModelRecord reservation{false, got->token, now + options_.lease, ""};
-    if (durable()) {
-      disk_[id] = reservation;
-    } else {
-      leases_[id] = reservation;
-    }
+    const ModelRecord reservation{false, got->token, now + options_.lease, "", incarnation_};
+    leases_[id] = reservation;
+    if (durable()) disk_[id] = reservation;
     return "";
   }
 
@@ -392,6 +397,7 @@ class Harness {
   // model cannot say whether it still exists.
   absl::Time ever_ = absl::InfinitePast();
   std::map<std::string, std::vector<uint64_t>> tokens_;
+  int incarnation_ = 0;
 };
 
 }  // namespace idem::testing

@@ -208,8 +208,17 @@ TEST_P(StoreTest, ReopenKeepsRecordsTokensAndTtl) {
   EXPECT_EQ(dup.verdict, Verdict::kDuplicate);
   EXPECT_EQ(dup.result, "kept");
   if (options_.durable_reservations) {
-    EXPECT_EQ(MustReserve("held").verdict, Verdict::kInFlight);
-    ASSERT_THAT(store_->Commit("held", held.token, "after restart"), IsOk());
+    // The reservation survived, but its holder did not: taken over at once (the clock has not moved,
+    // its lease is still running), and the caller is told so.
+    const Reservation again = MustReserve("held");
+    EXPECT_EQ(again.verdict, Verdict::kReserved);
+    EXPECT_TRUE(again.takeover);
+    EXPECT_TRUE(again.holder_gone);
+    EXPECT_EQ(again.previous_token, held.token);
+    EXPECT_GE(again.token, store_->TokenFloor());
+    EXPECT_LT(held.token, store_->TokenFloor());
+    EXPECT_THAT(store_->Commit("held", held.token), StatusIs(absl::StatusCode::kAborted));
+    ASSERT_THAT(store_->Commit("held", again.token, "after restart"), IsOk());
   } else {
     // In-memory leases die with the process: the ID is new again and the old token holds nothing.
     const Reservation again = MustReserve("held");
@@ -414,13 +423,57 @@ TEST_P(StoreTest, InDoubtListsReservationsLeftByAStoppedProcess) {
 TEST_P(StoreTest, HotDuplicateIsAnsweredWithoutRocksDb) {
   const Reservation r = MustReserve("hot");
   ASSERT_THAT(store_->Commit("hot", r.token, "cached"), IsOk());
-  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  // Above RocksDB's default level: idem leaves a level the caller chose alone (engine/perf_counters.h).
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
   rocksdb::get_perf_context()->Reset();
   EXPECT_EQ(MustReserve("hot").result, "cached");
   EXPECT_EQ(rocksdb::get_perf_context()->get_from_memtable_count, 0u);
   MustReserve("cold-miss");
   EXPECT_GT(rocksdb::get_perf_context()->get_from_memtable_count, 0u) << "the control: a miss does read";
-  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  EXPECT_EQ(rocksdb::GetPerfLevel(), rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);  // RocksDB's default
+}
+
+TEST_P(StoreTest, CommitOfOwnReservationReadsNothingBack) {
+  const Reservation r = MustReserve("own");
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+  rocksdb::get_perf_context()->Reset();
+  ASSERT_THAT(store_->Commit("own", r.token, "done"), IsOk());
+  EXPECT_EQ(rocksdb::get_perf_context()->get_from_memtable_count, 0u) << "the hold is known in memory";
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+}
+
+TEST_P(StoreTest, ReleaseAndExtendOfOwnDurableReservationRewriteItsRecord) {
+  if (!options_.durable_reservations) GTEST_SKIP() << "only durable reservations have records";
+  const Reservation a = MustReserve("a");
+  const Reservation b = MustReserve("b");
+  clock_->Advance(absl::Seconds(10));
+  ASSERT_THAT(store_->Extend("a", a.token), IsOk());
+  ASSERT_THAT(store_->Release("b", b.token), IsOk());
+  IDEM_ASSERT_OK_AND_ASSIGN(std::vector<InDoubtReservation> in_doubt, store_->InDoubt());
+  ASSERT_EQ(in_doubt.size(), 1u) << "the released one is gone from RocksDB too";
+  EXPECT_EQ(in_doubt[0].id, "a");
+  EXPECT_EQ(in_doubt[0].deadline, clock_->Now() + options_.lease) << "the extended deadline was written";
+  Reopen();
+  const Reservation again = MustReserve("a");
+  EXPECT_TRUE(again.takeover && again.holder_gone);
+  EXPECT_EQ(again.previous_token, a.token);
+  EXPECT_FALSE(MustReserve("b").takeover) << "a released ID is simply new";
+}
+
+TEST_P(StoreTest, RocksDbPerfCountersAreOffDuringCallsAtTheDefaultLevel) {
+  ASSERT_EQ(rocksdb::GetPerfLevel(), rocksdb::PerfLevel::kEnableCount) << "RocksDB's default level";
+  rocksdb::get_perf_context()->Reset();
+  const Reservation r = MustReserve("quiet");
+  ASSERT_THAT(store_->Commit("quiet", r.token), IsOk());
+  MustReserve("quiet");
+  EXPECT_EQ(rocksdb::get_perf_context()->get_from_memtable_count, 0u);
+  EXPECT_EQ(rocksdb::get_perf_context()->write_memtable_time + rocksdb::get_perf_context()->get_snapshot_time, 0u);
+  EXPECT_EQ(rocksdb::GetPerfLevel(), rocksdb::PerfLevel::kEnableCount) << "the caller's level is restored";
+  // The control: the same calls made straight to RocksDB count.
+  std::string value;
+  store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), "quiet", &value).PermitUncheckedError();
+  EXPECT_GT(rocksdb::get_perf_context()->get_from_memtable_count, 0u);
 }
 
 TEST_P(StoreTest, ReusedIdWithAnotherPayloadIsConflictNotDuplicate) {

@@ -61,17 +61,18 @@ struct Options {
   absl::Duration wal_sync_interval = absl::ZeroDuration();
 
   // Where reservations live.
-  //  true (default): reservations are written to RocksDB. A restarted process sees the reservations its
-  //    predecessor left in doubt (InDoubt()) and they stay in flight until their lease ends. Costs a
-  //    write per Reserve.
-  //  false: reservations live only in this process's memory (a sharded lease table). Reserve(new) is a
-  //    filter probe plus a hash insert, Commit is the only write. If the process dies its leases die
-  //    with it, which is right for a single consumer process: its work did not commit and the queue
-  //    redelivers. Choose it when one process owns the store (the usual embedded case) and you do not
-  //    need InDoubt() after a crash. These leases end by Clock::Monotonic(), so a wall-clock step
-  //    neither ends one early nor stretches it (durable ones are wall-clock deadlines, as they must mean
-  //    the same to the next process).
-  bool durable_reservations = true;
+  //  false (default): reservations live only in this process's memory (a sharded lease table).
+  //    Reserve(new) is a filter probe plus a hash insert; Commit is the only write. If the process dies
+  //    its leases die with it, which is right for a consumer whose effects go into the DB with Commit:
+  //    its work did not commit and the queue redelivers. These leases end by Clock::Monotonic(), so a
+  //    wall-clock step neither ends one early nor stretches it.
+  //  true: reservations are also written to RocksDB (a write per Reserve). Choose it when handlers have
+  //    effects outside the DB: a restarted process sees the reservations its predecessor left
+  //    (InDoubt()), and the next Reserve of each takes it over at once and says so
+  //    (Reservation::takeover, holder_gone), so the handler can check or compensate what the
+  //    predecessor may have started. Within the process they behave as in-memory leases; their records
+  //    carry wall-clock deadlines, as they must mean the same to the next process.
+  bool durable_reservations = false;
 
   // Recently committed IDs kept in memory to answer hot duplicates without touching RocksDB.
   // 0 disables the cache. Memory is about (ID + result + 64) bytes per entry.

@@ -102,8 +102,17 @@ struct Reservation {
   absl::Time deadline;
   // The stored result, when kDuplicate.
   std::string result;
-  // kReserved replaced a reservation whose lease had ended (the previous holder presumably died).
+  // kReserved replaced a reservation that was neither committed nor released. Its holder got as far as
+  // Reserve and may have started effects outside the DB (effects in the DB land only with a Commit,
+  // which did not happen): a handler with external effects checks or compensates them.
   bool takeover = false;
+  // With takeover: the replaced reservation was made by an earlier process on this store (or an
+  // earlier, closed Store on this DB): its holder is gone, so it was taken over at once instead of after
+  // its lease (only durable reservations survive a restart to be found). false: its lease ran out in
+  // this process, and its holder may still be running; fence downstream writes with the token.
+  bool holder_gone = false;
+  // With takeover: the token of the reservation replaced (the last one a downstream fence may have seen).
+  uint64_t previous_token = 0;
 };
 
 // How a stored record reads (Peek); for tools and diagnostics.
@@ -214,15 +223,21 @@ class Store {
   // returned with expired = true until compaction removes them).
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
 
-  // Reservations persisted by an earlier process and neither committed nor released (only with
-  // durable_reservations), at most `limit` of them, in key order. Expired ones are included: their
-  // holders are gone, and the next Reserve of each takes it over.
+  // Reservations persisted in RocksDB and neither committed nor released (only with
+  // durable_reservations), at most `limit` of them, in key order: those an earlier process left (token
+  // below TokenFloor(): their holders are gone, and the next Reserve of each takes it over at once), and
+  // this process's own live ones (token at or above it).
   absl::StatusOr<std::vector<InDoubtReservation>> InDoubt(size_t limit = SIZE_MAX) const;
 
   // Flushes and compacts the whole column family now, removing every expired record from disk.
   absl::Status CompactExpired();
 
   Stats GetStats() const;
+
+  // The first fencing token this Store could issue. Every token below it was issued before this Store
+  // opened (by an earlier process, or an earlier Store on this DB), so its holder is gone; every token
+  // this Store issues is at or above it. It stays the same across Resume.
+  uint64_t TokenFloor() const;
 
   // OK while the store accepts writes; otherwise why not: a background error (kUnavailable), free disk
   // space below Options::min_free_disk_bytes (kUnavailable, "disk nearly full"), or the store's
