@@ -19,7 +19,8 @@ class Holds : public HoldTable {
 
   void Hold(const IdKey& key, const HeldLease& hold, absl::Duration lease, absl::Duration monotonic_now,
             rocksdb::ColumnFamilyHandle* cf, rocksdb::WriteBatch* batch) override {
-    leases_.Put(key, Lease{hold.token, hold.deadline, monotonic_now + lease, hold.fingerprint}, monotonic_now);
+    // The store looked (Find) under the same stripe lock and dropped any hold it found.
+    leases_.Insert(key, Lease{hold.token, hold.deadline, monotonic_now + lease, hold.fingerprint}, monotonic_now);
     if (!durable_) return;
     Record record;
     record.state = RecordState::kReserved;
@@ -50,11 +51,7 @@ class Holds : public HoldTable {
     }
   }
 
-  bool Drop(const IdKey& key) override {
-    const bool held = leases_.Find(key) != nullptr;
-    if (held) leases_.Erase(key);
-    return held;
-  }
+  bool Drop(const IdKey& key) override { return leases_.Erase(key); }
 
   void CommitOutcomeUnknown(const IdKey& key) override {
     if (Lease* lease = leases_.Find(key)) lease->commit_outcome_unknown = true;

@@ -46,6 +46,7 @@ class HoldTable {
   // Whether a new reservation's batch must be written before Reserve returns (and Release, Extend write).
   virtual bool persists_holds() const = 0;
 
+  // REQUIRES: the table holds no hold for the ID (Find found none, or it was dropped).
   // Records a new reservation whose lease lasts `lease` (ending at hold.deadline, and at
   // monotonic_now + lease on the monotonic clock); durable holds add its record to `batch` (for `cf`).
   virtual void Hold(const IdKey& key, const HeldLease& hold, absl::Duration lease, absl::Duration monotonic_now,

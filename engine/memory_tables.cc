@@ -39,6 +39,10 @@ void LeaseTable::Put(const IdKey& key, const Lease& lease, absl::Duration monoto
     *held = lease;
     return;
   }
+  Insert(key, lease, monotonic_now);
+}
+
+void LeaseTable::Insert(const IdKey& key, const Lease& lease, absl::Duration monotonic_now) {
   Stripe& s = stripes_[key.stripe];
   // Leases abandoned without Commit/Release (the handler crashed, the caller forgot) are swept now and
   // then, so the table stays bounded by the live leases.
@@ -66,63 +70,58 @@ void LeaseTable::Put(const IdKey& key, const Lease& lease, absl::Duration monoto
   ++s.live;
 }
 
-void LeaseTable::Erase(const IdKey& key) {
+bool LeaseTable::Erase(const IdKey& key) {
   Stripe& s = stripes_[key.stripe];
   auto it = s.index.find(key.hash);
-  if (it == s.index.end()) return;
+  if (it == s.index.end()) return false;
   for (uint32_t at = it->second; at != kNone; at = s.entries[at].next) {
-    if (s.entries[at].id == key.id) return Unlink(s, at);
+    if (s.entries[at].id == key.id) {
+      Unlink(s, at);
+      return true;
+    }
   }
+  return false;
 }
 
 RecentCommits::RecentCommits(size_t capacity)
-    : per_stripe_(capacity == 0 ? 0 : (capacity + KeyLocks::kStripes - 1) / KeyLocks::kStripes),
-      stripes_(per_stripe_ == 0 ? 0 : KeyLocks::kStripes) {}
+    : sets_per_stripe_(capacity == 0 ? 0 : (capacity + KeyLocks::kStripes * kWays - 1) / (KeyLocks::kStripes * kWays)),
+      sets_(sets_per_stripe_ * KeyLocks::kStripes) {}
 
 const RecentCommit* RecentCommits::Find(const IdKey& key, absl::Time now) const {
-  if (per_stripe_ == 0) return nullptr;
-  const Stripe& s = stripes_[key.stripe];
-  auto it = s.index.find(key.hash);
-  if (it == s.index.end()) return nullptr;
-  const Slot& slot = s.ring[it->second];
-  if (slot.id != key.id || slot.commit.deadline <= now) return nullptr;
-  return &slot.commit;
+  if (sets_per_stripe_ == 0) return nullptr;
+  for (const Slot& slot : SetOf(key).ways) {
+    if (slot.used && slot.hash == key.hash && slot.id == key.id) {
+      return slot.commit.deadline > now ? &slot.commit : nullptr;
+    }
+  }
+  return nullptr;
 }
 
 void RecentCommits::Erase(const IdKey& key) {
-  if (per_stripe_ == 0) return;
-  Stripe& s = stripes_[key.stripe];
-  auto it = s.index.find(key.hash);
-  if (it == s.index.end() || s.ring[it->second].id != key.id) return;
-  s.ring[it->second].commit.deadline = absl::InfinitePast();  // the slot stays in the ring, never found
-  s.index.erase(it);
+  if (sets_per_stripe_ == 0) return;
+  Set& set = SetOf(key);
+  for (size_t way = 0; way < kWays; ++way) {
+    Slot& slot = set.ways[way];
+    if (slot.used && slot.hash == key.hash && slot.id == key.id) {
+      slot.used = false;
+      set.older = static_cast<uint8_t>(way);  // a free slot is filled first
+    }
+  }
 }
 
 void RecentCommits::Put(const IdKey& key, uint64_t token, absl::Time deadline, std::optional<uint64_t> fingerprint,
                         std::string_view result) {
-  if (per_stripe_ == 0) return;
-  Stripe& s = stripes_[key.stripe];
-  uint32_t slot_index;
-  auto it = s.index.find(key.hash);
-  if (it != s.index.end() && s.ring[it->second].id == key.id) {
-    slot_index = it->second;  // the same ID again: update in place
-  } else {
-    if (s.ring.size() < per_stripe_) {
-      if (s.ring.capacity() == 0) s.ring.reserve(per_stripe_);
-      s.ring.emplace_back();
-      slot_index = static_cast<uint32_t>(s.ring.size() - 1);
-    } else {
-      slot_index = static_cast<uint32_t>(s.next);
-      s.next = (s.next + 1) % per_stripe_;
-      auto victim = s.index.find(s.ring[slot_index].hash);
-      if (victim != s.index.end() && victim->second == slot_index) s.index.erase(victim);
-    }
-    // A colliding hash replaces the older entry's index: the older one is only a miss from now on.
-    s.index.insert_or_assign(key.hash, slot_index);
+  if (sets_per_stripe_ == 0) return;
+  Set& set = SetOf(key);
+  size_t way = set.older;
+  for (size_t w = 0; w < kWays; ++w) {
+    if (set.ways[w].used && set.ways[w].hash == key.hash && set.ways[w].id == key.id) way = w;  // update in place
   }
-  Slot& slot = s.ring[slot_index];
+  if (way == set.older) set.older = static_cast<uint8_t>((way + 1) % kWays);
+  Slot& slot = set.ways[way];
   slot.id.assign(key.id.data(), key.id.size());
   slot.hash = key.hash;
+  slot.used = true;
   slot.commit.token = token;
   slot.commit.deadline = deadline;
   slot.commit.fingerprint = fingerprint;

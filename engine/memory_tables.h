@@ -43,7 +43,10 @@ class LeaseTable {
   Lease* Find(const IdKey& key);
   // `monotonic_now`: Clock::Monotonic() now; leases ended by then are purged now and then.
   void Put(const IdKey& key, const Lease& lease, absl::Duration monotonic_now);
-  void Erase(const IdKey& key);
+  // Put of an ID the table does not hold (the caller just looked): no second lookup.
+  void Insert(const IdKey& key, const Lease& lease, absl::Duration monotonic_now);
+  // Whether there was a lease.
+  bool Erase(const IdKey& key);
   // Live leases of the stripe (for diagnostics).
   size_t Size(size_t stripe) const { return stripes_[stripe].live; }
 
@@ -79,7 +82,7 @@ struct RecentCommit {
 class RecentCommits {
  public:
   explicit RecentCommits(size_t capacity);
-  bool enabled() const { return per_stripe_ > 0; }
+  bool enabled() const { return sets_per_stripe_ > 0; }
   // REQUIRES: the caller holds the KeyLocks stripe `key.stripe`. nullptr when absent or expired at `now`.
   const RecentCommit* Find(const IdKey& key, absl::Time now) const;
   void Put(const IdKey& key, uint64_t token, absl::Time deadline, std::optional<uint64_t> fingerprint,
@@ -88,21 +91,27 @@ class RecentCommits {
   void Erase(const IdKey& key);
 
  private:
-  // A ring of slots, oldest overwritten first, indexed by the ID's 64-bit hash. Slots keep their
-  // strings' capacity, so a warm cache inserts without allocating; a hash collision only costs a miss
-  // because Find compares the whole ID.
+  // Two-way set-associative, like a CPU cache: an ID can only be in the two slots of its set (picked by
+  // its hash), and a new ID replaces the older of the two. No index to maintain: Put is two string
+  // copies, Find one comparison. Slots keep their strings' capacity, so a warm cache inserts without
+  // allocating. Redeliveries cluster on recent commits, which is what it keeps.
+  static constexpr size_t kWays = 2;
   struct Slot {
     std::string id;
     uint64_t hash = 0;
+    bool used = false;
     RecentCommit commit;
   };
-  struct Stripe {
-    std::vector<Slot> ring;
-    size_t next = 0;
-    absl::flat_hash_map<uint64_t, uint32_t, PreHashed> index;
+  struct Set {
+    Slot ways[kWays];
+    uint8_t older = 0;  // the way Put replaces next
   };
-  size_t per_stripe_;
-  std::vector<Stripe> stripes_;
+  const Set& SetOf(const IdKey& key) const {
+    return sets_[key.stripe * sets_per_stripe_ + (key.hash % sets_per_stripe_)];
+  }
+  Set& SetOf(const IdKey& key) { return sets_[key.stripe * sets_per_stripe_ + (key.hash % sets_per_stripe_)]; }
+  size_t sets_per_stripe_;
+  std::vector<Set> sets_;
 };
 
 }  // namespace idem::engine

@@ -24,12 +24,18 @@ uint64_t GetFixed64(const char* p) {
   return v;
 }
 
-void PutVarint64(std::string* out, uint64_t v) {
+char* EncodeFixed64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) *p++ = static_cast<char>(v >> (8 * i));
+  return p;
+}
+
+char* EncodeVarint64(char* p, uint64_t v) {
   while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
+    *p++ = static_cast<char>(v | 0x80);
     v >>= 7;
   }
-  out->push_back(static_cast<char>(v));
+  *p++ = static_cast<char>(v);
+  return p;
 }
 
 // Advances *in past the varint; false when truncated or longer than 10 bytes.
@@ -55,15 +61,18 @@ absl::Status Corrupt(std::string_view what) {
 }  // namespace
 
 void EncodeRecord(const Record& record, std::string* out) {
-  out->clear();
-  out->reserve(kRecordHeaderBytes + 10 + 8 + record.result.size());
-  out->push_back(static_cast<char>(kVersion));
+  // The fixed part is built on the stack and copied once: this runs on every Commit.
+  char head[kRecordHeaderBytes + 10 + 8];
+  char* p = head;
+  *p++ = static_cast<char>(kVersion);
   uint8_t kind = static_cast<uint8_t>(record.state);
   if (record.fingerprint) kind |= kHasFingerprint;
-  out->push_back(static_cast<char>(kind));
-  PutFixed64(out, static_cast<uint64_t>(record.deadline_us));
-  PutVarint64(out, record.token);
-  if (record.fingerprint) PutFixed64(out, *record.fingerprint);
+  *p++ = static_cast<char>(kind);
+  p = EncodeFixed64(p, static_cast<uint64_t>(record.deadline_us));
+  p = EncodeVarint64(p, record.token);
+  if (record.fingerprint) p = EncodeFixed64(p, *record.fingerprint);
+  const size_t n = static_cast<size_t>(p - head);
+  out->assign(head, n);
   out->append(record.result.data(), record.result.size());
 }
 

@@ -42,10 +42,15 @@ class LatencyTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
-// Scratch space for encoding a record, reused by the thread so that a Commit allocates nothing for it.
+// Scratch space for encoding a record and for a single-record write, reused by the thread so that a
+// Commit allocates nothing for them (a cleared WriteBatch keeps its buffer).
 std::string& EncodeBuffer() {
   thread_local std::string buffer;
   return buffer;
+}
+rocksdb::WriteBatch& ScratchBatch() {
+  thread_local rocksdb::WriteBatch batch;
+  return batch;
 }
 
 }  // namespace
@@ -88,11 +93,9 @@ absl::Status Store::Impl::CheckEffectsOf(const CommitRequest& request) const {
 
 absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(std::string_view id, bool count_fast_path) const {
   Lookup lookup;
-  rocksdb::ReadOptions no_io;
-  no_io.read_tier = rocksdb::kBlockCacheTier;
-  rocksdb::Status s = db()->Get(no_io, cf(), AsSlice(id), &lookup.value);
+  rocksdb::Status s = db()->Get(no_io_reads_, cf(), AsSlice(id), &lookup.value);
   if (s.IsIncomplete()) {
-    s = db()->Get(rocksdb::ReadOptions(), cf(), AsSlice(id), &lookup.value);
+    s = db()->Get(reads_, cf(), AsSlice(id), &lookup.value);
   } else if (s.IsNotFound() && count_fast_path) {
     counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
   }
@@ -248,11 +251,16 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(const engine::IdKey& key,
   }
   absl::StatusOr<Lookup> lookup = Read(key.id, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
-  rocksdb::WriteBatch batch;
-  absl::StatusOr<Reservation> reservation = Decide(key, fingerprint, lease, *lookup, at, replaced, &batch);
-  if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
+  // Only durable holds write: in-memory ones are not made to build (and free) a batch for nothing.
+  rocksdb::WriteBatch* batch = nullptr;
   if (holds_->persists_holds()) {
-    if (absl::Status s = Write(&batch, "reserving", key.id); !s.ok()) {
+    batch = &ScratchBatch();
+    batch->Clear();
+  }
+  absl::StatusOr<Reservation> reservation = Decide(key, fingerprint, lease, *lookup, at, replaced, batch);
+  if (!reservation.ok() || reservation->verdict != Verdict::kReserved) return reservation;
+  if (batch != nullptr) {
+    if (absl::Status s = Write(batch, "reserving", key.id); !s.ok()) {
       holds_->Drop(key);  // not the caller's; if the write landed, its record reads as in flight
       return s;
     }
@@ -340,7 +348,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   for (size_t r = 0; r < n; ++r) slices[r] = AsSlice(ids[firsts[to_read[r]]]);
   std::vector<rocksdb::PinnableSlice> values(n);
   std::vector<rocksdb::Status> statuses(n);
-  if (n > 0) db()->MultiGet(rocksdb::ReadOptions(), cf(), n, slices.data(), values.data(), statuses.data());
+  if (n > 0) db()->MultiGet(reads_, cf(), n, slices.data(), values.data(), statuses.data());
 
   rocksdb::WriteBatch batch;
   std::vector<size_t> reserved;  // positions in firsts
@@ -497,8 +505,9 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     status = Write(effects, "committing", id);
     effects->RollbackToSavePoint().PermitUncheckedError();
   } else {
-    rocksdb::WriteBatch batch;
-    batch.Put(cf(), AsSlice(id), encoded);
+    rocksdb::WriteBatch& batch = ScratchBatch();
+    batch.Clear();
+    batch.Put(cf(), AsSlice(id), encoded).PermitUncheckedError();  // an unlimited batch of ours
     status = Write(&batch, "committing", id);
   }
   if (!status.ok()) {

@@ -150,6 +150,8 @@ class Store::Impl {
   const std::shared_ptr<engine::ExpiryFilterFactory> filter_;
   const std::shared_ptr<engine::StoreTime> time_;  // the filter's: one horizon for reads and expiry
   rocksdb::WriteOptions write_options_;
+  rocksdb::ReadOptions reads_;
+  rocksdb::ReadOptions no_io_reads_;  // filters, memtables and cached blocks only
   // Owns (Open) or borrows (Attach) the DB; decides whether a call may run (Pin).
   std::unique_ptr<engine::DbLifecycle> lifecycle_;
   std::string identity_;  // the store's identity, from its metadata: a reopen must find the same

@@ -23,6 +23,7 @@ Store::Impl::Impl(const Options& options, std::shared_ptr<engine::ExpiryFilterFa
       expiry_(options.compaction, time_,
               [this](const rocksdb::Status& s, std::string_view context) { return StorageError(s, context); }) {
   write_options_.sync = options.sync;
+  no_io_reads_.read_tier = rocksdb::kBlockCacheTier;
   holds_ = engine::NewHoldTable(options.durable_reservations, options.lease,
                                 [this](const engine::IdKey& key, uint64_t token) { return CommitLanded(key, token); });
 }

@@ -11,32 +11,46 @@ TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata 
     : db_(db), where_(std::move(where)), metadata_(std::move(metadata)) {
   // A mark at the end of the token space has no next token: +1 would wrap to 0.
   exhausted_ = metadata_.token_high_water == std::numeric_limits<uint64_t>::max();
-  next_ = exhausted_ ? 0 : metadata_.token_high_water + 1;
-  first_ = exhausted_ ? metadata_.token_high_water : next_;
+  next_.store(exhausted_ ? std::numeric_limits<uint64_t>::max() : metadata_.token_high_water + 1);
+  covered_.store(metadata_.token_high_water);
+  first_ = exhausted_ ? metadata_.token_high_water : metadata_.token_high_water + 1;
 }
 
 absl::StatusOr<uint64_t> TokenSource::Next() {
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  // A token at or below the persisted mark may be handed out at once; the last token of the space
+  // goes through the slow path, which hands it out exactly once.
+  uint64_t token = next_.load(std::memory_order_relaxed);
+  while (token != kMax && token <= covered_.load(std::memory_order_acquire)) {
+    if (next_.compare_exchange_weak(token, token + 1, std::memory_order_relaxed)) return token;
+  }
+  return NextSlow();
+}
+
+absl::StatusOr<uint64_t> TokenSource::NextSlow() {
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
   MutexLock lock(&mu_);
-  if (exhausted_) {
-    return absl::FailedPreconditionError(absl::StrCat("idem store's fencing tokens are used up (high-water mark ",
-                                                      metadata_.token_high_water,
-                                                      "): no token can be issued that was not issued before"));
-  }
-  if (next_ > metadata_.token_high_water) {
-    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
-    StoreMetadata raised = metadata_;
-    raised.token_high_water = metadata_.token_high_water > kMax - kBlock ? kMax : metadata_.token_high_water + kBlock;
-    if (absl::Status s = SaveMetadata(db_, where_, raised); !s.ok()) {
-      return absl::UnavailableError(absl::StrCat("persisting the token high-water mark: ", s.message()));
+  for (;;) {
+    if (exhausted_) {
+      return absl::FailedPreconditionError(absl::StrCat("idem store's fencing tokens are used up (high-water mark ",
+                                                        metadata_.token_high_water,
+                                                        "): no token can be issued that was not issued before"));
     }
-    metadata_ = std::move(raised);
+    uint64_t token = next_.load(std::memory_order_relaxed);
+    if (token > metadata_.token_high_water) {
+      StoreMetadata raised = metadata_;
+      raised.token_high_water = metadata_.token_high_water > kMax - kBlock ? kMax : metadata_.token_high_water + kBlock;
+      if (absl::Status s = SaveMetadata(db_, where_, raised); !s.ok()) {
+        return absl::UnavailableError(absl::StrCat("persisting the token high-water mark: ", s.message()));
+      }
+      metadata_ = std::move(raised);
+      covered_.store(metadata_.token_high_water, std::memory_order_release);
+    }
+    if (token == kMax) {  // covered (the mark is kMax now), issued once, then never again
+      exhausted_ = true;
+      return token;
+    }
+    if (next_.compare_exchange_weak(token, token + 1, std::memory_order_relaxed)) return token;
   }
-  const uint64_t token = next_;
-  if (token == std::numeric_limits<uint64_t>::max()) {
-    exhausted_ = true;
-  } else {
-    ++next_;
-  }
-  return token;
 }
 }  // namespace idem::engine

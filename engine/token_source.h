@@ -15,6 +15,7 @@
 #ifndef IDEM_ENGINE_TOKEN_SOURCE_H_
 #define IDEM_ENGINE_TOKEN_SOURCE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -45,9 +46,15 @@ class TokenSource {
   const MetadataLocation where_;
   uint64_t first_ = 0;
 
+  // Raises the mark (or reports exhaustion) when the fast path in Next() cannot hand out a token.
+  absl::StatusOr<uint64_t> NextSlow();
+
+  // Tokens up to covered_ are handed out with a compare-and-swap on next_; raising the mark takes mu_.
+  std::atomic<uint64_t> next_{0};
+  std::atomic<uint64_t> covered_{0};  // the persisted mark: every token up to it may be issued
+
   mutable Mutex mu_;
   StoreMetadata metadata_ ABSL_GUARDED_BY(mu_);  // as persisted: its mark covers every token issued
-  uint64_t next_ ABSL_GUARDED_BY(mu_);
   bool exhausted_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -83,14 +83,20 @@ TEST(LeaseTableTest, IdsSharingAHashAreKeptApart) {
   EXPECT_EQ(leases.Size(1), 2u);
 }
 
-TEST(RecentCommitsTest, AHashCollisionIsAMissNeverAWrongAnswer) {
+TEST(RecentCommitsTest, IdsSharingAHashNeverAnswerForEachOther) {
   RecentCommits cache(2 * KeyLocks::kStripes);
-  const IdKey a{"a", 7, 0}, b{"b", 7, 0};
+  const IdKey a{"a", 7, 0}, b{"b", 7, 0}, c{"c", 7, 0};
   cache.Put(a, 1, kNow + absl::Hours(1), std::nullopt, "ra");
   cache.Put(b, 2, kNow + absl::Hours(1), std::nullopt, "rb");
-  EXPECT_EQ(cache.Find(a, kNow), nullptr);
+  ASSERT_NE(cache.Find(a, kNow), nullptr);
   ASSERT_NE(cache.Find(b, kNow), nullptr);
+  EXPECT_EQ(cache.Find(a, kNow)->result, "ra");
   EXPECT_EQ(cache.Find(b, kNow)->result, "rb");
+  cache.Erase(a);
+  EXPECT_EQ(cache.Find(a, kNow), nullptr);
+  cache.Put(c, 3, kNow + absl::Hours(1), std::nullopt, "rc");  // fills the erased slot, b stays
+  EXPECT_EQ(cache.Find(b, kNow)->result, "rb");
+  EXPECT_EQ(cache.Find(c, kNow)->result, "rc");
 }
 
 }  // namespace
