@@ -17,6 +17,8 @@
 #include "bench/bench_util.h"
 #include "idem/store.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/memtablerep.h"
+#include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "testing/workload.h"
@@ -86,6 +88,48 @@ int Run(const std::string& name, uint64_t events, uint64_t preload) {
   const std::vector<std::string> loaded = MakeIds(0, preload);
   const std::vector<std::string> fresh = MakeIds(1ULL << 40, events);
   events = events / kBatch * kBatch;  // whole batches for the batch cases
+
+  if (name == "raw_put_hash_skiplist" || name == "raw_put_hash_linklist") {
+    // The evaluation of a hash-bucketed memtable (issue 13): idem's column-family options with a
+    // fixed 8-byte prefix extractor, keys laid out as an 8-byte hash of the ID followed by the ID.
+    Options store_options = StoreOptions(false);
+    rocksdb::DBOptions db_options = engine::DBOptionsFor(store_options);
+    rocksdb::ColumnFamilyOptions cf_options = ColumnFamilyOptionsFor(store_options);
+    cf_options.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
+    if (name == "raw_put_hash_skiplist") {
+      cf_options.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 20));
+    } else {
+      cf_options.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 20));
+    }
+    db_options.create_if_missing = true;
+    db_options.create_missing_column_families = true;
+    db_options.allow_concurrent_memtable_write = false;  // hash memtables do not support it
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}, {"idem", cf_options}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Status s = rocksdb::DB::Open(db_options, dir.path(), families, &handles, &raw);
+    if (!s.ok()) Fail(s.ToString());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    auto hashed = [](const std::string& id) {
+      const uint64_t h = Mix64(std::hash<std::string>{}(id));
+      std::string key(8, '\0');
+      for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(h >> (56 - 8 * i));
+      return key + id;
+    };
+    std::vector<std::string> loaded_keys, fresh_keys;
+    for (const std::string& id : loaded) loaded_keys.push_back(hashed(id));
+    for (const std::string& id : fresh) fresh_keys.push_back(hashed(id));
+    rocksdb::WriteOptions write_options;
+    for (const std::string& key : loaded_keys) db->Put(write_options, handles[1], key, kValue).PermitUncheckedError();
+    MeasuredRegion([&] {
+      for (uint64_t i = 0; i < events; ++i) {
+        if (!db->Put(write_options, handles[1], fresh_keys[i], kValue).ok()) Fail("put");
+      }
+    });
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    return 0;
+  }
 
   if (name == "raw_put_plain" || name == "raw_put" || name == "raw_batch64" || name == "raw_get_hit") {
     std::unique_ptr<rocksdb::DB> plain;

@@ -1,5 +1,7 @@
 #include "engine/column_families.h"
 
+#include "engine/rocksdb_options.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -19,7 +21,7 @@ StoreColumnFamilies ColumnFamiliesFor(const Options& options, std::vector<std::s
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == options.column_family) {
       out.records_index = i;
-      out.descriptors.emplace_back(names[i], records ? *records : ColumnFamilyOptionsFor(options));
+      out.descriptors.emplace_back(names[i], records ? *records : OwnedColumnFamilyOptionsFor(options));
     } else {
       out.descriptors.emplace_back(names[i], other);
     }

@@ -167,7 +167,7 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
     if (absl::Status s = RefuseOtherIdemLayout(db_options, path, names, options.column_family); !s.ok()) return s;
     names.push_back(options.column_family);
   }
-  rocksdb::ColumnFamilyOptions idem_cf = ColumnFamilyOptionsFor(options);
+  rocksdb::ColumnFamilyOptions idem_cf = OwnedColumnFamilyOptionsFor(options);
   idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
   const StoreColumnFamilies families = ColumnFamiliesFor(options, names, idem_cf);
   if (options.env == nullptr && listed.ok()) {

@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "engine/memory_tables.h"
-#include "engine/printable.h"
 #include "engine/record.h"
 #include "engine/store_time.h"
 
@@ -18,7 +17,7 @@ class Holds : public HoldTable {
   bool persists_holds() const override { return durable_; }
 
   void Hold(const IdKey& key, const HeldLease& hold, absl::Duration lease, absl::Duration monotonic_now,
-            rocksdb::ColumnFamilyHandle* cf, rocksdb::WriteBatch* batch) override {
+            rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& record_key, rocksdb::WriteBatch* batch) override {
     // The store looked (Find) under the same stripe lock and dropped any hold it found.
     leases_.Insert(key, Lease{hold.token, hold.deadline, monotonic_now + lease, hold.fingerprint}, monotonic_now);
     if (!durable_) return;
@@ -27,7 +26,7 @@ class Holds : public HoldTable {
     record.deadline_us = ToMicros(hold.deadline);
     record.token = hold.token;
     record.fingerprint = hold.fingerprint;
-    batch->Put(cf, AsSlice(key.id), EncodeRecord(record)).PermitUncheckedError();  // an unlimited batch of ours
+    batch->Put(cf, record_key, EncodeRecord(record)).PermitUncheckedError();  // an unlimited batch of ours
   }
 
   std::optional<HeldLease> Find(const IdKey& key, absl::Duration monotonic_now) override {

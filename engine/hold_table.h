@@ -48,9 +48,10 @@ class HoldTable {
 
   // REQUIRES: the table holds no hold for the ID (Find found none, or it was dropped).
   // Records a new reservation whose lease lasts `lease` (ending at hold.deadline, and at
-  // monotonic_now + lease on the monotonic clock); durable holds add its record to `batch` (for `cf`).
+  // monotonic_now + lease on the monotonic clock); durable holds add its record to `batch` (for `cf`,
+  // under `record_key`).
   virtual void Hold(const IdKey& key, const HeldLease& hold, absl::Duration lease, absl::Duration monotonic_now,
-                    rocksdb::ColumnFamilyHandle* cf, rocksdb::WriteBatch* batch) = 0;
+                    rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& record_key, rocksdb::WriteBatch* batch) = 0;
   // The hold this table keeps for the ID, nullopt when none.
   virtual std::optional<HeldLease> Find(const IdKey& key, absl::Duration monotonic_now) = 0;
   // REQUIRES: Find found the hold. Its lease now ends at `deadline`, one Options::lease after

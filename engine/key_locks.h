@@ -13,8 +13,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/hash/hash.h"
-#include "absl/strings/string_view.h"
+#include "engine/record_key.h"
 #include "engine/sync.h"
 
 namespace idem::engine {
@@ -33,7 +32,7 @@ class KeyLocks {
   static_assert((kStripes & (kStripes - 1)) == 0, "a power of two: the stripe is the hash's top bits");
 
   static IdKey KeyOf(std::string_view id) {
-    const uint64_t hash = absl::Hash<absl::string_view>{}(absl::string_view(id.data(), id.size()));
+    const uint64_t hash = IdHash(id);  // the hash in the ID's key too (engine/record_key.h)
     // The top bits pick the stripe; the tables inside a stripe index by the low ones.
     return IdKey{id, hash, static_cast<size_t>(hash >> (64 - kStripeBits))};
   }

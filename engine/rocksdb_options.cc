@@ -6,14 +6,40 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/expiry_filter.h"
+#include "engine/record_key.h"
 #include "engine/wal_error_fs.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/memtablerep.h"
+#include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 
 namespace idem {
 
+namespace {
+rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, MemtableKind memtable);
+}  // namespace
+
 rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options) {
+  return RecordsColumnFamilyOptions(options, engine::ResolvedMemtable(options, /*owned=*/false));
+}
+
+namespace engine {
+
+MemtableKind ResolvedMemtable(const Options& options, bool owned) {
+  if (options.memtable != MemtableKind::kAuto) return options.memtable;
+  return owned ? MemtableKind::kHashSkipList : MemtableKind::kSkipList;
+}
+
+rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options) {
+  return RecordsColumnFamilyOptions(options, ResolvedMemtable(options, /*owned=*/true));
+}
+
+}  // namespace engine
+
+namespace {
+
+rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, MemtableKind memtable) {
   rocksdb::BlockBasedTableOptions table;
   if (options.bloom_bits_per_key > 0) {
     // Bloom for flushes and L0 (cheap to build on 2 cores), Ribbon below (~30 % smaller, same FP rate).
@@ -35,6 +61,16 @@ rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options) {
     // The memtable filter uses a fixed share of the arena; 0.02 gives ~10 bits per ~60-byte entry.
     cf.memtable_prefix_bloom_size_ratio = 0.002 * options.bloom_bits_per_key;
     cf.memtable_whole_key_filtering = true;
+  }
+  if (memtable == MemtableKind::kHashSkipList) {
+    // Buckets by the key's first 8 bytes, which are a hash of the ID (engine/record_key.h): an insert
+    // is a hash plus a search among the few keys of one bucket, not a search of the whole memtable;
+    // the sort happens when the memtable is flushed, on a background thread. Capped, not fixed: a
+    // shorter key (a plain-layout store's short ID, the legacy empty key) is its own prefix, never a
+    // crash. Iterators over this column family need total_order_seek (record_scan does it).
+    cf.prefix_extractor.reset(rocksdb::NewCappedPrefixTransform(engine::kKeyHashBytes));
+    const size_t buckets = std::clamp<size_t>(options.write_buffer_size / 64, 1 << 10, 1 << 20);
+    cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(buckets));
   }
   cf.optimize_filters_for_hits = false;  // misses dominate: every new ID is a miss
   cf.write_buffer_size = options.write_buffer_size;
@@ -74,6 +110,8 @@ rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options) {
   return cf;
 }
 
+}  // namespace
+
 namespace engine {
 
 rocksdb::DBOptions DBOptionsFor(const Options& options) {
@@ -94,6 +132,8 @@ rocksdb::DBOptions DBOptionsFor(const Options& options) {
   // opens such a store anyway and reports what was dropped.
   db.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   db.env = options.env != nullptr ? options.env : engine::DefaultEnvWithoutRetryableWalErrors();
+  // The hash memtable takes inserts from one writer at a time (RocksDB refuses to open otherwise).
+  db.allow_concurrent_memtable_write = ResolvedMemtable(options, /*owned=*/true) != MemtableKind::kHashSkipList;
   return db;
 }
 

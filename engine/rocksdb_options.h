@@ -16,6 +16,13 @@ namespace idem::engine {
 // DB-wide options for a DB that Store::Open owns.
 rocksdb::DBOptions DBOptionsFor(const Options& options);
 
+// The records column family of a DB that Store::Open owns: ColumnFamilyOptionsFor, with the memtable
+// that kAuto means there (the hash memtable; DBOptionsFor allows it).
+rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options);
+
+// What options.memtable means for a DB that Store::Open owns (`owned`) or a caller's DB.
+MemtableKind ResolvedMemtable(const Options& options, bool owned);
+
 // InvalidArgument unless 0 < lease < ttl; `what` names the lease in the message ("lease", ...). The one
 // lease check: Options, ReserveOptions::lease and idemctl tune all use it.
 absl::Status CheckLease(absl::Duration lease, absl::Duration ttl, std::string_view what);

@@ -3,6 +3,7 @@
 // store_open.cc; inspection, Forget and expiry maintenance in store_inspect.cc.
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <optional>
 #include <utility>
 
@@ -91,11 +92,13 @@ absl::Status Store::Impl::CheckEffectsOf(const CommitRequest& request) const {
   return engine::CheckEffects(*request.effects, protect);
 }
 
-absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(std::string_view id, bool count_fast_path) const {
+absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(const engine::IdKey& key, bool count_fast_path) const {
+  const std::string_view id = key.id;
   Lookup lookup;
-  rocksdb::Status s = db()->Get(no_io_reads_, cf(), AsSlice(id), &lookup.value);
+  const engine::RecordKey record_key(layout_, key.id, key.hash);
+  rocksdb::Status s = db()->Get(no_io_reads_, cf(), record_key.slice(), &lookup.value);
   if (s.IsIncomplete()) {
-    s = db()->Get(reads_, cf(), AsSlice(id), &lookup.value);
+    s = db()->Get(reads_, cf(), record_key.slice(), &lookup.value);
   } else if (s.IsNotFound() && count_fast_path) {
     counters_.fast_path_hits.fetch_add(1, std::memory_order_relaxed);
   }
@@ -238,7 +241,7 @@ absl::StatusOr<Reservation> Store::Impl::Decide(const engine::IdKey& key, const 
   // live again and contradict this newer reservation.
   recent_.Erase(key);
   holds_->Hold(key, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, lease, at.monotonic, cf(),
-               batch);
+               engine::RecordKey(layout_, key.id, key.hash).slice(), batch);
   return reservation;
 }
 
@@ -249,7 +252,7 @@ absl::StatusOr<Reservation> Store::Impl::ReserveLocked(const engine::IdKey& key,
   if (std::optional<Reservation> answer = AnswerFromMemory(key, fingerprint, at, &replaced)) {
     return *std::move(answer);
   }
-  absl::StatusOr<Lookup> lookup = Read(key.id, /*count_fast_path=*/true);
+  absl::StatusOr<Lookup> lookup = Read(key, /*count_fast_path=*/true);
   if (!lookup.ok()) return lookup.status();
   // Only durable holds write: in-memory ones are not made to build (and free) a batch for nothing.
   rocksdb::WriteBatch* batch = nullptr;
@@ -344,8 +347,12 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
     }
   }
   const size_t n = to_read.size();
+  std::deque<engine::RecordKey> record_keys;  // not movable: a deque keeps them in place
   std::vector<rocksdb::Slice> slices(n);
-  for (size_t r = 0; r < n; ++r) slices[r] = AsSlice(ids[firsts[to_read[r]]]);
+  for (size_t r = 0; r < n; ++r) {
+    const engine::IdKey& k = keys[to_read[r]];
+    slices[r] = record_keys.emplace_back(layout_, k.id, k.hash).slice();
+  }
   std::vector<rocksdb::PinnableSlice> values(n);
   std::vector<rocksdb::Status> statuses(n);
   if (n > 0) db()->MultiGet(reads_, cf(), n, slices.data(), values.data(), statuses.data());
@@ -430,7 +437,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(const engine::IdKey& key
     hold.done = true;
     return hold;
   }
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  absl::StatusOr<Lookup> lookup = Read(key, /*count_fast_path=*/false);
   if (!lookup.ok()) return lookup.status();
   if (!lookup->found) return AbortedFor(id, token, verb, "no reservation (released, expired or never made)");
   absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/true);
@@ -452,7 +459,7 @@ absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(const engine::IdKey& key
 }
 
 bool Store::Impl::CommitLanded(const engine::IdKey& key, uint64_t token) {
-  absl::StatusOr<Lookup> lookup = Read(key.id, /*count_fast_path=*/false);
+  absl::StatusOr<Lookup> lookup = Read(key, /*count_fast_path=*/false);
   if (!lookup.ok() || !lookup->found) return false;
   absl::StatusOr<Record> record = engine::DecodeRecord(lookup->value);
   if (!record.ok() || record->state != RecordState::kDone || record->token != token) return false;
@@ -489,6 +496,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   const Record done = DoneRecord(token, hold->fingerprint, result, at.now);
   std::string& encoded = EncodeBuffer();
   engine::EncodeRecord(done, &encoded);
+  const engine::RecordKey record_key(layout_, id, key.hash);
   absl::Status status;
   if (effects != nullptr) {
     // The marker rides in the caller's batch so effects and marker land in one atomic write; the save
@@ -496,7 +504,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
     // built with a byte limit) must not be written: its effects would land without the marker and the
     // redelivery would apply them again.
     effects->SetSavePoint();
-    if (const rocksdb::Status added = effects->Put(cf(), AsSlice(id), encoded); !added.ok()) {
+    if (const rocksdb::Status added = effects->Put(cf(), record_key.slice(), encoded); !added.ok()) {
       effects->RollbackToSavePoint().PermitUncheckedError();
       return absl::InvalidArgumentError(absl::StrCat("cannot commit '", Printable(id),
                                                      "': the effects batch refused the done marker (", added.ToString(),
@@ -507,7 +515,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   } else {
     rocksdb::WriteBatch& batch = ScratchBatch();
     batch.Clear();
-    batch.Put(cf(), AsSlice(id), encoded).PermitUncheckedError();  // an unlimited batch of ours
+    batch.Put(cf(), record_key.slice(), encoded).PermitUncheckedError();  // an unlimited batch of ours
     status = Write(&batch, "committing", id);
   }
   if (!status.ok()) {
@@ -562,7 +570,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
     const Record done = DoneRecord(request.token, hold->fingerprint, request.result, at.now);
     if (request.effects != nullptr) all.Append(*request.effects);
     engine::EncodeRecord(done, &encoded);
-    markers.Put(cf(), AsSlice(request.id), encoded);
+    markers.Put(cf(), engine::RecordKey(layout_, request.id, keys[i].hash).slice(), encoded);
     to_commit.emplace_back(i, done);
   }
   if (to_commit.empty()) return results;
@@ -595,7 +603,7 @@ absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
   }
   if (!hold->in_table || holds_->persists_holds()) {
     rocksdb::WriteBatch batch;
-    batch.Delete(cf(), AsSlice(id));
+    batch.Delete(cf(), engine::RecordKey(layout_, id, key.hash).slice());
     // Outcome unknown: the hold stays, and its record may still be there; a retried Release finds it.
     if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
   }
@@ -630,7 +638,7 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
     }
     renewed.deadline_us = ToMicros(deadline);
     rocksdb::WriteBatch batch;
-    batch.Put(cf(), AsSlice(id), engine::EncodeRecord(renewed));
+    batch.Put(cf(), engine::RecordKey(layout_, id, key.hash).slice(), engine::EncodeRecord(renewed));
     if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
     expiry_.NoteDeadline(renewed.deadline_us);
   }

@@ -114,7 +114,7 @@ class Store::Impl {
   // REQUIRES: the store is pinned open. kInvalidArgument when the effects write idem's own data.
   absl::Status CheckEffectsOf(const CommitRequest& request) const;
   // Reads `id`, first without I/O (filters, memtable, cached blocks), then from disk only if needed.
-  absl::StatusOr<Lookup> Read(std::string_view id, bool count_fast_path) const;
+  absl::StatusOr<Lookup> Read(const engine::IdKey& key, bool count_fast_path) const;
   // REQUIRES: stripe held. Answers Reserve from the recent-commit cache or the hold table; nullopt
   // when RocksDB must be read. Fills *replaced when an ended lease was dropped.
   std::optional<Reservation> AnswerFromMemory(const engine::IdKey& key, const std::optional<uint64_t>& fingerprint,
@@ -158,6 +158,8 @@ class Store::Impl {
   // Replaced only by a reopen, with the DB held exclusively.
   std::unique_ptr<engine::TokenSource> tokens_;
   engine::MetadataLocation metadata_;
+  // How IDs become keys (engine/record_key.h), from the store's metadata.
+  engine::KeyLayout layout_ = engine::KeyLayout::kHashed;
   // The first token this Store could issue, fixed at Start (a reopen keeps it): every token below it
   // was issued by an earlier process or an earlier Store on this DB, whose holders are gone.
   uint64_t token_floor_ = 0;

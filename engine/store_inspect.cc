@@ -27,11 +27,11 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   engine::MutexLock lock(locks_.At(key.stripe));
   bool held = holds_->Drop(key);
   recent_.Erase(key);
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  absl::StatusOr<Lookup> lookup = Read(key, /*count_fast_path=*/false);
   // A record that does not decode is exactly what an operator forgets, so it is not decoded here.
   if (lookup.ok() && lookup->found) {
     rocksdb::WriteBatch batch;
-    batch.Delete(cf(), AsSlice(id));
+    batch.Delete(cf(), engine::RecordKey(layout_, id, key.hash).slice());
     if (absl::Status s = Write(&batch, "forgetting", id); !s.ok()) return s;
     held = true;
   } else if (!lookup.ok()) {
@@ -48,15 +48,15 @@ absl::StatusOr<RecordInfo> Store::Impl::Peek(std::string_view id) const {
   if (!op.ok()) return op.status();
   const Instant at = Clocks();
   const absl::Time now = at.now;
+  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
   {
-    const engine::IdKey key = engine::KeyLocks::KeyOf(id);
     auto* self = const_cast<Impl*>(this);  // the hold table is read under its stripe
     engine::MutexLock lock(self->locks_.At(key.stripe));
     if (std::optional<engine::HeldLease> lease = self->holds_->Find(key, at.monotonic)) {
       return RecordInfo{RecordInfo::State::kReserved, lease->token, lease->deadline, {}, lease->ended};
     }
   }
-  absl::StatusOr<Lookup> lookup = Read(id, /*count_fast_path=*/false);
+  absl::StatusOr<Lookup> lookup = Read(key, /*count_fast_path=*/false);
   if (!lookup.ok()) return lookup.status();
   if (!lookup->found) return absl::NotFoundError(absl::StrCat("no record for '", Printable(id), "'"));
   absl::StatusOr<Record> record = DecodeStored(id, lookup->value, /*count_corrupt=*/false);
@@ -77,12 +77,13 @@ absl::StatusOr<std::vector<InDoubtReservation>> Store::Impl::InDoubt(size_t limi
   if (limit == 0) return found;
   // Expired ones are included, and this process's own: the caller tells them apart by token (a token
   // below TokenFloor() was issued before this Store opened; its holder is gone).
-  absl::Status scanned = engine::ScanRecords(db(), cf(), engine::ToMicros(Now()), [&](const engine::ScannedRecord& r) {
-    if (r.record.ok() && r.record->state == RecordState::kReserved) {
-      found.push_back({std::string(r.key), r.record->token, FromMicros(r.record->deadline_us)});
-    }
-    return found.size() < limit;
-  });
+  absl::Status scanned =
+      engine::ScanRecords(db(), cf(), layout_, engine::ToMicros(Now()), [&](const engine::ScannedRecord& r) {
+        if (r.record.ok() && r.record->state == RecordState::kReserved) {
+          found.push_back({std::string(r.id), r.record->token, FromMicros(r.record->deadline_us)});
+        }
+        return found.size() < limit;
+      });
   if (!scanned.ok()) return scanned;
   return found;
 }

@@ -36,14 +36,28 @@ std::string EncodeMetadata(const StoreMetadata& metadata) {
   std::string out(1, static_cast<char>(kMetadataTag));
   out.append(metadata.identity);
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(metadata.token_high_water >> (8 * i)));
+  // Plain stores keep the metadata they were made with, byte for byte: an older release still opens
+  // them. A hashed store's layout byte makes an older release refuse it (kDataLoss) instead of reading
+  // its keys as IDs.
+  if (metadata.layout != KeyLayout::kPlain) out.push_back(static_cast<char>(metadata.layout));
   return out;
 }
 
 absl::StatusOr<StoreMetadata> DecodeMetadata(std::string_view bytes) {
-  if (bytes.size() != kMetadataBytes || static_cast<uint8_t>(bytes[0]) != kMetadataTag) {
+  if ((bytes.size() != kMetadataBytes && bytes.size() != kMetadataBytes + 1) ||
+      static_cast<uint8_t>(bytes[0]) != kMetadataTag) {
     return absl::DataLossError(absl::StrCat("idem store metadata is corrupt (", bytes.size(), " bytes)"));
   }
   StoreMetadata metadata;
+  metadata.layout = KeyLayout::kPlain;
+  if (bytes.size() == kMetadataBytes + 1) {
+    const uint8_t layout = static_cast<uint8_t>(bytes[kMetadataBytes]);
+    if (layout != static_cast<uint8_t>(KeyLayout::kHashed)) {
+      return absl::DataLossError(absl::StrCat("idem store metadata names key layout ", layout,
+                                              ", which this release does not know (made by a newer one?)"));
+    }
+    metadata.layout = KeyLayout::kHashed;
+  }
   metadata.identity = std::string(bytes.substr(1, kIdentityBytes));
   for (int i = 7; i >= 0; --i) {
     metadata.token_high_water = (metadata.token_high_water << 8) | static_cast<uint8_t>(bytes[1 + kIdentityBytes + i]);
@@ -81,7 +95,9 @@ absl::StatusOr<StoreMetadata> LoadMetadata(rocksdb::DB* db, const MetadataLocati
   // already (FIFO drops whole files), so the records are scanned too: no token they carry is reissued.
   StoreMetadata metadata;
   bool existing = false;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), records));
+  rocksdb::ReadOptions every_key;
+  every_key.total_order_seek = true;  // the records column family has a prefix extractor
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(every_key, records));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view bytes(it->value().data(), it->value().size());
     existing = true;
@@ -98,6 +114,8 @@ absl::StatusOr<StoreMetadata> LoadMetadata(rocksdb::DB* db, const MetadataLocati
     return absl::NotFoundError(absl::StrCat("no idem store metadata for column family '", records->GetName(), "'"));
   }
   metadata.identity = NewIdentity();
+  // A store that existed before its metadata did keeps its keys as they are; a new one hashes them.
+  metadata.layout = existing ? KeyLayout::kPlain : KeyLayout::kHashed;
   if (absl::Status saved = SaveMetadata(db, where, metadata); !saved.ok()) return saved;
   return metadata;
 }

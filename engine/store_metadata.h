@@ -1,7 +1,8 @@
 // A store's own metadata: its identity, fixed when the store is created, and the token high-water mark.
 //
 //   key      := 0x00 "idem" 0x00 <name of the records column family>
-//   metadata := 0x4e identity(16 bytes) fixed64-le(token high-water mark)
+//   metadata := 0x4e identity(16 bytes) fixed64-le(token high-water mark) [layout]
+//   layout   := u8 KeyLayout (engine/record_key.h); absent: plain (stores made before it existed)
 //
 // It lives in the DB's default column family, never in the records column family: the records column
 // family expires data by design (a compaction filter, or FIFO dropping whole files by age), and the
@@ -23,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/record_key.h"
 #include "rocksdb/db.h"
 
 namespace idem::engine {
@@ -31,8 +33,9 @@ inline constexpr std::string_view kMetadataKeyPrefix("\0idem\0", 6);
 inline constexpr size_t kIdentityBytes = 16;
 
 struct StoreMetadata {
-  std::string identity;           // kIdentityBytes random bytes
-  uint64_t token_high_water = 0;  // every token issued so far is at most this
+  std::string identity;                   // kIdentityBytes random bytes
+  uint64_t token_high_water = 0;          // every token issued so far is at most this
+  KeyLayout layout = KeyLayout::kHashed;  // how IDs become keys; fixed when the store is made
 };
 
 std::string MetadataKey(std::string_view records_cf_name);

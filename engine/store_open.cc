@@ -39,6 +39,7 @@ absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHan
     return absl::DataLossError("the DB reopened is not this store (another store's identity)");
   }
   identity_ = metadata->identity;
+  layout_ = metadata->layout;
   metadata_ = where;
   tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata));
   // Fixed by the first load: a reopen's tokens continue above this process's own, which stay ours.

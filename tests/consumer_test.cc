@@ -271,7 +271,9 @@ TEST_F(ConsumerTest, HandlerThatChangesTheCallersIdBufferCommitsTheOriginalId) {
 // with Store::Forget and the event can then be applied.
 TEST_F(ConsumerTest, CorruptRecordIsADeadLetterAndForgetRemovesIt) {
   Processor processor(store_.get());
-  ASSERT_TRUE(store_->db()->Put(rocksdb::WriteOptions(), store_->column_family(), "rotten", "\x07garbage").ok());
+  ASSERT_TRUE(store_->db()
+                  ->Put(rocksdb::WriteOptions(), store_->column_family(), testing::StoredKey("rotten"), "\x07garbage")
+                  .ok());
   HandleResult r = processor.Handle({"rotten"}, Ledger());
   EXPECT_TRUE(r.DeadLetter()) << OutcomeName(r.outcome);
   EXPECT_EQ(r.outcome, Outcome::kCorrupt);

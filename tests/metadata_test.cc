@@ -158,6 +158,82 @@ TEST(MetadataTest, LegacyMarkAndRecordTokensAreCarriedOver) {
   IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
   IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve("new"));
   EXPECT_GT(r.token, uint64_t{(1 << 21) + 5});
+  // The legacy store keeps its plain keys, and its reservation's holder is gone: taken over at once.
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation old, store->Reserve("old"));
+  EXPECT_EQ(old.verdict, Verdict::kReserved);
+  EXPECT_TRUE(old.takeover && old.holder_gone);
+  EXPECT_EQ(old.previous_token, uint64_t{(1 << 21) + 5});
+}
+
+// A store made by the previous release (metadata without a layout byte: IDs are keys as they are)
+// opens with this release's hash memtable, answers what it holds, keeps writing plain keys (IDs of one
+// byte included, shorter than the memtable's 8-byte buckets) and keeps its metadata readable by the
+// previous release.
+TEST(MetadataTest, StoreOfThePreviousReleaseKeepsItsPlainLayout) {
+  ScratchDir dir;
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  { IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db"))); }
+  {
+    RawDb raw(dir.Sub("db"));
+    std::string value;
+    ASSERT_TRUE(raw.db->Get(rocksdb::ReadOptions(), engine::MetadataKey("idem"), &value).ok());
+    IDEM_ASSERT_OK_AND_ASSIGN(engine::StoreMetadata metadata, engine::DecodeMetadata(value));
+    metadata.layout = engine::KeyLayout::kPlain;
+    ASSERT_EQ(engine::EncodeMetadata(metadata).size(), 25u) << "the previous release's metadata";
+    ASSERT_TRUE(
+        raw.db->Put(rocksdb::WriteOptions(), engine::MetadataKey("idem"), engine::EncodeMetadata(metadata)).ok());
+    engine::Record done;
+    done.state = engine::RecordState::kDone;
+    done.deadline_us = absl::ToUnixMicros(absl::Now() + absl::Hours(1));
+    done.token = 3;
+    done.result = "kept";
+    ASSERT_TRUE(raw.db->Put(rocksdb::WriteOptions(), raw.Cf("idem"), "x", engine::EncodeRecord(done)).ok());
+  }
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation dup, store->Reserve("x"));
+    EXPECT_EQ(dup.verdict, Verdict::kDuplicate);
+    EXPECT_EQ(dup.result, "kept");
+    for (const char* id : {"y", "z", "order-000001", "order-000002"}) {
+      IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve(id));
+      ASSERT_EQ(r.verdict, Verdict::kReserved) << id;
+      ASSERT_THAT(store->Commit(id, r.token, "r"), IsOk());
+    }
+  }
+  RawDb raw(dir.Sub("db"));
+  std::string value;
+  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.Cf("idem"), "y", &value).ok()) << "written under its plain key";
+  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.Cf("idem"), testing::StoredKey("y"), &value).IsNotFound());
+  ASSERT_TRUE(raw.db->Get(rocksdb::ReadOptions(), engine::MetadataKey("idem"), &value).ok());
+  EXPECT_EQ(value.size(), 25u) << "still the previous release's form";
+}
+
+// A new store hashes its keys, and says so in its metadata; a layout this release does not know is
+// refused, not guessed at.
+TEST(MetadataTest, NewStoreHashesItsKeysAndAnUnknownLayoutIsRefused) {
+  ScratchDir dir;
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve("a"));
+    ASSERT_THAT(store->Commit("a", r.token), IsOk());
+  }
+  {
+    RawDb raw(dir.Sub("db"));
+    std::string value;
+    EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.Cf("idem"), testing::StoredKey("a"), &value).ok());
+    EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.Cf("idem"), "a", &value).IsNotFound());
+    ASSERT_TRUE(raw.db->Get(rocksdb::ReadOptions(), engine::MetadataKey("idem"), &value).ok());
+    ASSERT_EQ(value.size(), 26u);
+    EXPECT_EQ(value.back(), static_cast<char>(engine::KeyLayout::kHashed));
+    value.back() = 9;
+    ASSERT_TRUE(raw.db->Put(rocksdb::WriteOptions(), engine::MetadataKey("idem"), value).ok());
+  }
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options, dir.Sub("db"));
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(store.status().message(), ::testing::HasSubstr("key layout 9"));
 }
 
 // Open with create_if_missing = false refuses what is not already a store (an operator's tool, a

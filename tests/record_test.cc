@@ -1,5 +1,6 @@
 #include "engine/record.h"
 
+#include "engine/record_key.h"
 #include "tests/test_util.h"
 
 namespace idem::engine {
@@ -7,6 +8,29 @@ namespace {
 
 using ::idem::testing::IsOk;
 using ::idem::testing::StatusIs;
+
+// IdHash is persisted in every key of a hashed store: it must never change.
+TEST(RecordKeyTest, HashIsXxh3AndNeverChanges) {
+  EXPECT_EQ(IdHash("abc"), 8696274497037089104u);
+  EXPECT_EQ(IdHash("order-000001"), 10125646016092839390u);
+}
+
+TEST(RecordKeyTest, KeysRoundTripAndForeignKeysAreRecognized) {
+  for (const std::string& id :
+       {std::string("a"), std::string("order-000001"), std::string(300, 'z'), std::string("\0\xff", 2)}) {
+    const RecordKey hashed(KeyLayout::kHashed, id);
+    EXPECT_EQ(hashed.view().size(), id.size() + kKeyHashBytes);
+    EXPECT_EQ(IdOfKey(KeyLayout::kHashed, hashed.view()), std::optional<std::string_view>(id));
+    EXPECT_EQ(IdForDisplay(hashed.view()), id);
+    const RecordKey plain(KeyLayout::kPlain, id);
+    EXPECT_EQ(plain.view(), id);
+    EXPECT_EQ(IdOfKey(KeyLayout::kPlain, plain.view()), std::optional<std::string_view>(id));
+  }
+  EXPECT_EQ(IdOfKey(KeyLayout::kHashed, "short"), std::nullopt);
+  EXPECT_EQ(IdOfKey(KeyLayout::kHashed, "12345678-not-its-hash"), std::nullopt);
+  EXPECT_EQ(IdForDisplay("plain-id"), "plain-id");
+  EXPECT_EQ(IdOfKey(KeyLayout::kPlain, ""), std::nullopt) << "the legacy mark's key is no ID";
+}
 
 TEST(RecordTest, RoundTripsEveryField) {
   Record in;

@@ -276,7 +276,9 @@ TEST_P(StoreTest, BadInputGetsClearErrorsAndLosesNothing) {
 TEST_P(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
   const Reservation good = MustReserve("good");
   ASSERT_THAT(store_->Commit("good", good.token), IsOk());
-  ASSERT_TRUE(store_->db()->Put(rocksdb::WriteOptions(), store_->column_family(), "bad", "garbage!!!!!!!").ok());
+  ASSERT_TRUE(store_->db()
+                  ->Put(rocksdb::WriteOptions(), store_->column_family(), testing::StoredKey("bad"), "garbage!!!!!!!")
+                  .ok());
   EXPECT_THAT(store_->Reserve("bad"), StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(store_->Commit("bad", 5), StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(store_->Peek("bad"), StatusIs(absl::StatusCode::kDataLoss));
@@ -290,7 +292,8 @@ TEST_P(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
   EXPECT_EQ(store_->GetStats().corrupt_records, 3u);
   // The corrupt bytes are still there for `verify` to report; the store did not overwrite them.
   std::string value;
-  ASSERT_TRUE(store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), "bad", &value).ok());
+  ASSERT_TRUE(
+      store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), testing::StoredKey("bad"), &value).ok());
   EXPECT_EQ(value, "garbage!!!!!!!");
 }
 
@@ -472,7 +475,9 @@ TEST_P(StoreTest, RocksDbPerfCountersAreOffDuringCallsAtTheDefaultLevel) {
   EXPECT_EQ(rocksdb::GetPerfLevel(), rocksdb::PerfLevel::kEnableCount) << "the caller's level is restored";
   // The control: the same calls made straight to RocksDB count.
   std::string value;
-  store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), "quiet", &value).PermitUncheckedError();
+  store_->db()
+      ->Get(rocksdb::ReadOptions(), store_->column_family(), testing::StoredKey("quiet"), &value)
+      .PermitUncheckedError();
   EXPECT_GT(rocksdb::get_perf_context()->get_from_memtable_count, 0u);
 }
 

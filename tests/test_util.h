@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "engine/record_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "idem/clock.h"
@@ -24,6 +25,12 @@
 namespace idem::testing {
 
 inline const absl::Status& GetStatus(const absl::Status& status) { return status; }
+
+// The key under which a store made by this release keeps `id` (engine/record_key.h), for tests that
+// write or read the records column family directly.
+inline std::string StoredKey(std::string_view id) {
+  return std::string(engine::RecordKey(engine::KeyLayout::kHashed, id).view());
+}
 template <typename T>
 const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
   return status_or.status();

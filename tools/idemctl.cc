@@ -100,16 +100,25 @@ class ReadOnlyStore {
     if (!s.ok()) return "cannot open '" + path + "': " + s.ToString();
     db_.reset(raw);
     db_->TryCatchUpWithPrimary().PermitUncheckedError();
+    std::string meta;
+    if (db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), idem::engine::MetadataKey(cf_name), &meta).ok()) {
+      absl::StatusOr<idem::engine::StoreMetadata> m = idem::engine::DecodeMetadata(meta);
+      if (!m.ok()) return "'" + path + "': " + std::string(m.status().message());
+      layout_ = m->layout;
+    }
     return {};
   }
 
   rocksdb::DB* db() const { return db_.get(); }
   rocksdb::ColumnFamilyHandle* cf() const { return handles_[1]; }
+  // How the store's IDs are laid out in keys (plain when it has no metadata: a store from before).
+  idem::engine::KeyLayout layout() const { return layout_; }
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::string secondary_;
+  idem::engine::KeyLayout layout_ = idem::engine::KeyLayout::kPlain;
 };
 
 struct Census {
@@ -135,20 +144,22 @@ Census Count(const ReadOnlyStore& store, bool hex_keys) {
       if (hw.ok()) c.token_high_water = *hw;
     }
   }
-  idem::engine::ScanRecords(store.db(), store.cf(), NowMicros(), [&](const idem::engine::ScannedRecord& r) {
-    if (!r.record.ok()) {
-      c.corrupt++;
-      c.corrupt_keys.push_back(Printable(r.key, hex_keys));
-    } else if (r.expired) {
-      c.expired++;
-    } else if (r.record->state == RecordState::kDone) {
-      c.done++;
-    } else {
-      c.reserved++;
-    }
-    if (r.record.ok()) c.result_bytes += r.record->result.size();
-    return true;
-  }).IgnoreError();  // a read error shows as fewer records; verify and get say more
+  idem::engine::ScanRecords(store.db(), store.cf(), store.layout(), NowMicros(),
+                            [&](const idem::engine::ScannedRecord& r) {
+                              if (!r.record.ok()) {
+                                c.corrupt++;
+                                c.corrupt_keys.push_back(Printable(r.id, hex_keys));
+                              } else if (r.expired) {
+                                c.expired++;
+                              } else if (r.record->state == RecordState::kDone) {
+                                c.done++;
+                              } else {
+                                c.reserved++;
+                              }
+                              if (r.record.ok()) c.result_bytes += r.record->result.size();
+                              return true;
+                            })
+      .IgnoreError();  // a read error shows as fewer records; verify and get say more
   return c;
 }
 
@@ -421,7 +432,9 @@ int main(int argc, char** argv) {
     if (!parsed) return 2;
     const std::string& key = *parsed;
     std::string value;
-    rocksdb::Status s = store.db()->Get(rocksdb::ReadOptions(), store.cf(), key, &value);
+    rocksdb::Status s = key.empty() ? rocksdb::Status::NotFound()
+                                    : store.db()->Get(rocksdb::ReadOptions(), store.cf(),
+                                                      idem::engine::RecordKey(store.layout(), key).slice(), &value);
     if (s.IsNotFound() || key.empty()) {
       std::fprintf(stderr, "%s: no record (never seen, released, or expired and compacted away)\n",
                    Printable(key, hex).c_str());
@@ -439,21 +452,21 @@ int main(int argc, char** argv) {
   if (scan->parsed()) {
     long shown = 0;
     bool stopped_at_limit = false;
-    const absl::Status scanned =
-        idem::engine::ScanRecords(store.db(), store.cf(), NowMicros(), [&](const idem::engine::ScannedRecord& r) {
+    const absl::Status scanned = idem::engine::ScanRecords(
+        store.db(), store.cf(), store.layout(), NowMicros(), [&](const idem::engine::ScannedRecord& r) {
           if (shown >= limit) {
             stopped_at_limit = true;
             return false;
           }
           if (!r.record.ok()) {
-            std::printf("%s  CORRUPT (%s)\n", Printable(r.key, hex).c_str(),
+            std::printf("%s  CORRUPT (%s)\n", Printable(r.id, hex).c_str(),
                         std::string(r.record.status().message()).c_str());
             ++shown;
             return true;
           }
           if (state == "reserved" && r.record->state != RecordState::kReserved) return true;
           if (state == "done" && r.record->state != RecordState::kDone) return true;
-          PrintRecord(r.key, *r.record, hex);
+          PrintRecord(r.id, *r.record, hex);
           ++shown;
           return true;
         });

@@ -10,6 +10,8 @@
 #include "engine/column_families.h"
 #include "engine/printable.h"
 #include "engine/record.h"
+#include "engine/record_key.h"
+#include "engine/rocksdb_options.h"
 #include "engine/wal_scan.h"
 #include "idem/options.h"
 #include "idem/store.h"
@@ -29,12 +31,13 @@ class DroppedWrites : public rocksdb::WriteBatch::Handler {
       return rocksdb::Status::OK();
     }
     absl::StatusOr<engine::Record> r = engine::DecodeRecord(std::string_view(value.data(), value.size()));
-    (r.ok() && r->state == engine::RecordState::kDone ? commits : reservations).push_back(key.ToString());
+    (r.ok() && r->state == engine::RecordState::kDone ? commits : reservations)
+        .emplace_back(engine::IdForDisplay(std::string_view(key.data(), key.size())));
     return rocksdb::Status::OK();
   }
   rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
     if (cf == idem_cf_)
-      releases.push_back(key.ToString());
+      releases.emplace_back(engine::IdForDisplay(std::string_view(key.data(), key.size())));
     else
       ++other;
     return rocksdb::Status::OK();
@@ -80,6 +83,8 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
   rocksdb::DBOptions db_options;
   db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   db_options.max_open_files = -1;
+  // As Store::Open has it: its records column family may use the hash memtable (engine/rocksdb_options.h).
+  db_options.allow_concurrent_memtable_write = engine::DBOptionsFor(options).allow_concurrent_memtable_write;
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
   if (!s.ok()) {

@@ -183,7 +183,7 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
     rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
     scratch.statistics = rocksdb::CreateDBStatistics();
     db_options.statistics = scratch.statistics;
-    rocksdb::ColumnFamilyOptions cf_options = ColumnFamilyOptionsFor(options);
+    rocksdb::ColumnFamilyOptions cf_options = engine::OwnedColumnFamilyOptionsFor(options);  // as Open has it
     if (config.profile == "fifo-capped") {
       cf_options.compaction_options_fifo.max_table_files_size = config.fifo_cap_bytes;
     }

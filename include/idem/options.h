@@ -30,6 +30,19 @@ enum class CompactionProfile {
   kFifo,
 };
 
+// The memtable of the records column family.
+enum class MemtableKind {
+  // kHashSkipList for a store from Open (which owns the DB's options); kSkipList in
+  // ColumnFamilyOptionsFor, for Attach callers, whose DB options are their own. The default.
+  kAuto,
+  // Hash buckets of skiplists, bucketed by a hash of the ID: an insert costs well under half of a
+  // skiplist's (the sort is left to the flush, on a background thread). The DB must be opened with
+  // allow_concurrent_memtable_write = false (Open does it; an Attach caller who asks for it must).
+  kHashSkipList,
+  // RocksDB's default skiplist, which allows concurrent memtable writes.
+  kSkipList,
+};
+
 struct Options {
   // ---- Behaviour ----
 
@@ -93,6 +106,8 @@ struct Options {
 
   CompactionProfile compaction = CompactionProfile::kLeveled;
 
+  MemtableKind memtable = MemtableKind::kAuto;
+
   // Size of the LRU block cache for this column family's data blocks.
   size_t block_cache_bytes = 64 << 20;
 
@@ -119,9 +134,13 @@ struct Options {
   rocksdb::Env* env = nullptr;
 };
 
-// The column family options idem needs (expiry filter, filters, table format, compaction profile).
-// Open applies them itself; a caller who owns the DB and uses Store::Attach must pass them for the idem
-// column family on *every* DB::Open, or expiry silently stops (Attach checks and refuses that case).
+// The column family options idem needs (expiry filter, filters, table format, compaction profile,
+// memtable). Open applies them itself; a caller who owns the DB and uses Store::Attach must pass them
+// for the idem column family on *every* DB::Open, or expiry silently stops (Attach checks and refuses
+// that case). They configure RocksDB's skiplist memtable unless options.memtable is kHashSkipList:
+// then the DB must be opened with allow_concurrent_memtable_write = false (or RocksDB refuses the
+// open), and the column family has a prefix extractor, so an iterator over it needs
+// ReadOptions::total_order_seek = true to see every record.
 rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options);
 
 }  // namespace idem
