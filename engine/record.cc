@@ -60,10 +60,10 @@ absl::Status Corrupt(std::string_view what) {
 
 }  // namespace
 
-void EncodeRecord(const Record& record, std::string* out) {
-  // The fixed part is built on the stack and copied once: this runs on every Commit.
-  char head[kRecordHeaderBytes + 10 + 8];
-  char* p = head;
+namespace {
+
+// Writes the fixed part of `record` (all but its result) at `p`; returns its end.
+char* EncodeHead(const Record& record, char* p) {
   *p++ = static_cast<char>(kVersion);
   uint8_t kind = static_cast<uint8_t>(record.state);
   if (record.fingerprint) kind |= kHasFingerprint;
@@ -71,9 +71,28 @@ void EncodeRecord(const Record& record, std::string* out) {
   p = EncodeFixed64(p, static_cast<uint64_t>(record.deadline_us));
   p = EncodeVarint64(p, record.token);
   if (record.fingerprint) p = EncodeFixed64(p, *record.fingerprint);
-  const size_t n = static_cast<size_t>(p - head);
+  return p;
+}
+
+}  // namespace
+
+void EncodeRecord(const Record& record, std::string* out) {
+  char head[kRecordHeaderBytes + 10 + 8];
+  const size_t n = static_cast<size_t>(EncodeHead(record, head) - head);
   out->assign(head, n);
   out->append(record.result.data(), record.result.size());
+}
+
+EncodedRecord::EncodedRecord(const Record& record) {
+  char* out = inline_;
+  if (record.result.size() > kInlineResult) {
+    heap_.resize(kMaxHead + record.result.size());
+    out = heap_.data();
+  }
+  char* end = EncodeHead(record, out);
+  if (!record.result.empty()) std::memcpy(end, record.result.data(), record.result.size());
+  data_ = out;
+  size_ = static_cast<size_t>(end - out) + record.result.size();
 }
 
 std::string EncodeRecord(const Record& record) {

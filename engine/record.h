@@ -44,6 +44,23 @@ inline constexpr size_t kRecordHeaderBytes = 10;  // version + kind + deadline: 
 void EncodeRecord(const Record& record, std::string* out);
 std::string EncodeRecord(const Record& record);
 
+// A record encoded without allocating, for results up to kInlineResult bytes (a Commit's marker).
+class EncodedRecord {
+ public:
+  explicit EncodedRecord(const Record& record);
+  EncodedRecord(const EncodedRecord&) = delete;
+  EncodedRecord& operator=(const EncodedRecord&) = delete;
+  std::string_view view() const { return std::string_view(data_, size_); }
+
+ private:
+  static constexpr size_t kInlineResult = 64;
+  static constexpr size_t kMaxHead = kRecordHeaderBytes + 10 + 8;  // + varint token + fingerprint
+  char inline_[kMaxHead + kInlineResult];
+  std::string heap_;
+  const char* data_;
+  size_t size_;
+};
+
 // DataLoss on any malformed input: wrong version, unknown bits, truncated fields, token 0, or a
 // reserved record carrying a result.
 absl::StatusOr<Record> DecodeRecord(std::string_view bytes);

@@ -9,7 +9,8 @@ namespace idem::engine {
 namespace {
 
 void PutBigEndian64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (56 - 8 * i));
+  const uint64_t big = __builtin_bswap64(v);  // x86-64 and every platform Debian's RocksDB runs on here
+  std::memcpy(p, &big, sizeof(big));
 }
 
 }  // namespace

@@ -240,8 +240,10 @@ absl::StatusOr<Reservation> Store::Impl::Decide(const engine::IdKey& key, const 
   // An expired commit of this ID may still be cached; after a backward clock jump it would read as
   // live again and contradict this newer reservation.
   recent_.Erase(key);
+  std::optional<engine::RecordKey> record_key;  // only a durable hold writes a record
+  if (batch != nullptr) record_key.emplace(layout_, key.id, key.hash);
   holds_->Hold(key, engine::HeldLease{*token, reservation.deadline, fingerprint, false}, lease, at.monotonic, cf(),
-               engine::RecordKey(layout_, key.id, key.hash).slice(), batch);
+               record_key ? record_key->slice() : rocksdb::Slice(), batch);
   return reservation;
 }
 
@@ -494,8 +496,8 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   if (hold->done) return absl::OkStatus();
 
   const Record done = DoneRecord(token, hold->fingerprint, result, at.now);
-  std::string& encoded = EncodeBuffer();
-  engine::EncodeRecord(done, &encoded);
+  const engine::EncodedRecord encoded_record(done);
+  const rocksdb::Slice encoded = AsSlice(encoded_record.view());
   const engine::RecordKey record_key(layout_, id, key.hash);
   absl::Status status;
   if (effects != nullptr) {

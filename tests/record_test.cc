@@ -32,6 +32,19 @@ TEST(RecordKeyTest, KeysRoundTripAndForeignKeysAreRecognized) {
   EXPECT_EQ(IdOfKey(KeyLayout::kPlain, ""), std::nullopt) << "the legacy mark's key is no ID";
 }
 
+TEST(RecordTest, InlineEncodingIsTheSameBytes) {
+  for (size_t result_bytes : {size_t{0}, size_t{5}, size_t{64}, size_t{65}, size_t{5000}}) {
+    const std::string result(result_bytes, 'r');
+    Record record;
+    record.state = RecordState::kDone;
+    record.deadline_us = -12345;
+    record.token = 1ULL << 63;
+    record.fingerprint = 42;
+    record.result = result;
+    EXPECT_EQ(EncodedRecord(record).view(), EncodeRecord(record)) << result_bytes;
+  }
+}
+
 TEST(RecordTest, RoundTripsEveryField) {
   Record in;
   in.state = RecordState::kDone;
