@@ -138,7 +138,7 @@ def main():
         for case, own in profiles.items():
             print(f"\nidem's own, {case}: the {top} costliest functions (instructions per event, self)")
             for ir, f in own:
-                print(f"  {ir:8.0f}  {f[:150]}")
+                print(f"  {ir:8.0f}  {f}")
     return 0
 
 
