@@ -4,34 +4,54 @@
 
 namespace idem::engine {
 
-Lease* LeaseTable::Find(const IdKey& key) {
-  Stripe& s = stripes_[key.stripe];
-  auto it = s.index.find(key.hash);
-  if (it == s.index.end()) return nullptr;
-  for (uint32_t at = it->second; at != kNone; at = s.entries[at].next) {
-    if (s.entries[at].id == key.id) return &s.entries[at].lease;
+uint32_t LeaseTable::SlotOf(const Stripe& s, const IdKey& key) {
+  if (s.slots.empty()) return kNone;
+  const uint32_t mask = static_cast<uint32_t>(s.slots.size() - 1);
+  for (uint32_t at = static_cast<uint32_t>(key.hash) & mask;; at = (at + 1) & mask) {
+    const uint32_t slot = s.slots[at];
+    if (slot == 0) return kNone;
+    const Entry& entry = s.entries[slot - 1];
+    if (entry.hash == key.hash && entry.id == key.id) return at;
   }
-  return nullptr;
 }
 
-void LeaseTable::Unlink(Stripe& s, uint32_t at) {
-  Entry& entry = s.entries[at];
-  auto it = s.index.find(entry.hash);
-  if (it->second == at) {
-    if (entry.next == kNone) {
-      s.index.erase(it);
-    } else {
-      it->second = entry.next;
-    }
-  } else {
-    uint32_t prev = it->second;
-    while (s.entries[prev].next != at) prev = s.entries[prev].next;
-    s.entries[prev].next = entry.next;
+Lease* LeaseTable::Find(const IdKey& key) {
+  Stripe& s = stripes_[key.stripe];
+  const uint32_t at = SlotOf(s, key);
+  return at == kNone ? nullptr : &s.entries[s.slots[at] - 1].lease;
+}
+
+void LeaseTable::Grow(Stripe& s) {
+  const size_t size = s.slots.empty() ? 8 : s.slots.size() * 2;
+  s.slots.assign(size, 0);
+  const uint32_t mask = static_cast<uint32_t>(size - 1);
+  for (uint32_t e = 0; e < s.entries.size(); ++e) {
+    if (!s.entries[e].live) continue;
+    uint32_t at = static_cast<uint32_t>(s.entries[e].hash) & mask;
+    while (s.slots[at] != 0) at = (at + 1) & mask;
+    s.slots[at] = e + 1;
   }
-  entry.live = false;
-  entry.next = s.free;
-  s.free = at;
+}
+
+void LeaseTable::EraseSlot(Stripe& s, uint32_t at) {
+  const uint32_t e = s.slots[at] - 1;
+  s.entries[e].live = false;
+  s.entries[e].next_free = s.free;
+  s.free = e;
   --s.live;
+  // Backward-shift deletion: move later entries of the probe run into the gap when their home slot
+  // does not lie (cyclically) between the gap and them, so that no lookup stops early at the hole.
+  const uint32_t mask = static_cast<uint32_t>(s.slots.size() - 1);
+  uint32_t gap = at;
+  for (uint32_t next = (gap + 1) & mask; s.slots[next] != 0; next = (next + 1) & mask) {
+    const uint32_t home = static_cast<uint32_t>(s.entries[s.slots[next] - 1].hash) & mask;
+    const bool home_between = gap <= next ? (gap < home && home <= next) : (gap < home || home <= next);
+    if (!home_between) {
+      s.slots[gap] = s.slots[next];
+      gap = next;
+    }
+  }
+  s.slots[gap] = 0;
 }
 
 void LeaseTable::Put(const IdKey& key, const Lease& lease, absl::Duration monotonic_now) {
@@ -48,39 +68,38 @@ void LeaseTable::Insert(const IdKey& key, const Lease& lease, absl::Duration mon
   // then, so the table stays bounded by the live leases.
   if (++s.puts_since_sweep >= 64 && s.live >= 64) {
     s.puts_since_sweep = 0;
-    for (uint32_t at = 0; at < s.entries.size(); ++at) {
-      if (s.entries[at].live && s.entries[at].lease.ends_at <= monotonic_now) Unlink(s, at);
+    for (uint32_t e = 0; e < s.entries.size(); ++e) {
+      const Entry& entry = s.entries[e];
+      if (!entry.live || entry.lease.ends_at > monotonic_now) continue;
+      EraseSlot(s, SlotOf(s, IdKey{entry.id, entry.hash, key.stripe}));
     }
   }
-  uint32_t at = s.free;
-  if (at != kNone) {
-    s.free = s.entries[at].next;
+  if ((s.live + 1) * 2 > s.slots.size()) Grow(s);
+  uint32_t e = s.free;
+  if (e != kNone) {
+    s.free = s.entries[e].next_free;
   } else {
-    at = static_cast<uint32_t>(s.entries.size());
+    e = static_cast<uint32_t>(s.entries.size());
     s.entries.emplace_back();
   }
-  Entry& entry = s.entries[at];
+  Entry& entry = s.entries[e];
   entry.id.assign(key.id.data(), key.id.size());
   entry.lease = lease;
   entry.hash = key.hash;
   entry.live = true;
-  auto [it, inserted] = s.index.try_emplace(key.hash, at);
-  entry.next = inserted ? kNone : it->second;
-  it->second = at;
+  const uint32_t mask = static_cast<uint32_t>(s.slots.size() - 1);
+  uint32_t at = static_cast<uint32_t>(key.hash) & mask;
+  while (s.slots[at] != 0) at = (at + 1) & mask;
+  s.slots[at] = e + 1;
   ++s.live;
 }
 
 bool LeaseTable::Erase(const IdKey& key) {
   Stripe& s = stripes_[key.stripe];
-  auto it = s.index.find(key.hash);
-  if (it == s.index.end()) return false;
-  for (uint32_t at = it->second; at != kNone; at = s.entries[at].next) {
-    if (s.entries[at].id == key.id) {
-      Unlink(s, at);
-      return true;
-    }
-  }
-  return false;
+  const uint32_t at = SlotOf(s, key);
+  if (at == kNone) return false;
+  EraseSlot(s, at);
+  return true;
 }
 
 RecentCommits::RecentCommits(size_t capacity)

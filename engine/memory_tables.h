@@ -16,7 +16,6 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "engine/key_locks.h"
 
@@ -30,11 +29,6 @@ struct Lease {
   // A Commit under this lease failed with an unknown outcome: its write may have reached the WAL and
   // show after recovery. Until the lease goes, RocksDB is asked before the lease is believed.
   bool commit_outcome_unknown = false;
-};
-
-// The hash of an IdKey used as a table key as it is: it is already well mixed.
-struct PreHashed {
-  size_t operator()(uint64_t hash) const { return static_cast<size_t>(hash); }
 };
 
 class LeaseTable {
@@ -53,22 +47,28 @@ class LeaseTable {
  private:
   static constexpr uint32_t kNone = UINT32_MAX;
   // Entries live in a per-stripe pool and are reused, keeping their ID string's capacity: a warm table
-  // reserves without allocating. Entries whose IDs share a 64-bit hash are chained.
+  // reserves without allocating. They are found through a small open-addressing index (linear
+  // probing on the ID's hash, at most half full, backward-shift deletion): a stripe holds a handful of
+  // live leases, so a lookup is one or two probes and no general-purpose map is needed.
   struct Entry {
     std::string id;
     Lease lease;
     uint64_t hash = 0;
-    uint32_t next = kNone;  // the next entry with the same hash, or the next free entry
+    uint32_t next_free = kNone;
     bool live = false;
   };
   struct Stripe {
-    absl::flat_hash_map<uint64_t, uint32_t, PreHashed> index;  // hash -> first entry
+    std::vector<uint32_t> slots;  // 0: empty; else 1 + an index into entries. Size: a power of two.
     std::vector<Entry> entries;
     uint32_t free = kNone;
     uint32_t live = 0;
     uint32_t puts_since_sweep = 0;
   };
-  void Unlink(Stripe& s, uint32_t at);
+  // The slot holding `key`, or kNone.
+  static uint32_t SlotOf(const Stripe& s, const IdKey& key);
+  // Empties slot `at` (its entry goes back to the pool) and closes the gap behind it.
+  static void EraseSlot(Stripe& s, uint32_t at);
+  static void Grow(Stripe& s);
   std::vector<Stripe> stripes_ = std::vector<Stripe>(KeyLocks::kStripes);
 };
 

@@ -1,6 +1,8 @@
 #include "engine/memory_tables.h"
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "tests/test_util.h"
 
@@ -81,6 +83,44 @@ TEST(LeaseTableTest, IdsSharingAHashAreKeptApart) {
   leases.Put(b, Lease{4, kNow, mono + absl::Seconds(30), std::nullopt}, mono);  // reuses a freed entry
   EXPECT_EQ(leases.Find(b)->token, 4u);
   EXPECT_EQ(leases.Size(1), 2u);
+}
+
+// Random inserts and erases against a reference map, with hashes drawn from a small range so that
+// probe runs collide, wrap around the index and shift back on erase.
+TEST(LeaseTableTest, AgreesWithAReferenceUnderCollidingHashes) {
+  LeaseTable leases;
+  std::map<std::string, uint64_t> reference;  // id -> token
+  std::vector<std::string> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back("id-" + std::to_string(i));
+  auto key = [&](const std::string& id) {
+    const uint64_t h = std::hash<std::string>{}(id) % 29;  // many IDs per hash, runs that wrap
+    return IdKey{id, h, 5};
+  };
+  const absl::Duration mono = absl::Hours(1);
+  uint64_t x = 88172645463325252ULL;
+  for (int step = 0; step < 20000; ++step) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const std::string& id = ids[x % ids.size()];
+    if ((x >> 20) % 3 != 0) {
+      if (reference.count(id) == 0) {
+        leases.Insert(key(id), Lease{static_cast<uint64_t>(step) + 1, kNow, mono + absl::Hours(1), std::nullopt}, mono);
+        reference[id] = static_cast<uint64_t>(step) + 1;
+      }
+    } else {
+      EXPECT_EQ(leases.Erase(key(id)), reference.erase(id) > 0) << "step " << step;
+    }
+    if (step % 97 == 0) {
+      for (const std::string& probe : ids) {
+        Lease* found = leases.Find(key(probe));
+        auto it = reference.find(probe);
+        ASSERT_EQ(found != nullptr, it != reference.end()) << probe << " at step " << step;
+        if (found != nullptr) {
+          EXPECT_EQ(found->token, it->second) << probe;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(leases.Size(5), reference.size());
 }
 
 TEST(RecentCommitsTest, IdsSharingAHashNeverAnswerForEachOther) {
