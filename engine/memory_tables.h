@@ -2,9 +2,10 @@
 // which the caller already holds for the read-decide-write of that ID. No extra lock, no extra
 // contention.
 //
-//  - LeaseTable: live reservations when Options::durable_reservations is false.
-//  - RecentCommits: a bounded FIFO cache of recently committed IDs with their result and retention
-//    end, answering hot duplicates without a RocksDB read. A done record never changes before it
+//  - LeaseTable: this process's live reservations (in both modes of Options::durable_reservations).
+//  - RecentCommits: a bounded cache of recently committed IDs with their result and retention end
+//    (two-way set-associative, the older of a set replaced first), answering hot duplicates without a
+//    RocksDB read. A done record never changes before it
 //    expires (Release and Extend refuse it), so the cache cannot go stale; expiry is checked on read.
 #ifndef IDEM_ENGINE_MEMORY_TABLES_H_
 #define IDEM_ENGINE_MEMORY_TABLES_H_
