@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   idem::Options options;
   options.lease = lease;
   options.ttl = absl::Hours(1);
-  options.durable_reservations = true;  // a restarted consumer finds its predecessor's leases in flight
+  options.durable_reservations = true;  // a restarted consumer takes over what its predecessor left, at once
   options.env = env.get();
   auto opened = idem::Store::Open(options, dir + "/part-" + std::to_string(partition));
   if (!opened.ok()) {
