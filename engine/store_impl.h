@@ -62,6 +62,9 @@ class Store::Impl {
   absl::Status CompactExpired();
   Stats GetStats() const;
   uint64_t token_floor() const { return token_floor_; }
+  std::string RecordKeyOf(std::string_view id) const {
+    return std::string(engine::RecordKey(layout_, id).view());  // layout_: fixed after Start
+  }
   absl::Status Health() const;
   absl::Status Resume();
   absl::Status Close();

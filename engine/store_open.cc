@@ -38,8 +38,11 @@ absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHan
   if (!identity_.empty() && metadata->identity != identity_) {
     return absl::DataLossError("the DB reopened is not this store (another store's identity)");
   }
+  if (!identity_.empty() && metadata->layout != layout_) {
+    return absl::DataLossError("the DB reopened keeps its keys in another layout than this store");
+  }
+  if (identity_.empty()) layout_ = metadata->layout;  // written once, at Start: RecordKey() reads it unpinned
   identity_ = metadata->identity;
-  layout_ = metadata->layout;
   metadata_ = where;
   tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata));
   // Fixed by the first load: a reopen's tokens continue above this process's own, which stay ours.
@@ -237,6 +240,7 @@ absl::Status Store::Forget(std::string_view id) { return impl_->Forget(id); }
 absl::Status Store::CompactExpired() { return impl_->CompactExpired(); }
 Stats Store::GetStats() const { return impl_->GetStats(); }
 uint64_t Store::TokenFloor() const { return impl_->token_floor(); }
+std::string Store::RecordKey(std::string_view id) const { return impl_->RecordKeyOf(id); }
 absl::Status Store::Health() const { return impl_->Health(); }
 absl::Status Store::Resume() { return impl_->Resume(); }
 absl::Status Store::Close() { return impl_->Close(); }

@@ -272,7 +272,7 @@ TEST_F(ConsumerTest, HandlerThatChangesTheCallersIdBufferCommitsTheOriginalId) {
 TEST_F(ConsumerTest, CorruptRecordIsADeadLetterAndForgetRemovesIt) {
   Processor processor(store_.get());
   ASSERT_TRUE(store_->db()
-                  ->Put(rocksdb::WriteOptions(), store_->column_family(), testing::StoredKey("rotten"), "\x07garbage")
+                  ->Put(rocksdb::WriteOptions(), store_->column_family(), store_->RecordKey("rotten"), "\x07garbage")
                   .ok());
   HandleResult r = processor.Handle({"rotten"}, Ledger());
   EXPECT_TRUE(r.DeadLetter()) << OutcomeName(r.outcome);

@@ -1,5 +1,6 @@
 // The reserve/commit/release/extend state machine, persistence and bad input, on a real RocksDB.
 #include "idem/store.h"
+#include "absl/strings/match.h"
 
 #include <fstream>
 #include <set>
@@ -277,7 +278,7 @@ TEST_P(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
   const Reservation good = MustReserve("good");
   ASSERT_THAT(store_->Commit("good", good.token), IsOk());
   ASSERT_TRUE(store_->db()
-                  ->Put(rocksdb::WriteOptions(), store_->column_family(), testing::StoredKey("bad"), "garbage!!!!!!!")
+                  ->Put(rocksdb::WriteOptions(), store_->column_family(), store_->RecordKey("bad"), "garbage!!!!!!!")
                   .ok());
   EXPECT_THAT(store_->Reserve("bad"), StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(store_->Commit("bad", 5), StatusIs(absl::StatusCode::kDataLoss));
@@ -293,7 +294,7 @@ TEST_P(StoreTest, CorruptStoredValueIsDataLossAndOtherIdsAreUnaffected) {
   // The corrupt bytes are still there for `verify` to report; the store did not overwrite them.
   std::string value;
   ASSERT_TRUE(
-      store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), testing::StoredKey("bad"), &value).ok());
+      store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), store_->RecordKey("bad"), &value).ok());
   EXPECT_EQ(value, "garbage!!!!!!!");
 }
 
@@ -437,6 +438,16 @@ TEST_P(StoreTest, HotDuplicateIsAnsweredWithoutRocksDb) {
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);  // RocksDB's default
 }
 
+TEST_P(StoreTest, RecordKeyIsWhereTheRecordIs) {
+  const Reservation r = MustReserve("where");
+  ASSERT_THAT(store_->Commit("where", r.token, "here"), IsOk());
+  std::string value;
+  ASSERT_TRUE(
+      store_->db()->Get(rocksdb::ReadOptions(), store_->column_family(), store_->RecordKey("where"), &value).ok());
+  EXPECT_NE(store_->RecordKey("where"), "where") << "a new store hashes its keys";
+  EXPECT_TRUE(absl::EndsWith(store_->RecordKey("where"), "where"));
+}
+
 TEST_P(StoreTest, CommitOfOwnReservationReadsNothingBack) {
   const Reservation r = MustReserve("own");
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
@@ -476,7 +487,7 @@ TEST_P(StoreTest, RocksDbPerfCountersAreOffDuringCallsAtTheDefaultLevel) {
   // The control: the same calls made straight to RocksDB count.
   std::string value;
   store_->db()
-      ->Get(rocksdb::ReadOptions(), store_->column_family(), testing::StoredKey("quiet"), &value)
+      ->Get(rocksdb::ReadOptions(), store_->column_family(), store_->RecordKey("quiet"), &value)
       .PermitUncheckedError();
   EXPECT_GT(rocksdb::get_perf_context()->get_from_memtable_count, 0u);
 }

@@ -9,7 +9,9 @@
 //     store->Commit(event_id, r->token, "result", &effects); // marker + effects in one atomic write
 //   }                                                        // kInFlight: another worker holds the lease
 //
-// Records live in one RocksDB column family, keyed by the event ID. A committed ID is remembered for
+// Records live in one RocksDB column family, one per event ID, under RecordKey(id): for a store made by
+// this release an 8-byte hash of the ID followed by the ID (so that the memtable's hash buckets are
+// even whatever the IDs look like); for a store made before, the ID itself. A committed ID is remembered for
 // Options::ttl; a reservation for Options::lease. Records past their deadline read as absent at once and
 // are removed from disk by a compaction filter.
 //
@@ -265,6 +267,11 @@ class Store {
   // in the default column family or in a DB the caller owns (Attach).
   rocksdb::DB* db() const;
   rocksdb::ColumnFamilyHandle* column_family() const;
+
+  // The key under which this store keeps `id`'s record in column_family(), for tools and tests that
+  // read the column family directly (its layout is fixed when the store is made; see the header
+  // comment). Iterating the column family needs ReadOptions::total_order_seek (options.h). Thread-safe.
+  std::string RecordKey(std::string_view id) const;
 
   class Impl;
 
