@@ -1,12 +1,12 @@
 // The reserve/commit/release/extend state machine, persistence and bad input, on a real RocksDB.
 #include "idem/store.h"
-#include "absl/strings/match.h"
 
 #include <fstream>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "rocksdb/db.h"
 #include "rocksdb/perf_context.h"
