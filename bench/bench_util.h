@@ -18,6 +18,8 @@
 #include "engine/rocksdb_options.h"
 #include "idem/options.h"
 #include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
 
 namespace idem::bench {
 
@@ -72,6 +74,19 @@ class LatencyRecorder {
   std::vector<uint32_t> samples_;
   std::chrono::steady_clock::time_point start_;
 };
+
+// A plain RocksDB as a user would open it without idem: default options plus a 10-bit bloom filter.
+inline rocksdb::Status OpenPlainRocksDb(const std::string& path, std::unique_ptr<rocksdb::DB>* db) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, path, &raw);
+  db->reset(raw);
+  return s;
+}
 
 // Raw RocksDB with idem's DB and column family options: the floor every idem case is compared with.
 class RawDb {

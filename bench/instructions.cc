@@ -16,10 +16,8 @@
 #include "absl/strings/match.h"
 #include "bench/bench_util.h"
 #include "idem/store.h"
-#include "rocksdb/filter_policy.h"
 #include "rocksdb/memtablerep.h"
 #include "rocksdb/slice_transform.h"
-#include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "testing/workload.h"
 
@@ -42,19 +40,6 @@ std::vector<std::string> MakeIds(uint64_t first, uint64_t n) {
 [[noreturn]] void Fail(const std::string& what) {
   std::fprintf(stderr, "idem_instructions: %s\n", what.c_str());
   std::exit(1);
-}
-
-// Raw RocksDB as a user would open it without idem: default options plus a 10-bit bloom filter.
-std::unique_ptr<rocksdb::DB> OpenPlainRocksDb(const std::string& path) {
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  rocksdb::BlockBasedTableOptions table;
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, path, &db);
-  if (!s.ok()) Fail(s.ToString());
-  return std::unique_ptr<rocksdb::DB>(db);
 }
 
 Options StoreOptions(bool durable) {
@@ -138,7 +123,7 @@ int Run(const std::string& name, uint64_t events, uint64_t preload) {
     rocksdb::ColumnFamilyHandle* cf;
     rocksdb::WriteOptions write_options;
     if (name == "raw_put_plain") {
-      plain = OpenPlainRocksDb(dir.path());
+      if (rocksdb::Status s = OpenPlainRocksDb(dir.path(), &plain); !s.ok()) Fail(s.ToString());
       db = plain.get();
       cf = db->DefaultColumnFamily();
     } else {

@@ -36,7 +36,6 @@ class KeyLocks {
     // The top bits pick the stripe; the tables inside a stripe index by the low ones.
     return IdKey{id, hash, static_cast<size_t>(hash >> (64 - kStripeBits))};
   }
-  size_t StripeOf(std::string_view id) const { return KeyOf(id).stripe; }
   Mutex* At(size_t stripe) { return &stripes_[stripe].mu; }
   // Signalled when an ID of the stripe is committed or released (ReserveOptions::wait sleeps on it).
   std::condition_variable& Changed(size_t stripe) { return stripes_[stripe].changed; }

@@ -373,7 +373,9 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       results[i] = engine::FromRocks(statuses[r], absl::StrCat("reading '", Printable(ids[i]), "'"));
       continue;
     }
-    results[i] = Decide(keys[k], std::nullopt, options_.lease, lookup, at, replaced[k], &batch);
+    // Only durable holds write: in-memory ones get no batch (and build no record key for it).
+    results[i] = Decide(keys[k], std::nullopt, options_.lease, lookup, at, replaced[k],
+                        holds_->persists_holds() ? &batch : nullptr);
     if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(k);
   }
   if (holds_->persists_holds() && !reserved.empty()) {
