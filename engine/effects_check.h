@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "rocksdb/write_batch.h"
@@ -21,11 +22,15 @@ struct ProtectedWrites {
   uint32_t metadata_cf = 0;          // where the store's metadata lives
   bool whole_metadata_cf = false;    // true when the metadata column family is idem's own
   std::string_view metadata_prefix;  // otherwise: keys with this prefix are idem's
+  // Non-null: effects may write only these column families, with plain puts and deletes (a partition's
+  // effects, which its changelog must be able to carry).
+  const std::vector<uint32_t>* allowed = nullptr;
 };
 
-// OK when `effects` holds only ordinary writes to column families other than the protected ones.
-// kInvalidArgument naming the first offending write otherwise (also for transaction markers, which
-// have no meaning inside an idem commit, and for a batch RocksDB cannot parse).
+// OK when `effects` holds only ordinary writes to column families other than the protected ones (and,
+// with an allow-list, only puts and deletes to the allowed ones). kInvalidArgument naming the first
+// offending write otherwise (also for transaction markers, which have no meaning inside an idem commit,
+// for LogData under an allow-list, and for a batch RocksDB cannot parse).
 absl::Status CheckEffects(const rocksdb::WriteBatch& effects, const ProtectedWrites& protect);
 
 }  // namespace idem::engine

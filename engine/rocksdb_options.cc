@@ -173,6 +173,9 @@ absl::Status ValidateOptions(const Options& options) {
   if (options.maintenance_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("maintenance_interval must not be negative");
   }
+  if (options.token_floor == std::numeric_limits<uint64_t>::max()) {
+    return absl::InvalidArgumentError("token_floor leaves no token to issue (it is the largest token)");
+  }
   return absl::OkStatus();
 }
 

@@ -21,6 +21,7 @@ std::string Stats::ToPrometheus() const {
   counter("released_total", "Successful releases.", released);
   counter("extended_total", "Successful lease extensions.", extended);
   counter("lease_lost_total", "Commit/Extend/Release refused because the token lost the lease.", lease_lost);
+  counter("fenced_total", "Commit/Extend/Release refused because the token is below the ownership floor.", fenced);
   counter("fast_path_hits_total", "Reserve lookups answered absent without disk I/O.", fast_path_hits);
   counter("expired_removed_total", "Records removed by the expiry compaction filter.", expired_removed);
   counter("corrupt_records_total", "Stored records that failed to decode.", corrupt_records);

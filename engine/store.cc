@@ -89,6 +89,7 @@ absl::Status Store::Impl::CheckEffectsOf(const CommitRequest& request) const {
   protect.records_cf = cf()->GetID();
   protect.metadata_cf = metadata_.cf->GetID();
   protect.metadata_prefix = engine::kMetadataKeyPrefix;
+  if (options_.effect_column_families) protect.allowed = &*options_.effect_column_families;
   return engine::CheckEffects(*request.effects, protect);
 }
 
@@ -127,6 +128,24 @@ absl::Status Store::Impl::Write(rocksdb::WriteBatch* batch, std::string_view ver
   // The message is built only on failure: the hot path allocates nothing for it.
   return StorageError(
       s, absl::StrCat(engine::ToAbsl(verb), " '", Printable(id), "' (outcome unknown: it may have reached the WAL)"));
+}
+
+namespace {
+// The sequence number DB::Write stored in the batch's header (its first 8 bytes, little-endian).
+uint64_t SequenceOf(const rocksdb::WriteBatch& batch) {
+  const std::string& rep = batch.Data();
+  uint64_t sequence = 0;
+  for (int i = 7; i >= 0 && rep.size() >= 8; --i) sequence = (sequence << 8) | static_cast<uint8_t>(rep[i]);
+  return sequence;
+}
+}  // namespace
+
+absl::Status Store::Impl::WriteCommitted(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id) {
+  if (!options_.commit_hook) return Write(batch, verb, id);
+  engine::MutexLock order(&commit_order_mu_);
+  absl::Status s = Write(batch, verb, id);
+  if (s.ok()) options_.commit_hook(CommittedWrite{batch, SequenceOf(*batch)});
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -423,6 +442,14 @@ absl::Status Store::Impl::AbortedFor(std::string_view id, uint64_t token, std::s
 absl::StatusOr<Store::Impl::Hold> Store::Impl::FindHold(const engine::IdKey& key, uint64_t token, std::string_view verb,
                                                         const Instant& at) {
   const std::string_view id = key.id;
+  if (token < token_floor_) {
+    // Whatever the store holds: a done record written by an earlier owner with this token, or one
+    // restored from its changelog, does not make this caller its holder.
+    counters_.fenced.fetch_add(1, std::memory_order_relaxed);
+    return AbortedFor(id, token, verb,
+                      absl::StrCat("the token is below this store's floor ", token_floor_,
+                                   ": it was issued by an earlier owner or process, which no longer holds the ID"));
+  }
   Hold hold;
   if (std::optional<engine::HeldLease> lease = holds_->Find(key, at.monotonic)) {
     if (lease->token != token) {
@@ -514,13 +541,13 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
                                                      "': the effects batch refused the done marker (", added.ToString(),
                                                      "); nothing was written, the reservation still holds"));
     }
-    status = Write(effects, "committing", id);
+    status = WriteCommitted(effects, "committing", id);
     effects->RollbackToSavePoint().PermitUncheckedError();
   } else {
     rocksdb::WriteBatch& batch = ScratchBatch();
     batch.Clear();
     batch.Put(cf(), record_key.slice(), encoded).PermitUncheckedError();  // an unlimited batch of ours
-    status = Write(&batch, "committing", id);
+    status = WriteCommitted(&batch, "committing", id);
   }
   if (!status.ok()) {
     holds_->CommitOutcomeUnknown(key);
@@ -580,7 +607,8 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   if (to_commit.empty()) return results;
   all.Append(markers);
   rocksdb::WriteBatch batch = all.Finish();
-  if (absl::Status s = Write(&batch, "committing a batch including", requests[to_commit[0].first].id); !s.ok()) {
+  if (absl::Status s = WriteCommitted(&batch, "committing a batch including", requests[to_commit[0].first].id);
+      !s.ok()) {
     for (const auto& [i, done] : to_commit) {
       results[i] = s;
       holds_->CommitOutcomeUnknown(keys[i]);

@@ -38,7 +38,7 @@ class Store::Impl {
  public:
   struct Counters {
     std::atomic<uint64_t> reserved{0}, duplicate{0}, in_flight{0}, conflicts{0}, takeovers{0}, waits{0}, reopens{0};
-    std::atomic<uint64_t> committed{0}, released{0}, extended{0}, lease_lost{0};
+    std::atomic<uint64_t> committed{0}, released{0}, extended{0}, lease_lost{0}, fenced{0};
     std::atomic<uint64_t> fast_path_hits{0}, corrupt_records{0}, storage_errors{0};
   };
 
@@ -142,6 +142,9 @@ class Store::Impl {
   // REQUIRES: stripe held, the write succeeded. Moves the ID from reserved to done in memory.
   void NoteCommitted(const engine::IdKey& key, const CommitRequest& request, const engine::Record& done);
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
+  // Write for a batch that changes what is committed (Commit, CommitBatch, Forget): with a commit hook,
+  // the write and the hook run under commit_order_mu_, so the hook sees the writes in WAL order.
+  absl::Status WriteCommitted(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
   // The store's clocks, read once (engine/store_time.h): every decision of a call uses this reading.
   Instant Clocks() const { return Instant{time_->Now(*clock_), time_->Monotonic(*clock_)}; }
@@ -169,6 +172,8 @@ class Store::Impl {
 
   // ---- Thread-safe on their own ----
   engine::KeyLocks locks_;
+  // Taken after a stripe (never before one) by WriteCommitted when there is a commit hook.
+  engine::Mutex commit_order_mu_;
   // This process's reservations (Options::durable_reservations: also in RocksDB); stripes guarded by
   // the locks_ stripe.
   std::unique_ptr<engine::HoldTable> holds_;

@@ -32,7 +32,7 @@ absl::Status Store::Impl::Forget(std::string_view id) {
   if (lookup.ok() && lookup->found) {
     rocksdb::WriteBatch batch;
     batch.Delete(cf(), engine::RecordKey(layout_, id, key.hash).slice());
-    if (absl::Status s = Write(&batch, "forgetting", id); !s.ok()) return s;
+    if (absl::Status s = WriteCommitted(&batch, "forgetting", id); !s.ok()) return s;
     held = true;
   } else if (!lookup.ok()) {
     return lookup.status();

@@ -44,7 +44,7 @@ absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHan
   if (identity_.empty()) layout_ = metadata->layout;  // written once, at Start: RecordKey() reads it unpinned
   identity_ = metadata->identity;
   metadata_ = where;
-  tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata));
+  tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata), options_.token_floor);
   // Fixed by the first load: a reopen's tokens continue above this process's own, which stay ours.
   if (token_floor_ == 0) token_floor_ = tokens_->first();
   return absl::OkStatus();
@@ -59,6 +59,14 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
       directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size));
   time_->SetClock(clock_);
   Now();  // the store's time starts at its clock's reading now
+  if (options_.effect_column_families) {
+    for (uint32_t id : *options_.effect_column_families) {
+      if (id == cf()->GetID()) {
+        return absl::InvalidArgumentError(absl::StrCat("effect_column_families lists column family #", id,
+                                                       ", the store's own records: effects may never write them"));
+      }
+    }
+  }
   if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
   lifecycle_->SetHooks(
       [this](const engine::OpenedDb& opened) {
@@ -121,6 +129,7 @@ Stats Store::Impl::GetStats() const {
   stats.released = get(counters_.released);
   stats.extended = get(counters_.extended);
   stats.lease_lost = get(counters_.lease_lost);
+  stats.fenced = get(counters_.fenced);
   stats.fast_path_hits = get(counters_.fast_path_hits);
   stats.corrupt_records = get(counters_.corrupt_records);
   stats.storage_errors = get(counters_.storage_errors);

@@ -1,5 +1,6 @@
 #include "engine/token_source.h"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -7,13 +8,15 @@
 
 namespace idem::engine {
 
-TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata)
+TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata, uint64_t floor)
     : db_(db), where_(std::move(where)), metadata_(std::move(metadata)) {
   // A mark at the end of the token space has no next token: +1 would wrap to 0.
-  exhausted_ = metadata_.token_high_water == std::numeric_limits<uint64_t>::max();
-  next_.store(exhausted_ ? std::numeric_limits<uint64_t>::max() : metadata_.token_high_water + 1);
+  const uint64_t base = std::max(metadata_.token_high_water, floor);
+  exhausted_ = base == std::numeric_limits<uint64_t>::max();
+  next_.store(exhausted_ ? std::numeric_limits<uint64_t>::max() : base + 1);
+  // Above the persisted mark (a floor that jumped), the first Next() persists a mark that covers it.
   covered_.store(metadata_.token_high_water);
-  first_ = exhausted_ ? metadata_.token_high_water : metadata_.token_high_water + 1;
+  first_ = exhausted_ ? base : base + 1;
 }
 
 absl::StatusOr<uint64_t> TokenSource::Next() {
@@ -39,7 +42,9 @@ absl::StatusOr<uint64_t> TokenSource::NextSlow() {
     uint64_t token = next_.load(std::memory_order_relaxed);
     if (token > metadata_.token_high_water) {
       StoreMetadata raised = metadata_;
-      raised.token_high_water = metadata_.token_high_water > kMax - kBlock ? kMax : metadata_.token_high_water + kBlock;
+      // From the token wanted, not from the old mark: a floor may have moved next_ far above it.
+      const uint64_t base = std::max(metadata_.token_high_water, token - 1);
+      raised.token_high_water = base > kMax - kBlock ? kMax : base + kBlock;
       if (absl::Status s = SaveMetadata(db_, where_, raised); !s.ok()) {
         return absl::UnavailableError(absl::StrCat("persisting the token high-water mark: ", s.message()));
       }

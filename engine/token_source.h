@@ -31,8 +31,9 @@ class TokenSource {
  public:
   static constexpr uint64_t kBlock = 1 << 16;
 
-  // Continues after `metadata.token_high_water`, persisting raised marks to `where` in `db`.
-  TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata);
+  // Continues after `metadata.token_high_water` and after `floor` (whichever is higher), persisting
+  // raised marks to `where` in `db`.
+  TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata, uint64_t floor = 0);
 
   // kUnavailable when the high-water mark could not be written (no token is issued then);
   // kFailedPrecondition once the token space is used up.

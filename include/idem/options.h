@@ -6,14 +6,19 @@
 #define IDEM_OPTIONS_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "idem/clock.h"
 
 namespace rocksdb {
 class Env;
+class WriteBatch;
 struct ColumnFamilyOptions;
 }  // namespace rocksdb
 
@@ -41,6 +46,16 @@ enum class MemtableKind {
   kHashSkipList,
   // RocksDB's default skiplist, which allows concurrent memtable writes.
   kSkipList,
+};
+
+// A commit write that landed, as Options::commit_hook sees it.
+struct CommittedWrite {
+  // The batch as written: the caller's effects (if any) followed by the done markers of idem's records
+  // column family, exactly the operations RocksDB applied atomically. Valid only during the call.
+  const rocksdb::WriteBatch* batch = nullptr;
+  // The sequence number RocksDB assigned to the batch's first operation; strictly increasing from one
+  // call of the hook to the next.
+  uint64_t sequence = 0;
 };
 
 struct Options {
@@ -97,6 +112,32 @@ struct Options {
 
   // Time source for leases, retention and expiry. null: SystemClock().
   std::shared_ptr<Clock> clock;
+
+  // ---- Ownership (a partition whose owner changes: see docs/SCALING.md) ----
+
+  // Every token at or below the floor belongs to an earlier owner of this store's data. The store issues
+  // only tokens above it; Commit, Release and Extend with a token below TokenFloor() (which is above
+  // this floor) answer kAborted, effects not written, whatever the store holds for the ID; a
+  // reservation found under it is taken over at once (Reservation::holder_gone). An owner that makes
+  // its floor greater than every token an earlier owner can have issued (e.g. ordinal << 40) gets
+  // tokens greater than every zombie's, so a downstream system that keeps the highest token it has seen
+  // fences zombies too. 0 (default): only the store's own restarts are fenced (TokenFloor()).
+  uint64_t token_floor = 0;
+
+  // The column families (ColumnFamilyHandle::GetID(), which survives reopens) that Commit's effects may
+  // write. nullopt (default): any column family but idem's own records and metadata key. Set: only
+  // these, and only Put, Delete and SingleDelete; Merge, DeleteRange, wide-column and blob writes, and
+  // LogData are refused too (kInvalidArgument, nothing written), so that every committed batch is a
+  // list of plain key writes that a changelog can carry and a restore can apply anywhere.
+  std::optional<std::vector<uint32_t>> effect_column_families;
+
+  // Called after each commit write that landed (Commit, CommitBatch, and Forget, which deletes a
+  // record), in the order of the writes in the WAL, with the written batch and its sequence number:
+  // the feed of a changelog. Not called for a write that failed (its outcome is unknown, and the
+  // store's local data may then hold a write the hook never saw). Commits of a store with a hook are
+  // serialized (the write and the hook run under one lock), so the hook must be quick (hand the batch
+  // to a queue, copying what it keeps) and must not call into this store.
+  std::function<void(const CommittedWrite&)> commit_hook;
 
   // ---- Performance ----
 

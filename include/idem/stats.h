@@ -38,6 +38,9 @@ struct Stats {
   uint64_t extended = 0;
   // Commit/Extend/Release refused with Aborted because the token no longer holds the reservation.
   uint64_t lease_lost = 0;
+  // Of those, the calls whose token was below the store's TokenFloor(): an earlier owner's (a zombie
+  // after its partition moved) or an earlier process's.
+  uint64_t fenced = 0;
 
   // Reserve lookups answered without any disk I/O that found the ID absent (filters / memtable). Counts
   // single Reserve calls; ReserveBatch reads with one MultiGet, which cannot tell, and is not counted.
