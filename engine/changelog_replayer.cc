@@ -1,0 +1,147 @@
+// The fence rule and the restore order of idem/changelog.h. Why each rule holds is in docs/SCALING.md
+// ("Why the rule is safe"); the randomized model test (tests/changelog_model_test.cc) checks them
+// against a reference model of "exactly the accepted commits, once".
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "idem/changelog.h"
+
+namespace idem {
+namespace {
+
+bool Before(const ChangelogOp& a, const ChangelogOp& b) {
+  return a.family != b.family ? a.family < b.family : a.key < b.key;
+}
+
+}  // namespace
+
+ChangelogReplayer::ChangelogReplayer(Start start, Sink* sink) : start_(start), sink_(sink) {}
+
+absl::Status ChangelogReplayer::Feed(int64_t offset, std::string_view bytes) {
+  absl::StatusOr<ChangelogRecord> record = DecodeChangelogRecord(bytes);
+  if (!record.ok()) {
+    return absl::DataLossError(absl::StrCat("changelog offset ", offset, ": ", record.status().message()));
+  }
+  return Feed(offset, *record);
+}
+
+absl::Status ChangelogReplayer::Feed(int64_t offset, const ChangelogRecord& record) {
+  if (offset <= last_offset_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("changelog offsets must increase: ", offset, " after ", last_offset_));
+  }
+  last_offset_ = offset;
+  using Type = ChangelogRecord::Type;
+  if (!started_) {
+    started_ = true;
+    if (start_ == Start::kSnapshot) {
+      if (record.type != Type::kSnapshotBegin) {
+        return absl::DataLossError(
+            absl::StrCat("changelog offset ", offset, " was to begin a snapshot and holds another record"));
+      }
+      // The snapshot's writer counted when it began (its pointer was saved while it owned the
+      // partition): its claim is the one later batches are held to.
+      in_snapshot_ = true;
+      snapshot_id_ = record.sequence;
+      snapshot_claim_ = record.claim;
+      current_ = record.claim;
+      input_offset_ = record.input_offset;
+      return absl::OkStatus();
+    }
+  }
+  switch (record.type) {
+    case Type::kClaim:
+      if (record.claim.ordinal == current_.ordinal + 1) {
+        current_ = record.claim;
+      } else {
+        ++claims_lost_;  // the ordinal was taken by an earlier claim, or skips one
+      }
+      return absl::OkStatus();
+    case Type::kBatch: return Accept(record);
+    case Type::kSnapshotBegin:
+    case Type::kSnapshotChunk:
+    case Type::kSnapshotEnd:
+      // Only the snapshot we started from matters; later ones hold what the batches give anyway.
+      if (in_snapshot_ && !snapshot_done_ && record.sequence == snapshot_id_ && record.claim == snapshot_claim_) {
+        return OnSnapshotRecord(record);
+      }
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChangelogReplayer::Accept(const ChangelogRecord& batch) {
+  if (batch.claim != current_ || current_.ordinal == 0) {
+    ++fenced_;  // its writer had been replaced (or never claimed) when the batch reached the log
+    return absl::OkStatus();
+  }
+  // A batch of the snapshot's writer at or below the snapshot's sequence is in the snapshot already.
+  if (start_ == Start::kSnapshot && batch.claim == snapshot_claim_ && batch.sequence <= snapshot_id_) {
+    return absl::OkStatus();
+  }
+  ++applied_;
+  if (batch.input_offset >= 0) input_offset_ = batch.input_offset;
+  if (in_snapshot_ && !snapshot_done_) {
+    held_back_.push_back(batch);
+    return absl::OkStatus();
+  }
+  return sink_->Apply(batch);
+}
+
+absl::Status ChangelogReplayer::OnSnapshotRecord(const ChangelogRecord& record) {
+  using Type = ChangelogRecord::Type;
+  if (record.type == Type::kSnapshotBegin) {
+    return absl::DataLossError("the snapshot restored from begins twice");
+  }
+  if (record.type == Type::kSnapshotChunk) {
+    for (const ChangelogOp& entry : record.ops) {
+      if (last_entry_ && !Before(*last_entry_, entry)) {
+        return absl::DataLossError(
+            absl::StrCat("snapshot entries out of order at entry ", entries_, " (family ", entry.family, ")"));
+      }
+      if (absl::Status s = sink_->SnapshotEntry(entry); !s.ok()) return s;
+      checksum_ = SnapshotChecksum(checksum_, entry);
+      ++entries_;
+      last_entry_ = entry;
+    }
+    return absl::OkStatus();
+  }
+  if (record.entry_count != entries_ || record.checksum != checksum_) {
+    return absl::DataLossError(absl::StrCat("the snapshot restored from ends with ", record.entry_count,
+                                            " entries and checksum ", record.checksum, "; its chunks held ", entries_,
+                                            " with checksum ", checksum_));
+  }
+  snapshot_done_ = true;
+  last_entry_.reset();
+  if (absl::Status s = sink_->SnapshotDone(); !s.ok()) return s;
+  std::vector<ChangelogRecord> held = std::move(held_back_);
+  held_back_.clear();
+  for (const ChangelogRecord& batch : held) {
+    if (absl::Status s = sink_->Apply(batch); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChangelogReplayer::Finish() {
+  if (start_ == Start::kSnapshot && !started_) {
+    return absl::DataLossError("no changelog record at the snapshot pointer");
+  }
+  if (start_ == Start::kSnapshot && !snapshot_done_) {
+    return absl::DataLossError(absl::StrCat("the snapshot restored from never ended (", entries_,
+                                            " entries read): the log was cut inside it"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckReplayable(std::optional<int64_t> pointer, int64_t log_start_offset) {
+  const int64_t first = pointer.value_or(0);
+  if (log_start_offset > first) {
+    return absl::DataLossError(absl::StrCat(
+        "the changelog starts at offset ", log_start_offset, " but the restore must read from ", first,
+        pointer ? " (the last snapshot)" : " (no snapshot was saved)",
+        ": its retention removed state that no snapshot holds; restoring would silently forget committed IDs"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace idem
