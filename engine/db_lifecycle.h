@@ -71,8 +71,10 @@ class DbLifecycle {
 
   // A DB that the lifecycle owns (Store::Open): it can reopen it.
   DbLifecycle(OpenedDb opened, Opener reopen, std::shared_ptr<HealthListener> health);
-  // A caller's DB (Store::Attach): recovery is DB::Resume only; Close leaves the DB open.
-  DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records);
+  // A caller's DB (Store::Attach): recovery is DB::Resume only; Close leaves the DB open. `health`: a
+  // listener registered on the DB by whoever opened it (a PartitionSet), or null for one of our own,
+  // which only sees the store's write errors.
+  DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health = nullptr);
   ~DbLifecycle();
   DbLifecycle(const DbLifecycle&) = delete;
   DbLifecycle& operator=(const DbLifecycle&) = delete;

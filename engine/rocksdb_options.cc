@@ -17,7 +17,8 @@
 namespace idem {
 
 namespace {
-rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, MemtableKind memtable);
+rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, MemtableKind memtable,
+                                                        std::shared_ptr<rocksdb::Cache> cache = nullptr);
 }  // namespace
 
 rocksdb::ColumnFamilyOptions ColumnFamilyOptionsFor(const Options& options) {
@@ -31,15 +32,16 @@ MemtableKind ResolvedMemtable(const Options& options, bool owned) {
   return owned ? MemtableKind::kHashSkipList : MemtableKind::kSkipList;
 }
 
-rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options) {
-  return RecordsColumnFamilyOptions(options, ResolvedMemtable(options, /*owned=*/true));
+rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options, std::shared_ptr<rocksdb::Cache> cache) {
+  return RecordsColumnFamilyOptions(options, ResolvedMemtable(options, /*owned=*/true), std::move(cache));
 }
 
 }  // namespace engine
 
 namespace {
 
-rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, MemtableKind memtable) {
+rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, MemtableKind memtable,
+                                                        std::shared_ptr<rocksdb::Cache> cache) {
   rocksdb::BlockBasedTableOptions table;
   if (options.bloom_bits_per_key > 0) {
     // Bloom for flushes and L0 (cheap to build on 2 cores), Ribbon below (~30 % smaller, same FP rate).
@@ -53,7 +55,7 @@ rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, 
   table.cache_index_and_filter_blocks = false;
   table.optimize_filters_for_memory = true;
   table.prepopulate_block_cache = rocksdb::BlockBasedTableOptions::PrepopulateBlockCache::kFlushOnly;
-  table.block_cache = rocksdb::NewLRUCache(std::max<size_t>(options.block_cache_bytes, 1 << 20));
+  table.block_cache = cache ? std::move(cache) : rocksdb::NewLRUCache(std::max<size_t>(options.block_cache_bytes, 1 << 20));
 
   rocksdb::ColumnFamilyOptions cf;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));

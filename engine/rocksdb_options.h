@@ -4,6 +4,7 @@
 #ifndef IDEM_ENGINE_ROCKSDB_OPTIONS_H_
 #define IDEM_ENGINE_ROCKSDB_OPTIONS_H_
 
+#include <memory>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -16,9 +17,11 @@ namespace idem::engine {
 // DB-wide options for a DB that Store::Open owns.
 rocksdb::DBOptions DBOptionsFor(const Options& options);
 
-// The records column family of a DB that Store::Open owns: ColumnFamilyOptionsFor, with the memtable
-// that kAuto means there (the hash memtable; DBOptionsFor allows it).
-rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options);
+// The records column family of a DB that Store::Open (or a PartitionSet) owns: ColumnFamilyOptionsFor,
+// with the memtable that kAuto means there (the hash memtable; DBOptionsFor allows it). `cache`: a block
+// cache shared with other column families, instead of one of options.block_cache_bytes of its own.
+rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options,
+                                                         std::shared_ptr<rocksdb::Cache> cache = nullptr);
 
 // What options.memtable means for a DB that Store::Open owns (`owned`) or a caller's DB.
 MemtableKind ResolvedMemtable(const Options& options, bool owned);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -49,6 +50,17 @@ class Store::Impl {
   // metadata, starts the background threads. `directory` is empty for Attach.
   absl::Status Start(std::unique_ptr<engine::DbLifecycle> lifecycle, std::unique_ptr<engine::StoreClaim> claim,
                      const std::string& directory, engine::IfMissing if_missing);
+  // Before Start: use `guard` (shared with other stores, measured by its owner) instead of a guard and
+  // a watch thread of this store's own.
+  void ShareDiskGuard(std::shared_ptr<engine::DiskGuard> guard) {
+    disk_guard_ = std::move(guard);
+    shared_disk_guard_ = true;
+  }
+  // Runs `fn` while no commit hook runs: a snapshot cut inside it is ordered with the hook's batches.
+  void WithCommitOrder(const std::function<void()>& fn) {
+    engine::MutexLock order(&commit_order_mu_);
+    fn();
+  }
 
   absl::StatusOr<Reservation> Reserve(std::string_view id, const ReserveOptions& options);
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects);
@@ -189,7 +201,8 @@ class Store::Impl {
   std::unique_ptr<engine::Periodic> wal_sync_;
   std::mutex stop_mu_;  // one Close stops the background threads and ends the claim; a concurrent one waits
   // Watches free space and the directory (null when it cannot: an in-memory Env).
-  std::unique_ptr<engine::DiskGuard> disk_guard_;
+  std::shared_ptr<engine::DiskGuard> disk_guard_;
+  bool shared_disk_guard_ = false;  // a PartitionSet's: measured by its thread, not ours
   std::unique_ptr<engine::Periodic> disk_watch_;
   // This store's claim on its directory / column family in the process (engine/store_registry.h).
   std::unique_ptr<engine::StoreClaim> claim_;

@@ -7,6 +7,7 @@
 #include "engine/db_open.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
+#include "engine/store_access.h"
 #include "engine/store_impl.h"
 
 namespace idem {
@@ -55,8 +56,10 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
                                 engine::IfMissing if_missing) {
   lifecycle_ = std::move(lifecycle);
   claim_ = std::move(claim);
-  disk_guard_ = engine::DiskGuard::For(
-      directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size));
+  if (!shared_disk_guard_) {
+    disk_guard_ = engine::DiskGuard::For(
+        directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size));
+  }
   time_->SetClock(clock_);
   Now();  // the store's time starts at its clock's reading now
   if (options_.effect_column_families) {
@@ -82,7 +85,7 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
         if (!wal_sync_ || options_.sync || !lifecycle_->Health().ok()) return absl::OkStatus();
         return engine::FromRocks(db->SyncWAL(), "syncing the WAL");
       });
-  if (disk_guard_ != nullptr) {
+  if (disk_guard_ != nullptr && !shared_disk_guard_) {
     disk_watch_ = std::make_unique<engine::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
   }
   if (options_.maintenance_interval > absl::ZeroDuration()) {
@@ -200,6 +203,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
                                                      const Options& options) {
+  return engine::StoreAccess::Attach(db, cf, options, engine::SharedStoreResources{});
+}
+
+namespace engine {
+
+absl::StatusOr<std::unique_ptr<Store>> StoreAccess::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                                           const Options& options, SharedStoreResources shared) {
+
   if (db == nullptr || cf == nullptr) return absl::InvalidArgumentError("Attach needs a DB and a column family");
   if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
   const rocksdb::ColumnFamilyOptions current = db->GetOptions(cf);
@@ -221,12 +232,19 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Attach(rocksdb::DB* db, rocksdb::C
   attached.column_family = cf->GetName();
   const engine::IfMissing if_missing =
       options.create_if_missing ? engine::IfMissing::kCreate : engine::IfMissing::kRefuse;
-  auto impl = std::make_unique<Impl>(attached, std::move(filter));
-  absl::Status started =
-      impl->Start(std::make_unique<engine::DbLifecycle>(db, cf), *std::move(claim), db->GetName(), if_missing);
+  auto impl = std::make_unique<Store::Impl>(attached, std::move(filter));
+  if (shared.disk_guard != nullptr) impl->ShareDiskGuard(std::move(shared.disk_guard));
+  absl::Status started = impl->Start(std::make_unique<engine::DbLifecycle>(db, cf, std::move(shared.health)),
+                                     *std::move(claim), db->GetName(), if_missing);
   if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
+
+absl::Status StoreAccess::RunMaintenance(Store& store) { return store.impl_->RunMaintenance(); }
+
+void StoreAccess::WithCommitOrder(Store& store, const std::function<void()>& fn) { store.impl_->WithCommitOrder(fn); }
+
+}  // namespace engine
 
 absl::StatusOr<Reservation> Store::Reserve(std::string_view id) { return impl_->Reserve(id, ReserveOptions()); }
 absl::StatusOr<Reservation> Store::Reserve(std::string_view id, const ReserveOptions& options) {

@@ -260,6 +260,11 @@ class Harness {
         if (!store_) return "reopen failed";
         leases_.clear();  // in-memory leases die with the process; RocksDB records survive
         ++incarnation_;   // ... and are taken over at once: their holders died with it
+        // Every token issued so far is below the new store's floor: Commit, Release and Extend with one
+        // are refused whatever the store holds (their holders are gone).
+        for (const auto& [id, issued] : tokens_) {
+          for (uint64_t t : issued) fence_below_ = std::max(fence_below_, t + 1);
+        }
         return "";
     }
     return "";
@@ -299,6 +304,7 @@ class Harness {
   // Does `token` hold `id`? Sets hold_record_ to the record it holds.
   Hold HoldOf(const std::string& id, uint64_t token, absl::Time now) {
     hold_record_ = nullptr;
+    if (token < fence_below_) return Hold::kNo;  // an earlier incarnation's token
     auto lease = leases_.find(id);  // this process's reservations, in memory in both modes
     if (lease != leases_.end()) {
       if (lease->second.token != token) return Hold::kNo;
@@ -398,6 +404,7 @@ class Harness {
   absl::Time ever_ = absl::InfinitePast();
   std::map<std::string, std::vector<uint64_t>> tokens_;
   int incarnation_ = 0;
+  uint64_t fence_below_ = 0;  // tokens below it were issued by an earlier incarnation
 };
 
 }  // namespace idem::testing

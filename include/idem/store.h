@@ -30,8 +30,10 @@
 // Errors (absl::StatusCode), common to every call:
 //   kInvalidArgument    empty ID, ID over max_id_bytes, result over max_result_bytes, token 0, a
 //                       ReserveOptions::lease outside (0, ttl), effects Commit refuses (see Commit).
-//   kAborted            the token no longer holds the reservation (lease taken over, released, or never
-//                       issued for this ID). The caller lost: do not apply its effects.
+//   kAborted            the token no longer holds the reservation (lease taken over, released, never
+//                       issued for this ID, or below TokenFloor(): issued by an earlier process, an
+//                       earlier Store on this DB or an earlier owner, whatever the store holds for the
+//                       ID). The caller lost: do not apply its effects.
 //   kDataLoss           the stored record for this ID is corrupt. Other IDs are unaffected.
 //   kUnavailable        RocksDB reported an I/O error, no space, or a background error made the DB
 //                       read-only; free disk space is below min_free_disk_bytes ("disk nearly full",
@@ -66,6 +68,9 @@ class WriteBatch;
 }  // namespace rocksdb
 
 namespace idem {
+namespace engine {
+struct StoreAccess;  // the engine's own access (engine/store_access.h), for a PartitionSet's stores
+}  // namespace engine
 
 enum class Verdict {
   kReserved,   // new: the caller owns it until `deadline`, identified by `token`
@@ -185,7 +190,8 @@ class Store {
   // Marks `id` done with `result` (kept for ttl and returned to later duplicates), writing `effects` (if
   // given) in the same atomic WriteBatch. Succeeds while `token` still holds the reservation, even after
   // its lease ended if nobody took it over. Repeating a successful Commit with the same token returns OK
-  // and writes nothing, also after a Commit whose outcome was unknown did land. `effects` is left as
+  // and writes nothing, also after a Commit whose outcome was unknown did land (on the same Store: a
+  // later Store's floor is above the token, and it answers kAborted). `effects` is left as
   // the caller passed it. Effects may write any column family of the DB except idem's records and
   // idem's metadata key; nothing else of idem's may be written by them.
   // Errors: kAborted (lease lost: effects NOT written); kInvalidArgument (nothing written: bad ID,
@@ -236,9 +242,11 @@ class Store {
 
   Stats GetStats() const;
 
-  // The first fencing token this Store could issue. Every token below it was issued before this Store
-  // opened (by an earlier process, or an earlier Store on this DB), so its holder is gone; every token
-  // this Store issues is at or above it. It stays the same across Resume.
+  // The first fencing token this Store could issue: above every token issued before this Store opened
+  // (by an earlier process, or an earlier Store on this DB) and above Options::token_floor. Their
+  // holders are gone: Commit, Release and Extend with such a token answer kAborted, and a reservation
+  // found under it is taken over at once. Every token this Store issues is at or above it. It stays the
+  // same across Resume.
   uint64_t TokenFloor() const;
 
   // OK while the store accepts writes; otherwise why not: a background error (kUnavailable), free disk
@@ -274,6 +282,7 @@ class Store {
   std::string RecordKey(std::string_view id) const;
 
   class Impl;
+  friend struct engine::StoreAccess;
 
  private:
   explicit Store(std::unique_ptr<Impl> impl);

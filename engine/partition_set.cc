@@ -1,0 +1,687 @@
+// PartitionSet: many partition stores on one RocksDB (idem/partition_set.h).
+//
+// On disk: every partition is column families named "p:<name>:0" (idem's records) and
+// "p:<name>:<i>:<family>" (effect family i), and a marker in the default column family under
+// "\0idem\0partition\0<name>" saying what state the copy is in (active, clean, restored), the claim and
+// changelog offset noted at deactivation, and the effect families. The marker is written before the
+// partition is used and rewritten at deactivation, so a crash leaves "active": unclean.
+#include "idem/partition_set.h"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/db_lifecycle.h"
+#include "engine/disk_guard.h"
+#include "engine/periodic.h"
+#include "engine/prometheus.h"
+#include "engine/rocksdb_options.h"
+#include "engine/status_util.h"
+#include "engine/store_access.h"
+#include "engine/store_metadata.h"
+#include "engine/store_registry.h"
+#include "idem/partition_state.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_buffer_manager.h"
+
+namespace idem {
+namespace {
+
+constexpr std::string_view kMarkerPrefix("\0idem\0partition\0", 16);
+constexpr uint8_t kMarkerVersion = 1;
+enum class CopyState : uint8_t { kActive = 1, kClean = 2, kRestored = 3, kRestoring = 4 };
+
+std::string RecordsFamilyName(const std::string& partition) { return absl::StrCat("p:", partition, ":0"); }
+std::string EffectFamilyName(const std::string& partition, size_t index, const std::string& family) {
+  return absl::StrCat("p:", partition, ":", index, ":", family);
+}
+std::string MarkerKey(std::string_view partition) { return std::string(kMarkerPrefix) + std::string(partition); }
+
+absl::Status CheckLayout(const PartitionLayout& layout) {
+  if (layout.name.empty() || layout.name.size() > 200) {
+    return absl::InvalidArgumentError("a partition name must be 1 to 200 bytes");
+  }
+  for (char c : layout.name) {
+    if (c == ':' || static_cast<unsigned char>(c) < 0x20) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("partition name '", layout.name, "' holds ':' or a control character"));
+    }
+  }
+  for (size_t i = 0; i < layout.effect_families.size(); ++i) {
+    const std::string& f = layout.effect_families[i];
+    if (f.empty() || f.size() > 200 || f.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("an effect family name must be 1 to 200 bytes, without NUL");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (layout.effect_families[j] == f) {
+        return absl::InvalidArgumentError(absl::StrCat("effect family '", f, "' is declared twice"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+struct Marker {
+  CopyState state = CopyState::kActive;
+  ClaimId claim;
+  int64_t changelog_offset = -1;
+  std::vector<std::string> families;
+};
+
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool GetVarint(std::string_view* in, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
+    const uint8_t b = static_cast<uint8_t>((*in)[0]);
+    in->remove_prefix(1);
+    *v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+std::string EncodeMarker(const Marker& m) {
+  std::string out;
+  out.push_back(static_cast<char>(kMarkerVersion));
+  out.push_back(static_cast<char>(m.state));
+  PutVarint(&out, m.claim.ordinal);
+  PutVarint(&out, m.claim.claimant);
+  PutVarint(&out, static_cast<uint64_t>(m.changelog_offset + 1));
+  PutVarint(&out, m.families.size());
+  for (const std::string& f : m.families) {
+    PutVarint(&out, f.size());
+    out += f;
+  }
+  return out;
+}
+
+absl::StatusOr<Marker> DecodeMarker(std::string_view in) {
+  Marker m;
+  auto bad = [] { return absl::DataLossError("a partition marker does not decode"); };
+  if (in.size() < 2 || static_cast<uint8_t>(in[0]) != kMarkerVersion) return bad();
+  const uint8_t state = static_cast<uint8_t>(in[1]);
+  if (state < 1 || state > 4) return bad();
+  m.state = static_cast<CopyState>(state);
+  in.remove_prefix(2);
+  uint64_t offset = 0, n = 0;
+  if (!GetVarint(&in, &m.claim.ordinal) || !GetVarint(&in, &m.claim.claimant) || !GetVarint(&in, &offset) ||
+      !GetVarint(&in, &n) || n > in.size()) {
+    return bad();
+  }
+  m.changelog_offset = static_cast<int64_t>(offset) - 1;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t len = 0;
+    if (!GetVarint(&in, &len) || len > in.size()) return bad();
+    m.families.emplace_back(in.substr(0, len));
+    in.remove_prefix(len);
+  }
+  if (!in.empty()) return bad();
+  return m;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+
+class PartitionImpl : public Partition {
+ public:
+  PartitionImpl(PartitionLayout layout, std::vector<rocksdb::ColumnFamilyHandle*> families, ClaimId claim,
+                std::shared_ptr<Clock> clock)
+      : layout_(std::move(layout)), families_(std::move(families)), claim_(claim), clock_(std::move(clock)) {}
+
+  const PartitionLayout& layout() const override { return layout_; }
+  Store& store() override { return *store_; }
+  rocksdb::ColumnFamilyHandle* family(size_t index) const override {
+    return index < families_.size() ? families_[index] : nullptr;
+  }
+
+  absl::Status WriteSnapshot(ClaimId claim, int64_t input_offset, size_t chunk_bytes,
+                             const std::function<absl::Status(const ChangelogRecord&)>& emit) override {
+    rocksdb::DB* db = store_->db();
+    const rocksdb::Snapshot* snapshot = nullptr;
+    absl::Status begun;
+    bool begin_sent = false;
+    // The snapshot and its Begin with no hook running: a batch the snapshot misses reaches the
+    // changelog after the Begin, one it holds carries a sequence at or below the Begin's.
+    engine::StoreAccess::WithCommitOrder(*store_, [&] {
+      snapshot = db->GetSnapshot();
+      ChangelogRecord begin;
+      begin.type = ChangelogRecord::Type::kSnapshotBegin;
+      begin.claim = claim;
+      begin.sequence = snapshot->GetSequenceNumber();
+      begin.input_offset = input_offset;
+      begun = emit(begin);
+    });
+    absl::Status s = begun;
+    if (s.ok()) {
+      s = WriteChangelogSnapshot(db, snapshot, families_, claim, snapshot->GetSequenceNumber(), input_offset,
+                                 clock_->Now(), chunk_bytes, [&](const ChangelogRecord& r) {
+                                   if (!begin_sent) {  // sent above, under the commit order
+                                     begin_sent = true;
+                                     return absl::OkStatus();
+                                   }
+                                   return emit(r);
+                                 });
+    }
+    db->ReleaseSnapshot(snapshot);
+    return s;
+  }
+
+  std::optional<uint32_t> FamilyOf(uint32_t cf_id) const {
+    for (size_t i = 0; i < families_.size(); ++i) {
+      if (families_[i]->GetID() == cf_id) return static_cast<uint32_t>(i);
+    }
+    return std::nullopt;
+  }
+
+  const std::vector<rocksdb::ColumnFamilyHandle*>& families() const { return families_; }
+  ClaimId claim() const { return claim_; }
+  std::unique_ptr<Store> store_;
+
+ private:
+  const PartitionLayout layout_;
+  const std::vector<rocksdb::ColumnFamilyHandle*> families_;
+  const ClaimId claim_;
+  const std::shared_ptr<Clock> clock_;
+};
+
+class PartitionSet::Impl {
+ public:
+  Impl(PartitionSetOptions options, std::string path) : options_(std::move(options)), path_(std::move(path)) {}
+  ~Impl() { Close().IgnoreError(); }
+
+  absl::Status Open() {
+    Options& store = options_.store;
+    if (absl::Status s = engine::ValidateOptions(store); !s.ok()) return s;
+    store.maintenance_interval = absl::ZeroDuration();  // the set's thread runs the passes
+    cache_ = rocksdb::NewLRUCache(std::max<size_t>(options_.block_cache_bytes, 1 << 20));
+    absl::StatusOr<std::unique_ptr<engine::StoreClaim>> claim = engine::StoreClaim::ForOpen(path_, store.env);
+    if (!claim.ok() && claim.status().code() != absl::StatusCode::kNotFound) return claim.status();
+    if (absl::Status s = PrepareDirectoryFor(); !s.ok()) return s;
+    if (!claim.ok()) {
+      claim = engine::StoreClaim::ForOpen(path_, store.env);
+      if (!claim.ok()) return claim.status();
+    }
+    claim_ = *std::move(claim);
+
+    rocksdb::DBOptions db_options = engine::DBOptionsFor(store);
+    db_options.create_if_missing = options_.create_if_missing;
+    db_options.write_buffer_manager =
+        std::make_shared<rocksdb::WriteBufferManager>(std::max<size_t>(options_.write_buffer_budget_bytes, 1 << 20));
+    health_ = std::make_shared<engine::HealthListener>();
+    db_options.listeners.push_back(health_);
+
+    std::vector<std::string> names;
+    rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path_, &names);
+    if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new DB
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) descriptors.emplace_back(name, OptionsForFamily(name));
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::Status s = rocksdb::DB::Open(db_options, path_, descriptors, &handles, &raw);
+    if (!s.ok()) return engine::FromRocks(s, absl::StrCat("opening partition set '", path_, "'"));
+    db_.reset(raw);
+    claim_->Bind(db_.get(), std::string("\0partition set", 14));
+    for (rocksdb::ColumnFamilyHandle* h : handles) handles_[h->GetName()] = h;
+    if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
+
+    disk_guard_ = engine::DiskGuard::For(
+        path_, engine::DiskReserveFor(store.min_free_disk_bytes, options_.write_buffer_budget_bytes / 2));
+    if (disk_guard_ != nullptr) {
+      disk_watch_ = std::make_unique<engine::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
+    }
+    if (options_.maintenance_interval > absl::ZeroDuration()) {
+      maintenance_ = std::make_unique<engine::Periodic>(options_.maintenance_interval, [this] { Maintain(); });
+    }
+    return absl::OkStatus();
+  }
+
+  std::vector<LocalCopy> LocalCopies() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<LocalCopy> out;
+    for (const auto& [name, marker] : markers_) {
+      if (active_.count(name) != 0) continue;
+      LocalCopy copy;
+      copy.layout = PartitionLayout{name, marker.families};
+      copy.clean = marker.state == CopyState::kClean || marker.state == CopyState::kRestored;
+      copy.claim = marker.claim;
+      copy.changelog_offset = marker.changelog_offset;
+      out.push_back(std::move(copy));
+    }
+    return out;
+  }
+
+  absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate) {
+    if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+    if (active_.count(layout.name) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is already active"));
+    }
+    auto marker = markers_.find(layout.name);
+    if (activate.use_local_copy) {
+      if (marker == markers_.end()) {
+        return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' has no local copy"));
+      }
+      if (marker->second.state != CopyState::kClean && marker->second.state != CopyState::kRestored) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the local copy of partition '", layout.name,
+                         "' is not clean (its process stopped while it was active, or a restore did not finish): "
+                         "restore it from its changelog"));
+      }
+      if (marker->second.families != layout.effect_families) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the local copy of partition '", layout.name, "' has other effect families"));
+      }
+    } else if (marker != markers_.end()) {
+      if (absl::Status s = DropFamilies(layout.name, marker->second.families); !s.ok()) return s;
+      ++stats_.local_copies_dropped;
+    }
+    absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families = EnsureFamilies(layout);
+    if (!families.ok()) return families.status();
+    Marker active;
+    active.state = CopyState::kActive;
+    active.families = layout.effect_families;
+    if (absl::Status s = WriteMarker(layout.name, active); !s.ok()) return s;
+
+    auto partition =
+        std::make_shared<PartitionImpl>(layout, *families, activate.claim, engine::ClockOf(options_.store));
+    Options store = options_.store;
+    store.column_family = (*families)[0]->GetName();
+    store.create_if_missing = true;
+    store.token_floor = activate.token_floor;
+    std::vector<uint32_t> allowed;
+    for (size_t i = 1; i < families->size(); ++i) allowed.push_back((*families)[i]->GetID());
+    store.effect_column_families = allowed;
+    if (activate.commit_hook) {
+      PartitionImpl* p = partition.get();
+      auto hook = activate.commit_hook;
+      store.commit_hook = [p, hook](const CommittedWrite& w) {
+        // The allow-list keeps every write of a commit inside the partition's families.
+        absl::StatusOr<std::vector<ChangelogOp>> ops =
+            OpsOfBatch(*w.batch, [p](uint32_t cf) { return p->FamilyOf(cf); });
+        if (!ops.ok()) return;
+        hook(PartitionCommit{&*ops, w.sequence});
+      };
+    }
+    absl::StatusOr<std::unique_ptr<Store>> attached = engine::StoreAccess::Attach(
+        db_.get(), (*families)[0], store, engine::SharedStoreResources{health_, disk_guard_});
+    if (!attached.ok()) return attached.status();
+    partition->store_ = *std::move(attached);
+    active_[layout.name] = partition;
+    markers_[layout.name] = active;
+    ++stats_.activations;
+    return partition.get();
+  }
+
+  absl::Status Deactivate(std::string_view name, KeepLocalCopy keep, int64_t changelog_offset) {
+    std::shared_ptr<PartitionImpl> partition;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = active_.find(std::string(name));
+      if (it == active_.end()) {
+        return absl::NotFoundError(absl::StrCat("partition '", std::string(name), "' is not active"));
+      }
+      partition = it->second;
+      active_.erase(it);
+    }
+    // Closing waits for the store's calls (and a maintenance pass) to end; the families stay valid
+    // until it returns.
+    Store& store = partition->store();
+    const Stats last = store.GetStats();
+    absl::Status closed = store.Close();
+    std::lock_guard<std::mutex> lock(mu_);
+    fenced_closed_ += last.fenced;
+    ++stats_.deactivations;
+    if (keep == KeepLocalCopy::kDrop) {
+      absl::Status dropped = DropFamilies(std::string(name), partition->layout().effect_families);
+      return closed.ok() ? dropped : closed;
+    }
+    // A write whose outcome was unknown may be in the local data without its changelog batch: such a
+    // copy is kept, but not as clean.
+    Marker marker;
+    marker.state = closed.ok() && last.storage_errors == 0 ? CopyState::kClean : CopyState::kActive;
+    marker.claim = partition->claim();
+    marker.changelog_offset = changelog_offset;
+    marker.families = partition->layout().effect_families;
+    absl::Status written = WriteMarker(std::string(name), marker);
+    markers_[std::string(name)] = marker;
+    return closed.ok() ? written : closed;
+  }
+
+  absl::Status DropLocalCopy(std::string_view name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string key(name);
+    if (active_.count(key) != 0) return absl::FailedPreconditionError(absl::StrCat("partition '", key, "' is active"));
+    auto marker = markers_.find(key);
+    if (marker == markers_.end()) return absl::NotFoundError(absl::StrCat("no local copy of partition '", key, "'"));
+    if (absl::Status s = DropFamilies(key, marker->second.families); !s.ok()) return s;
+    ++stats_.local_copies_dropped;
+    return absl::OkStatus();
+  }
+
+  absl::Status Restore(const PartitionLayout& layout,
+                       const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
+    if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+    const auto started = std::chrono::steady_clock::now();
+    std::unique_ptr<ChangelogRestore> restore;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+      if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0) {
+        return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is active"));
+      }
+      if (auto marker = markers_.find(layout.name); marker != markers_.end()) {
+        if (absl::Status s = DropFamilies(layout.name, marker->second.families); !s.ok()) return s;
+        ++stats_.local_copies_dropped;
+      }
+      absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families = EnsureFamilies(layout);
+      if (!families.ok()) return families.status();
+      Marker restoring;
+      restoring.state = CopyState::kRestoring;
+      restoring.families = layout.effect_families;
+      if (absl::Status s = WriteMarker(layout.name, restoring); !s.ok()) return s;
+      markers_[layout.name] = restoring;
+      ChangelogRestore::Target target;
+      target.db = db_.get();
+      target.families = *families;
+      target.store_options = options_.store;
+      target.store_options.column_family = (*families)[0]->GetName();
+      target.scratch_dir = absl::StrCat(path_, "/restore-", ++restore_counter_);
+      absl::StatusOr<std::unique_ptr<ChangelogRestore>> created = ChangelogRestore::Create(std::move(target));
+      if (!created.ok()) return created.status();
+      restore = *std::move(created);
+      restoring_.insert(layout.name);
+    }
+    // The replay runs without the set's lock: other partitions go on.
+    absl::Status fed = feed(restore.get());
+    std::error_code ec;
+    std::lock_guard<std::mutex> lock(mu_);
+    restoring_.erase(layout.name);
+    if (!fed.ok()) {
+      DropFamilies(layout.name, layout.effect_families).IgnoreError();
+      return fed;
+    }
+    Marker restored;
+    restored.state = CopyState::kRestored;
+    restored.families = layout.effect_families;
+    if (absl::Status s = WriteMarker(layout.name, restored); !s.ok()) return s;
+    markers_[layout.name] = restored;
+    ++stats_.restores;
+    stats_.records_restored += restore->entries_restored() + restore->batches_written();
+    stats_.restore_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return absl::OkStatus();
+  }
+
+  Partition* Find(std::string_view name) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = active_.find(std::string(name));
+    return it == active_.end() ? nullptr : it->second.get();
+  }
+
+  std::vector<std::string> ActiveNames() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [name, p] : active_) out.push_back(name);
+    return out;
+  }
+
+  absl::Status Resume() {
+    std::vector<std::shared_ptr<PartitionImpl>> partitions = Active();
+    if (db_ == nullptr) return absl::FailedPreconditionError("the partition set is closed");
+    const rocksdb::Status s = db_->Resume();
+    if (!s.ok()) return engine::FromRocks(s, "resuming the partition set's DB");
+    health_->Set(absl::OkStatus());
+    absl::Status first;
+    for (const auto& p : partitions) {
+      absl::Status r = p->store().Resume();
+      if (!r.ok() && r.code() != absl::StatusCode::kFailedPrecondition && first.ok()) first = r;
+    }
+    return first;
+  }
+
+  PartitionSetStats GetStats() const {
+    std::vector<std::shared_ptr<PartitionImpl>> partitions = Active();
+    std::lock_guard<std::mutex> lock(mu_);
+    PartitionSetStats out = stats_;
+    out.fenced = fenced_closed_;
+    for (const auto& p : partitions) out.fenced += p->store().GetStats().fenced;
+    out.active_partitions = active_.size();
+    return out;
+  }
+
+  std::string ToPrometheus() const {
+    std::vector<engine::LabeledStats> labeled;
+    for (const auto& p : Active()) {
+      labeled.push_back(engine::LabeledStats{
+          absl::StrCat("partition=\"", engine::PrometheusLabelValue(p->layout().name), "\""), p->store().GetStats()});
+    }
+    std::string out = labeled.empty() ? std::string() : engine::PrometheusText(labeled);
+    const PartitionSetStats s = GetStats();
+    auto metric = [&out](const char* name, const char* type, const char* help, auto value) {
+      absl::StrAppend(&out, "# HELP idem_partition_set_", name, " ", help, "\n# TYPE idem_partition_set_", name, " ",
+                      type, "\nidem_partition_set_", name, " ", value, "\n");
+    };
+    metric("activations_total", "counter", "Partitions activated (ownership claims).", s.activations);
+    metric("deactivations_total", "counter", "Partitions deactivated.", s.deactivations);
+    metric("restores_total", "counter", "Partitions restored from their changelog.", s.restores);
+    metric("records_restored_total", "counter", "Snapshot entries and tail batches restored.", s.records_restored);
+    metric("restore_seconds_total", "counter", "Time spent restoring partitions.", s.restore_seconds);
+    metric("local_copies_dropped_total", "counter", "Local partition copies dropped.", s.local_copies_dropped);
+    metric("fenced_total", "counter", "Calls refused below a partition's ownership floor.", s.fenced);
+    metric("active_partitions", "gauge", "Partitions active now.", s.active_partitions);
+    return out;
+  }
+
+  absl::Status Close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return close_status_;
+      closed_ = true;
+    }
+    if (maintenance_) maintenance_->Stop();
+    if (disk_watch_) disk_watch_->Stop();
+    absl::Status first;
+    for (const std::string& name : ActiveNames()) {
+      absl::Status s = Deactivate(name, KeepLocalCopy::kKeep, -1);
+      if (!s.ok() && first.ok()) first = s;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (db_ != nullptr) {
+      for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      handles_.clear();
+      const rocksdb::Status s = db_->Close();
+      if (!s.ok() && first.ok()) first = engine::FromRocks(s, "closing the partition set's DB");
+      db_.reset();
+    }
+    claim_.reset();
+    close_status_ = first;
+    return first;
+  }
+
+  rocksdb::DB* db() const { return db_.get(); }
+
+ private:
+  absl::Status PrepareDirectoryFor() {
+    std::error_code ec;
+    if (options_.store.env != nullptr) return absl::OkStatus();  // an Env of its own creates what it needs
+    if (std::filesystem::exists(path_, ec)) return absl::OkStatus();
+    if (!options_.create_if_missing) return absl::NotFoundError(absl::StrCat("no partition set at '", path_, "'"));
+    std::filesystem::create_directories(path_, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("creating '", path_, "': ", ec.message()));
+    return absl::OkStatus();
+  }
+
+  rocksdb::ColumnFamilyOptions OptionsForFamily(const std::string& name) const {
+    if (name.size() > 4 && name.rfind("p:", 0) == 0 && name.compare(name.size() - 2, 2, ":0") == 0) {
+      return engine::OwnedColumnFamilyOptionsFor(options_.store, cache_);
+    }
+    rocksdb::ColumnFamilyOptions cf;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache_;
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    cf.write_buffer_size = options_.store.write_buffer_size;
+    return cf;
+  }
+
+  absl::Status LoadMarkers() {
+    rocksdb::ReadOptions read;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, db_->DefaultColumnFamily()));
+    const rocksdb::Slice prefix(kMarkerPrefix.data(), kMarkerPrefix.size());
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      const std::string name = it->key().ToString().substr(kMarkerPrefix.size());
+      absl::StatusOr<Marker> marker = DecodeMarker(std::string_view(it->value().data(), it->value().size()));
+      if (!marker.ok()) return marker.status();
+      // A copy restoring when the process stopped is as good as none; its families go now.
+      if (marker->state == CopyState::kRestoring) {
+        if (absl::Status s = DropFamilies(name, marker->families); !s.ok()) return s;
+        ++stats_.local_copies_dropped;
+        continue;
+      }
+      markers_[name] = *std::move(marker);
+    }
+    if (!it->status().ok()) return engine::FromRocks(it->status(), "reading partition markers");
+    return absl::OkStatus();
+  }
+
+  absl::Status WriteMarker(const std::string& name, const Marker& marker) {
+    rocksdb::WriteOptions durable;
+    durable.sync = true;
+    return engine::FromRocks(db_->Put(durable, db_->DefaultColumnFamily(), MarkerKey(name), EncodeMarker(marker)),
+                             "writing a partition marker");
+  }
+
+  // REQUIRES: mu_ held (or Open). Creates the partition's families that do not exist yet.
+  absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> EnsureFamilies(const PartitionLayout& layout) {
+    std::vector<std::string> names = {RecordsFamilyName(layout.name)};
+    for (size_t i = 0; i < layout.effect_families.size(); ++i) {
+      names.push_back(EffectFamilyName(layout.name, i + 1, layout.effect_families[i]));
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> out;
+    for (const std::string& name : names) {
+      auto it = handles_.find(name);
+      if (it == handles_.end()) {
+        rocksdb::ColumnFamilyHandle* h = nullptr;
+        const rocksdb::Status s = db_->CreateColumnFamily(OptionsForFamily(name), name, &h);
+        if (!s.ok()) return engine::FromRocks(s, absl::StrCat("creating column family '", name, "'"));
+        it = handles_.emplace(name, h).first;
+      }
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
+  // REQUIRES: mu_ held (or Open). Drops a partition's families, its store metadata and its marker.
+  absl::Status DropFamilies(const std::string& partition, const std::vector<std::string>& effect_families) {
+    std::vector<std::string> names = {RecordsFamilyName(partition)};
+    for (size_t i = 0; i < effect_families.size(); ++i) {
+      names.push_back(EffectFamilyName(partition, i + 1, effect_families[i]));
+    }
+    for (const std::string& name : names) {
+      auto it = handles_.find(name);
+      if (it == handles_.end()) continue;
+      if (rocksdb::Status s = db_->DropColumnFamily(it->second); !s.ok()) {
+        return engine::FromRocks(s, absl::StrCat("dropping column family '", name, "'"));
+      }
+      db_->DestroyColumnFamilyHandle(it->second).PermitUncheckedError();
+      handles_.erase(it);
+    }
+    rocksdb::WriteBatch batch;
+    batch.Delete(db_->DefaultColumnFamily(), engine::MetadataKey(names[0]));
+    batch.Delete(db_->DefaultColumnFamily(), MarkerKey(partition));
+    rocksdb::WriteOptions durable;
+    durable.sync = true;
+    if (rocksdb::Status s = db_->Write(durable, &batch); !s.ok()) {
+      return engine::FromRocks(s, "removing a dropped partition's metadata");
+    }
+    markers_.erase(partition);
+    return absl::OkStatus();
+  }
+
+  std::vector<std::shared_ptr<PartitionImpl>> Active() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::shared_ptr<PartitionImpl>> out;
+    for (const auto& [name, p] : active_) out.push_back(p);
+    return out;
+  }
+
+  void Maintain() {
+    for (const auto& p : Active()) {
+      engine::StoreAccess::RunMaintenance(p->store()).IgnoreError();  // surfaces through Health()
+    }
+  }
+
+  PartitionSetOptions options_;
+  const std::string path_;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::shared_ptr<engine::HealthListener> health_;
+  std::shared_ptr<engine::DiskGuard> disk_guard_;
+  std::unique_ptr<engine::StoreClaim> claim_;
+  std::unique_ptr<rocksdb::DB> db_;
+
+  mutable std::mutex mu_;
+  bool closed_ = false;
+  absl::Status close_status_;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
+  std::map<std::string, Marker> markers_;  // local copies and active partitions
+  std::map<std::string, std::shared_ptr<PartitionImpl>> active_;
+  std::set<std::string> restoring_;
+  uint64_t restore_counter_ = 0;
+  uint64_t fenced_closed_ = 0;
+  PartitionSetStats stats_;
+
+  std::unique_ptr<engine::Periodic> maintenance_;
+  std::unique_ptr<engine::Periodic> disk_watch_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<PartitionSet>> PartitionSet::Open(const PartitionSetOptions& options,
+                                                                const std::string& path) {
+  auto impl = std::make_unique<Impl>(options, path);
+  if (absl::Status s = impl->Open(); !s.ok()) return s;
+  return std::unique_ptr<PartitionSet>(new PartitionSet(std::move(impl)));
+}
+
+PartitionSet::PartitionSet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PartitionSet::~PartitionSet() = default;
+
+std::vector<LocalCopy> PartitionSet::LocalCopies() const { return impl_->LocalCopies(); }
+absl::StatusOr<Partition*> PartitionSet::Activate(const PartitionLayout& layout, const ActivateOptions& options) {
+  return impl_->Activate(layout, options);
+}
+absl::Status PartitionSet::Deactivate(std::string_view name, KeepLocalCopy keep, int64_t changelog_offset) {
+  return impl_->Deactivate(name, keep, changelog_offset);
+}
+absl::Status PartitionSet::DropLocalCopy(std::string_view name) { return impl_->DropLocalCopy(name); }
+absl::Status PartitionSet::Restore(const PartitionLayout& layout,
+                                   const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
+  return impl_->Restore(layout, feed);
+}
+Partition* PartitionSet::Find(std::string_view name) const { return impl_->Find(name); }
+std::vector<std::string> PartitionSet::ActiveNames() const { return impl_->ActiveNames(); }
+absl::Status PartitionSet::Resume() { return impl_->Resume(); }
+PartitionSetStats PartitionSet::GetStats() const { return impl_->GetStats(); }
+std::string PartitionSet::ToPrometheus() const { return impl_->ToPrometheus(); }
+absl::Status PartitionSet::Close() { return impl_->Close(); }
+rocksdb::DB* PartitionSet::db() const { return impl_->db(); }
+
+}  // namespace idem

@@ -1,0 +1,194 @@
+// idem/partition_set.h — many partition stores in one process, on one RocksDB (docs/SCALING.md).
+//
+// A consumer that owns several partitions of its input (the queue decides which: Kafka's group, Redis
+// Cluster slots, NATS subjects) keeps each partition's state apart so it can move alone: a partition is a
+// set of column families of the set's one DB — idem's records (family 0) and the partition's declared
+// effect families (1, 2, ...) — with a Store attached to its records. What would be per store is shared:
+// one block cache, one write-buffer budget (RocksDB's WriteBufferManager), one maintenance thread, one
+// disk guard, one listener for background errors, one Resume.
+//
+//   auto set = idem::PartitionSet::Open(options, "/var/lib/consumer/state");
+//   idem::ActivateOptions activate;
+//   activate.token_floor = ordinal << 40;                  // this owner's claim (docs/SCALING.md)
+//   activate.commit_hook = [&](const idem::PartitionCommit& c) { changelog.Send(c); };
+//   idem::Partition* p = *set->Activate({"orders/7", {"ledger"}}, activate);
+//   p->store().Reserve(id) ... effects.Put(p->family(1), ...) ... p->store().Commit(id, token, "", &effects);
+//   set->Deactivate("orders/7", idem::KeepLocalCopy::kKeep);   // revoked: close, keep a clean copy
+//
+// Local copies. A partition deactivated with kKeep stays on disk, marked clean, with the claim and the
+// changelog offset it had reached; one that was active when the process died is marked unclean (its
+// local state may hold commits its changelog never got). LocalCopies() lists both; Activate reuses a
+// clean copy only when asked to (the caller checks it against the changelog), and never an unclean one.
+//
+// Thread safety: every method may be called from any thread. A Partition* stays valid until the
+// partition is deactivated or the set is closed; its Store is safe for concurrent use.
+// Ownership: the set owns the DB, the partitions and their Stores.
+//
+// Errors, beyond those of Store:
+//   kInvalidArgument    a partition name that is empty, too long or holds '\0' or '/'-only parts; an effect
+//                       family name that is empty or repeated; bad options.
+//   kFailedPrecondition the partition is (or is not) active; its local copy has other families; a local
+//                       copy asked for is not clean; the set is closed.
+//   kNotFound           Deactivate / Restore of a partition that does not exist.
+#ifndef IDEM_PARTITION_SET_H_
+#define IDEM_PARTITION_SET_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "idem/changelog.h"
+#include "idem/options.h"
+#include "idem/stats.h"
+#include "idem/store.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace idem {
+
+struct PartitionSetOptions {
+  // What every partition's Store runs with (ttl, lease, durable_reservations, caches, limits, clock).
+  // The set fills in the rest: column_family, token_floor, effect_column_families, commit_hook; its own
+  // maintenance thread replaces the stores' (maintenance_interval below); write_buffer_size applies per
+  // partition family (keep it small: the budget below caps all of them together).
+  Options store = DefaultStoreOptions();
+  // One LRU block cache for every partition's families.
+  size_t block_cache_bytes = 256 << 20;
+  // All memtables of all partitions together (a WriteBufferManager): past it, RocksDB flushes the largest.
+  size_t write_buffer_budget_bytes = 256 << 20;
+  // One maintenance thread for all partitions (expiry passes); 0 disables it.
+  absl::Duration maintenance_interval = absl::Seconds(2);
+  bool create_if_missing = true;
+
+  static Options DefaultStoreOptions() {
+    Options o;
+    o.write_buffer_size = 8 << 20;
+    return o;
+  }
+};
+
+// How a partition is laid out: its name (in column-family names and as the `partition` label of its
+// metrics) and its effect families, in order (their index is their place here plus 1).
+struct PartitionLayout {
+  std::string name;
+  std::vector<std::string> effect_families;
+};
+
+// A committed batch of a partition, as its changelog carries it (idem/changelog.h).
+struct PartitionCommit {
+  const std::vector<ChangelogOp>* ops = nullptr;  // by family index; valid during the call
+  uint64_t sequence = 0;                           // the DB's sequence of the write
+};
+
+struct ActivateOptions {
+  // This owner's ownership floor (Options::token_floor): e.g. ordinal << 40.
+  uint64_t token_floor = 0;
+  // The claim this owner holds the partition under; noted with the local copy when it is kept.
+  ClaimId claim;
+  // Called after each commit write that landed, in WAL order (Options::commit_hook): quick, no calls
+  // into the partition's store. Empty: no hook (and commits are not serialized).
+  std::function<void(const PartitionCommit&)> commit_hook;
+  // true: use the partition's clean (or just restored) local copy; false (default): drop any local
+  // copy and start empty.
+  bool use_local_copy = false;
+};
+
+// A partition found on disk when the set opened.
+struct LocalCopy {
+  PartitionLayout layout;
+  bool clean = false;  // deactivated with kKeep, or restored and not yet activated
+  ClaimId claim;       // as the caller noted it at Deactivate
+  int64_t changelog_offset = -1;
+};
+
+enum class KeepLocalCopy { kKeep, kDrop };
+
+class Partition {
+ public:
+  virtual ~Partition() = default;
+  virtual const PartitionLayout& layout() const = 0;
+  virtual Store& store() = 0;
+  // The column family of family `index` (0: idem's records), or null past the last.
+  virtual rocksdb::ColumnFamilyHandle* family(size_t index) const = 0;
+  // Emits a snapshot of the partition for its changelog (WriteChangelogSnapshot): its SnapshotBegin is
+  // emitted while no commit hook of the partition runs, so every batch of the partition's hook is
+  // either in the snapshot or after its Begin in the changelog. The rest streams while commits go on.
+  virtual absl::Status WriteSnapshot(ClaimId claim, int64_t input_offset, size_t chunk_bytes,
+                                     const std::function<absl::Status(const ChangelogRecord&)>& emit) = 0;
+};
+
+// Set-level counters, cumulative since Open.
+struct PartitionSetStats {
+  uint64_t activations = 0;          // claims: successful Activate calls
+  uint64_t deactivations = 0;
+  uint64_t restores = 0;             // successful Restore calls
+  uint64_t records_restored = 0;     // snapshot entries ingested or written, plus tail batches
+  double restore_seconds = 0;        // total time in Restore
+  uint64_t local_copies_dropped = 0;
+  uint64_t fenced = 0;               // calls refused below a floor, over all partitions (also per partition)
+  size_t active_partitions = 0;
+};
+
+class PartitionSet {
+ public:
+  // Opens (or creates) the set's DB at `path`. Partitions found there are local copies, not active.
+  // Errors as Store::Open (kUnavailable: held by another process; kDataLoss: corruption).
+  static absl::StatusOr<std::unique_ptr<PartitionSet>> Open(const PartitionSetOptions& options,
+                                                            const std::string& path);
+  ~PartitionSet();
+  PartitionSet(const PartitionSet&) = delete;
+  PartitionSet& operator=(const PartitionSet&) = delete;
+
+  std::vector<LocalCopy> LocalCopies() const;
+
+  // Makes the partition active: its families (created, or its local copy), a Store attached to them
+  // with options.store plus `options`. kFailedPrecondition if already active.
+  absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& options);
+  // Closes the partition's Store (its calls end first; later ones get kFailedPrecondition); kKeep leaves
+  // its families as a local copy, clean unless a write of the store failed (its outcome unknown, the
+  // copy may hold a commit its changelog never got), with the activation's claim and
+  // `changelog_offset` noted for the next activation to check; kDrop drops them.
+  absl::Status Deactivate(std::string_view name, KeepLocalCopy keep, int64_t changelog_offset = -1);
+  // Drops a partition's local copy (not active).
+  absl::Status DropLocalCopy(std::string_view name);
+
+  // Rebuilds a partition that is not active from its changelog into fresh, empty families: `feed` runs
+  // a ChangelogReplayer over the log with the sink it is given (a ChangelogRestore: snapshot by SST
+  // ingestion, tail as writes). On success the partition is a clean local copy, to be activated with
+  // use_local_copy; on failure its families are dropped.
+  absl::Status Restore(const PartitionLayout& layout,
+                       const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed);
+
+  // The active partition, or null.
+  Partition* Find(std::string_view name) const;
+  std::vector<std::string> ActiveNames() const;
+
+  // Recovers every partition from a background error (one DB::Resume, then each store's).
+  absl::Status Resume();
+  PartitionSetStats GetStats() const;
+  // Prometheus text: every active partition's Stats with a `partition` label, then the set's counters.
+  std::string ToPrometheus() const;
+  // Closes every partition (their copies stay, marked clean, with the last claim noted) and the DB.
+  absl::Status Close();
+
+  rocksdb::DB* db() const;
+
+  class Impl;
+
+ private:
+  explicit PartitionSet(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_PARTITION_SET_H_
