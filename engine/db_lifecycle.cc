@@ -38,8 +38,7 @@ DbLifecycle::DbLifecycle(OpenedDb opened, Opener reopen, std::shared_ptr<HealthL
   owned_ = std::move(opened);
 }
 
-DbLifecycle::DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records,
-                         std::shared_ptr<HealthListener> health)
+DbLifecycle::DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health)
     : health_(health ? std::move(health) : std::make_shared<HealthListener>()), db_(db), records_(records) {}
 
 DbLifecycle::~DbLifecycle() { Close().IgnoreError(); }

@@ -655,7 +655,7 @@ class PartitionSet::Impl {
 // ---------------------------------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<PartitionSet>> PartitionSet::Open(const PartitionSetOptions& options,
-                                                                const std::string& path) {
+                                                                 const std::string& path) {
   auto impl = std::make_unique<Impl>(options, path);
   if (absl::Status s = impl->Open(); !s.ok()) return s;
   return std::unique_ptr<PartitionSet>(new PartitionSet(std::move(impl)));

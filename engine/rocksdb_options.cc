@@ -32,7 +32,8 @@ MemtableKind ResolvedMemtable(const Options& options, bool owned) {
   return owned ? MemtableKind::kHashSkipList : MemtableKind::kSkipList;
 }
 
-rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options, std::shared_ptr<rocksdb::Cache> cache) {
+rocksdb::ColumnFamilyOptions OwnedColumnFamilyOptionsFor(const Options& options,
+                                                         std::shared_ptr<rocksdb::Cache> cache) {
   return RecordsColumnFamilyOptions(options, ResolvedMemtable(options, /*owned=*/true), std::move(cache));
 }
 
@@ -55,7 +56,8 @@ rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions(const Options& options, 
   table.cache_index_and_filter_blocks = false;
   table.optimize_filters_for_memory = true;
   table.prepopulate_block_cache = rocksdb::BlockBasedTableOptions::PrepopulateBlockCache::kFlushOnly;
-  table.block_cache = cache ? std::move(cache) : rocksdb::NewLRUCache(std::max<size_t>(options.block_cache_bytes, 1 << 20));
+  table.block_cache =
+      cache ? std::move(cache) : rocksdb::NewLRUCache(std::max<size_t>(options.block_cache_bytes, 1 << 20));
 
   rocksdb::ColumnFamilyOptions cf;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));

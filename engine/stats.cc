@@ -29,7 +29,9 @@ std::string PrometheusLabelValue(std::string_view value) {
 std::string PrometheusText(const std::vector<LabeledStats>& all) {
   std::string out;
   // One HELP/TYPE per metric, then a sample per labeled Stats: Prometheus wants a metric's samples together.
-  auto braces = [](const std::string& labels) { return labels.empty() ? std::string() : absl::StrCat("{", labels, "}"); };
+  auto braces = [](const std::string& labels) {
+    return labels.empty() ? std::string() : absl::StrCat("{", labels, "}");
+  };
   auto counter = [&](const char* name, const char* help, uint64_t Stats::*field) {
     absl::StrAppend(&out, "# HELP idem_", name, " ", help, "\n# TYPE idem_", name, " counter\n");
     for (const LabeledStats& s : all) absl::StrAppend(&out, "idem_", name, braces(s.labels), " ", s.stats.*field, "\n");
@@ -65,8 +67,7 @@ std::string PrometheusText(const std::vector<LabeledStats>& all) {
       const LatencySummary& l = s.stats.*field;
       const std::string sep = s.labels.empty() ? "" : absl::StrCat(s.labels, ",");
       absl::StrAppend(&out, "idem_", name, "_seconds{", sep, "quantile=\"0.5\"} ", absl::ToDoubleSeconds(l.p50), "\n");
-      absl::StrAppend(&out, "idem_", name, "_seconds{", sep, "quantile=\"0.99\"} ", absl::ToDoubleSeconds(l.p99),
-                      "\n");
+      absl::StrAppend(&out, "idem_", name, "_seconds{", sep, "quantile=\"0.99\"} ", absl::ToDoubleSeconds(l.p99), "\n");
       absl::StrAppend(&out, "idem_", name, "_seconds{", sep, "quantile=\"0.999\"} ", absl::ToDoubleSeconds(l.p999),
                       "\n");
       absl::StrAppend(&out, "idem_", name, "_seconds_count", braces(s.labels), " ", l.count, "\n");

@@ -210,7 +210,6 @@ namespace engine {
 
 absl::StatusOr<std::unique_ptr<Store>> StoreAccess::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
                                                            const Options& options, SharedStoreResources shared) {
-
   if (db == nullptr || cf == nullptr) return absl::InvalidArgumentError("Attach needs a DB and a column family");
   if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
   const rocksdb::ColumnFamilyOptions current = db->GetOptions(cf);

@@ -305,7 +305,7 @@ class Harness {
   Hold HoldOf(const std::string& id, uint64_t token, absl::Time now) {
     hold_record_ = nullptr;
     if (token < fence_below_) return Hold::kNo;  // an earlier incarnation's token
-    auto lease = leases_.find(id);  // this process's reservations, in memory in both modes
+    auto lease = leases_.find(id);               // this process's reservations, in memory in both modes
     if (lease != leases_.end()) {
       if (lease->second.token != token) return Hold::kNo;
       hold_record_ = &lease->second;

@@ -86,7 +86,7 @@ struct PartitionLayout {
 // A committed batch of a partition, as its changelog carries it (idem/changelog.h).
 struct PartitionCommit {
   const std::vector<ChangelogOp>* ops = nullptr;  // by family index; valid during the call
-  uint64_t sequence = 0;                           // the DB's sequence of the write
+  uint64_t sequence = 0;                          // the DB's sequence of the write
 };
 
 struct ActivateOptions {
@@ -128,13 +128,13 @@ class Partition {
 
 // Set-level counters, cumulative since Open.
 struct PartitionSetStats {
-  uint64_t activations = 0;          // claims: successful Activate calls
+  uint64_t activations = 0;  // claims: successful Activate calls
   uint64_t deactivations = 0;
-  uint64_t restores = 0;             // successful Restore calls
-  uint64_t records_restored = 0;     // snapshot entries ingested or written, plus tail batches
-  double restore_seconds = 0;        // total time in Restore
+  uint64_t restores = 0;          // successful Restore calls
+  uint64_t records_restored = 0;  // snapshot entries ingested or written, plus tail batches
+  double restore_seconds = 0;     // total time in Restore
   uint64_t local_copies_dropped = 0;
-  uint64_t fenced = 0;               // calls refused below a floor, over all partitions (also per partition)
+  uint64_t fenced = 0;  // calls refused below a floor, over all partitions (also per partition)
   size_t active_partitions = 0;
 };
 
