@@ -499,12 +499,15 @@ class PartitionSet::Impl {
     }
     if (maintenance_) maintenance_->Stop();
     if (disk_watch_) disk_watch_->Stop();
+    // Active partitions are closed, not deactivated: their markers still say active, so they come
+    // back unclean. Whether each one's changelog got every commit is its owner's to say (Deactivate).
     absl::Status first;
-    for (const std::string& name : ActiveNames()) {
-      absl::Status s = Deactivate(name, KeepLocalCopy::kKeep, -1);
+    for (const auto& p : Active()) {
+      absl::Status s = p->store().Close();
       if (!s.ok() && first.ok()) first = s;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    active_.clear();
     if (db_ != nullptr) {
       for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
       handles_.clear();

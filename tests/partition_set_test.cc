@@ -13,6 +13,7 @@
 #include "idem/partition_set.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "testing/fault_fs.h"
 #include "tests/child_process.h"
 #include "tests/test_util.h"
 
@@ -92,7 +93,7 @@ TEST_F(PartitionSetTest, SixtyFourPartitionsActivateDeactivateAndComeBackAsLocal
   EXPECT_EQ(set->Find(LayoutOf(0).name), nullptr);
   EXPECT_THAT(set->Deactivate("never", KeepLocalCopy::kKeep), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(set->LocalCopies().size(), 32u);
-  ASSERT_THAT(set->Close(), IsOk());  // the 16 still active are kept clean too
+  ASSERT_THAT(set->Close(), IsOk());  // the 16 still active stay, unclean: not deactivated
 
   IDEM_ASSERT_OK_AND_ASSIGN(set, OpenSet());
   std::map<std::string, LocalCopy> copies;
@@ -103,13 +104,13 @@ TEST_F(PartitionSetTest, SixtyFourPartitionsActivateDeactivateAndComeBackAsLocal
     ASSERT_EQ(copies.count(LayoutOf(i).name), dropped ? 0u : 1u) << i;
     if (dropped) continue;
     const LocalCopy& c = copies[LayoutOf(i).name];
-    EXPECT_TRUE(c.clean);
+    EXPECT_EQ(c.clean, i % 2 == 0) << i;  // deactivated with kKeep; the odd ones were active at Close
     EXPECT_EQ(c.layout.effect_families, std::vector<std::string>{"ledger"});
     if (i % 2 == 0) {
       EXPECT_EQ(c.changelog_offset, 100 + i);
-    }
-    if (i > 0) {
-      EXPECT_EQ(c.claim, (ClaimId{1, static_cast<uint64_t>(i)}));
+      if (i > 0) {
+        EXPECT_EQ(c.claim, (ClaimId{1, static_cast<uint64_t>(i)}));
+      }
     }
   }
   // A clean copy, reused: its commits are duplicates, its effects there.
@@ -296,6 +297,113 @@ TEST_F(PartitionSetTest, TheSetsMaintenanceThreadExpiresEveryPartition) {
   for (Partition* p : partitions) {
     EXPECT_TRUE(WaitFor([&] { return p->store().GetStats().expired_removed >= 20; }))
         << p->layout().name << " removed " << p->store().GetStats().expired_removed;
+  }
+}
+
+// 64 partitions, each with its own changelog, restored into a fresh set: every partition's commits and
+// effects come back, and only its own.
+TEST_F(PartitionSetTest, SixtyFourPartitionsRestoreFromTheirChangelogs) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto source, OpenSet());
+  constexpr int kPartitions = 64;
+  std::vector<std::vector<std::string>> logs(kPartitions);
+  std::vector<Partition*> partitions;
+  for (int i = 0; i < kPartitions; ++i) {
+    const ClaimId claim{1, static_cast<uint64_t>(1000 + i)};
+    ChangelogRecord c;
+    c.claim = claim;
+    logs[i].push_back(EncodeChangelogRecord(c));
+    ActivateOptions activate;
+    activate.claim = claim;
+    activate.commit_hook = [&logs, i, claim](const PartitionCommit& commit) {
+      ChangelogRecord batch;
+      batch.type = ChangelogRecord::Type::kBatch;
+      batch.claim = claim;
+      batch.sequence = commit.sequence;
+      batch.ops = *commit.ops;
+      logs[i].push_back(EncodeChangelogRecord(batch));
+    };
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, source->Activate(LayoutOf(i), activate));
+    for (int k = 0; k < 10; ++k) {
+      ASSERT_THAT(CommitOne(p, "evt-" + std::to_string(i) + "-" + std::to_string(k), std::to_string(i)), IsOk());
+    }
+    partitions.push_back(p);
+  }
+  ScratchDir other;
+  IDEM_ASSERT_OK_AND_ASSIGN(auto target, PartitionSet::Open(SetOptions(), other.Sub("set")));
+  for (int i = 0; i < kPartitions; ++i) {
+    ASSERT_THAT(target->Restore(LayoutOf(i),
+                                [&](ChangelogReplayer::Sink* sink) {
+                                  ChangelogReplayer replayer(ChangelogReplayer::Start::kLogStart, sink);
+                                  for (size_t o = 0; o < logs[i].size(); ++o) {
+                                    if (absl::Status s = replayer.Feed(static_cast<int64_t>(o), logs[i][o]); !s.ok()) {
+                                      return s;
+                                    }
+                                  }
+                                  return replayer.Finish();
+                                }),
+                IsOk());
+  }
+  EXPECT_EQ(target->GetStats().restores, static_cast<uint64_t>(kPartitions));
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  for (int i = 0; i < kPartitions; ++i) {
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * q, target->Activate(LayoutOf(i), reuse));
+    EXPECT_EQ(Contents(target->db(), q->family(1)), Contents(source->db(), partitions[i]->family(1))) << i;
+    EXPECT_EQ(q->store().Reserve("evt-" + std::to_string(i) + "-9")->verdict, Verdict::kDuplicate);
+    // Another partition's ID is new here.
+    EXPECT_EQ(q->store().Reserve("evt-" + std::to_string((i + 1) % kPartitions) + "-9")->verdict, Verdict::kReserved);
+  }
+}
+
+// A failed write in one partition: the set's one DB is unhealthy for every partition (one listener).
+// Reopened, the partition whose write had an unknown outcome is an unclean copy; the others are clean
+// (holding every acknowledged commit) if the set could resume and record their deactivation, unclean
+// otherwise: never a clean copy that may lack a commit or hold one its changelog lacks.
+TEST(PartitionSetFailureTest, AWriteErrorStopsEveryPartitionAndOnlyTheFailedOneComesBackUnclean) {
+  ScratchDir dir;
+  auto fs = std::make_shared<testing::FaultFs>();
+  std::unique_ptr<rocksdb::Env> env = testing::EnvOver(fs);
+  PartitionSetOptions options;
+  options.store.env = env.get();
+  options.maintenance_interval = absl::ZeroDuration();
+  bool resumed = false;
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(options, dir.Sub("set")));
+    std::vector<Partition*> partitions;
+    for (int i = 0; i < 3; ++i) {
+      IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(LayoutOf(i), ActivateOptions{}));
+      for (int k = 0; k < 5; ++k) {
+        IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, p->store().Reserve("acked-" + std::to_string(k)));
+        ASSERT_THAT(p->store().Commit("acked-" + std::to_string(k), r.token), IsOk());
+      }
+      partitions.push_back(p);
+    }
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, partitions[0]->store().Reserve("unknown"));
+    fs->Arm(testing::Fault::kIoError);
+    EXPECT_THAT(partitions[0]->store().Commit("unknown", r.token), StatusIs(absl::StatusCode::kUnavailable));
+    for (Partition* p : partitions) EXPECT_THAT(p->store().Health(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_FALSE(set->Resume().ok());  // the fault persists
+    fs->Clear();
+    resumed = set->Resume().ok();  // a fatal WAL error is not resumable in place: then the set is reopened
+    std::printf("set resumed in place after the fault: %s\n", resumed ? "yes" : "no");
+    EXPECT_EQ(set->Deactivate(LayoutOf(0).name, KeepLocalCopy::kKeep).ok(), resumed);
+    for (int i = 1; i < 3; ++i) EXPECT_EQ(set->Deactivate(LayoutOf(i).name, KeepLocalCopy::kKeep).ok(), resumed);
+    set->Close().IgnoreError();
+  }
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(options, dir.Sub("set")));
+  std::map<std::string, bool> clean;
+  for (const LocalCopy& c : set->LocalCopies()) clean[c.layout.name] = c.clean;
+  ASSERT_EQ(clean.size(), 3u);
+  EXPECT_FALSE(clean[LayoutOf(0).name]);
+  EXPECT_EQ(clean[LayoutOf(1).name], resumed);
+  EXPECT_EQ(clean[LayoutOf(2).name], resumed);
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  for (int i = 1; i < 3 && resumed; ++i) {
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(LayoutOf(i), reuse));
+    for (int k = 0; k < 5; ++k) {
+      EXPECT_EQ(p->store().Reserve("acked-" + std::to_string(k))->verdict, Verdict::kDuplicate);
+    }
   }
 }
 

@@ -16,9 +16,11 @@
 //   set->Deactivate("orders/7", idem::KeepLocalCopy::kKeep);   // revoked: close, keep a clean copy
 //
 // Local copies. A partition deactivated with kKeep stays on disk, marked clean, with the claim and the
-// changelog offset it had reached; one that was active when the process died is marked unclean (its
-// local state may hold commits its changelog never got). LocalCopies() lists both; Activate reuses a
-// clean copy only when asked to (the caller checks it against the changelog), and never an unclean one.
+// changelog offset it had reached: its owner says so by deactivating it, once its changelog has every
+// commit. One still active when the process died or the set was closed is unclean (its local state may
+// hold commits its changelog never got), and so is one whose store had a write fail or whose marker
+// could not be written. LocalCopies() lists both; Activate reuses a clean copy only when asked to (the
+// caller checks it against the changelog), and never an unclean one.
 //
 // Thread safety: every method may be called from any thread. A Partition* stays valid until the
 // partition is deactivated or the set is closed; its Store is safe for concurrent use.
@@ -180,7 +182,9 @@ class PartitionSet {
   PartitionSetStats GetStats() const;
   // Prometheus text: every active partition's Stats with a `partition` label, then the set's counters.
   std::string ToPrometheus() const;
-  // Closes every partition (their copies stay, marked clean, with the last claim noted) and the DB.
+  // Closes every active partition's Store without deactivating it, and the DB. Their copies stay on
+  // disk marked active, so they come back unclean: the set cannot tell whether each one's changelog got
+  // every commit. Deactivate (kKeep) first to keep clean copies. Idempotent.
   absl::Status Close();
 
   rocksdb::DB* db() const;
