@@ -38,8 +38,12 @@ DbLifecycle::DbLifecycle(OpenedDb opened, Opener reopen, std::shared_ptr<HealthL
   owned_ = std::move(opened);
 }
 
-DbLifecycle::DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health)
-    : health_(health ? std::move(health) : std::make_shared<HealthListener>()), db_(db), records_(records) {}
+DbLifecycle::DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health,
+                         std::function<absl::Status()> shared_resume)
+    : health_(health ? std::move(health) : std::make_shared<HealthListener>()),
+      shared_resume_(std::move(shared_resume)),
+      db_(db),
+      records_(records) {}
 
 DbLifecycle::~DbLifecycle() { Close().IgnoreError(); }
 
@@ -95,6 +99,8 @@ DbLifecycle::Pin::~Pin() {
 
 absl::Status DbLifecycle::Resume() {
   if (close_requested_.load(std::memory_order_acquire)) return RefusalFor(State::kClosed);
+  // The owner's recovery suspends and adopts this lifecycle itself: no lock of ours is held for it.
+  if (shared_resume_) return shared_resume_();
   MutexLock transition(&transition_mu_);
   const State state = state_.load(std::memory_order_acquire);
   if (state == State::kClosed || close_requested_.load(std::memory_order_acquire)) {
@@ -131,7 +137,7 @@ absl::Status DbLifecycle::Reopen() {
       if (opened.ok()) {
         db_ = opened->db.get();
         records_ = opened->records;
-        if (on_reopen_) result = on_reopen_(*opened);
+        if (on_reopen_) result = on_reopen_(opened->db.get(), opened->records);
         owned_ = *std::move(opened);
         if (!result.ok()) CloseOwned().IgnoreError();
       } else {
@@ -164,6 +170,43 @@ absl::Status DbLifecycle::Reopen() {
     down_status_ = result;
   }
   health_->Set(result);
+  state_.store(State::kDown, std::memory_order_release);
+  return result;
+}
+
+void DbLifecycle::Suspend() {
+  MutexLock transition(&transition_mu_);
+  if (state_.load(std::memory_order_acquire) == State::kClosed || close_requested_.load(std::memory_order_acquire)) {
+    return;
+  }
+  state_.store(State::kReopening, std::memory_order_release);
+  // Waits for the calls in progress; a Pin taken later sees kReopening under the lock and is refused.
+  WriterLock exclusive(&db_mu_);
+  db_ = nullptr;
+  records_ = nullptr;
+}
+
+absl::Status DbLifecycle::Adopt(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records) {
+  MutexLock transition(&transition_mu_);
+  if (state_.load(std::memory_order_acquire) == State::kClosed || close_requested_.load(std::memory_order_acquire)) {
+    return RefusalFor(State::kClosed);
+  }
+  absl::Status result;
+  {
+    WriterLock exclusive(&db_mu_);
+    db_ = db;
+    records_ = records;
+    if (on_reopen_) result = on_reopen_(db, records);
+  }
+  if (result.ok()) {
+    health_->Set(absl::OkStatus());
+    state_.store(State::kOpen, std::memory_order_release);
+    return absl::OkStatus();
+  }
+  {
+    MutexLock lock(&down_mu_);
+    down_status_ = result;
+  }
   state_.store(State::kDown, std::memory_order_release);
   return result;
 }

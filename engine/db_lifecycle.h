@@ -65,7 +65,7 @@ class DbLifecycle {
   // Runs after a reopen, with the DB exclusively held, before any call is let in: the store re-reads
   // its metadata, checks that this is the same store, and adopts the new handles. An error closes the
   // DB again and leaves the lifecycle kDown; kNotFound or kDataLoss (another store) as kDataLoss.
-  using OnReopen = std::function<absl::Status(const OpenedDb&)>;
+  using OnReopen = std::function<absl::Status(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records)>;
   // Runs at Close, with the DB exclusively held, before it closes (e.g. a last WAL sync).
   using BeforeClose = std::function<absl::Status(rocksdb::DB*)>;
 
@@ -73,8 +73,10 @@ class DbLifecycle {
   DbLifecycle(OpenedDb opened, Opener reopen, std::shared_ptr<HealthListener> health);
   // A caller's DB (Store::Attach): recovery is DB::Resume only; Close leaves the DB open. `health`: a
   // listener registered on the DB by whoever opened it (a PartitionSet), or null for one of our own,
-  // which only sees the store's write errors.
-  DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health = nullptr);
+  // which only sees the store's write errors. `shared_resume`: for a DB whose owner reopens it (a
+  // PartitionSet, through Suspend and Adopt), what Resume does instead: the owner's recovery.
+  DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health = nullptr,
+              std::function<absl::Status()> shared_resume = nullptr);
   ~DbLifecycle();
   DbLifecycle(const DbLifecycle&) = delete;
   DbLifecycle& operator=(const DbLifecycle&) = delete;
@@ -109,6 +111,14 @@ class DbLifecycle {
   // (deleted, replaced); kFailedPrecondition when closed.
   absl::Status Resume();
 
+  // For a DB its owner reopens: waits for the calls in progress and refuses new ones (kUnavailable,
+  // reopening) until Adopt hands over the reopened DB. After Close it does nothing.
+  void Suspend();
+  // The owner reopened the DB: the OnReopen hook runs (the store re-reads its metadata, checks that it
+  // is the same store) and calls are let in again; an error leaves the lifecycle kDown with it.
+  // kFailedPrecondition after Close.
+  absl::Status Adopt(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records);
+
   // From now on every call is refused (kFailedPrecondition); Close finishes the job. Lets the store turn
   // calls away while it stops its background threads.
   void BeginClose() { close_requested_.store(true, std::memory_order_release); }
@@ -131,6 +141,7 @@ class DbLifecycle {
 
   const Opener reopen_;  // empty for a caller's DB
   const std::shared_ptr<HealthListener> health_;
+  const std::function<absl::Status()> shared_resume_;  // a DB its owner reopens
   OnReopen on_reopen_;
   BeforeClose before_close_;
 

@@ -150,12 +150,15 @@ class PartitionImpl : public Partition {
   const PartitionLayout& layout() const override { return layout_; }
   Store& store() override { return *store_; }
   rocksdb::ColumnFamilyHandle* family(size_t index) const override {
+    std::lock_guard<std::mutex> lock(families_mu_);
     return index < families_.size() ? families_[index] : nullptr;
   }
 
   absl::Status WriteSnapshot(ClaimId claim, int64_t input_offset, size_t chunk_bytes,
                              const std::function<absl::Status(const ChangelogRecord&)>& emit) override {
     rocksdb::DB* db = store_->db();
+    if (db == nullptr) return absl::UnavailableError("the partition set is reopening its DB");
+    const std::vector<rocksdb::ColumnFamilyHandle*> families = this->families();
     const rocksdb::Snapshot* snapshot = nullptr;
     absl::Status begun;
     bool begin_sent = false;
@@ -172,7 +175,7 @@ class PartitionImpl : public Partition {
     });
     absl::Status s = begun;
     if (s.ok()) {
-      s = WriteChangelogSnapshot(db, snapshot, families_, claim, snapshot->GetSequenceNumber(), input_offset,
+      s = WriteChangelogSnapshot(db, snapshot, families, claim, snapshot->GetSequenceNumber(), input_offset,
                                  clock_->Now(), chunk_bytes, [&](const ChangelogRecord& r) {
                                    if (!begin_sent) {  // sent above, under the commit order
                                      begin_sent = true;
@@ -186,19 +189,29 @@ class PartitionImpl : public Partition {
   }
 
   std::optional<uint32_t> FamilyOf(uint32_t cf_id) const {
+    std::lock_guard<std::mutex> lock(families_mu_);
     for (size_t i = 0; i < families_.size(); ++i) {
       if (families_[i]->GetID() == cf_id) return static_cast<uint32_t>(i);
     }
     return std::nullopt;
   }
 
-  const std::vector<rocksdb::ColumnFamilyHandle*>& families() const { return families_; }
+  std::vector<rocksdb::ColumnFamilyHandle*> families() const {
+    std::lock_guard<std::mutex> lock(families_mu_);
+    return families_;
+  }
+  // The set reopened its DB: the same families, new handles.
+  void SetFamilies(std::vector<rocksdb::ColumnFamilyHandle*> families) {
+    std::lock_guard<std::mutex> lock(families_mu_);
+    families_ = std::move(families);
+  }
   ClaimId claim() const { return claim_; }
   std::unique_ptr<Store> store_;
 
  private:
   const PartitionLayout layout_;
-  const std::vector<rocksdb::ColumnFamilyHandle*> families_;
+  mutable std::mutex families_mu_;
+  std::vector<rocksdb::ColumnFamilyHandle*> families_;  // replaced when the set reopens its DB
   const ClaimId claim_;
   const std::shared_ptr<Clock> clock_;
 };
@@ -222,25 +235,13 @@ class PartitionSet::Impl {
     }
     claim_ = *std::move(claim);
 
-    rocksdb::DBOptions db_options = engine::DBOptionsFor(store);
-    db_options.create_if_missing = options_.create_if_missing;
-    db_options.write_buffer_manager =
+    db_options_ = engine::DBOptionsFor(store);
+    db_options_.create_if_missing = options_.create_if_missing;
+    db_options_.write_buffer_manager =
         std::make_shared<rocksdb::WriteBufferManager>(std::max<size_t>(options_.write_buffer_budget_bytes, 1 << 20));
     health_ = std::make_shared<engine::HealthListener>();
-    db_options.listeners.push_back(health_);
-
-    std::vector<std::string> names;
-    rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path_, &names);
-    if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new DB
-    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const std::string& name : names) descriptors.emplace_back(name, OptionsForFamily(name));
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::Status s = rocksdb::DB::Open(db_options, path_, descriptors, &handles, &raw);
-    if (!s.ok()) return engine::FromRocks(s, absl::StrCat("opening partition set '", path_, "'"));
-    db_.reset(raw);
-    claim_->Bind(db_.get(), std::string("\0partition set", 14));
-    for (rocksdb::ColumnFamilyHandle* h : handles) handles_[h->GetName()] = h;
+    db_options_.listeners.push_back(health_);
+    if (absl::Status s = OpenDb(); !s.ok()) return s;
     if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
 
     disk_guard_ = engine::DiskGuard::For(
@@ -322,8 +323,10 @@ class PartitionSet::Impl {
         hook(PartitionCommit{&*ops, w.sequence});
       };
     }
-    absl::StatusOr<std::unique_ptr<Store>> attached = engine::StoreAccess::Attach(
-        db_.get(), (*families)[0], store, engine::SharedStoreResources{health_, disk_guard_});
+    // A partition's Store::Resume is the set's: a fatal error is recovered by reopening the one DB.
+    absl::StatusOr<std::unique_ptr<Store>> attached =
+        engine::StoreAccess::Attach(db_.get(), (*families)[0], store,
+                                    engine::SharedStoreResources{health_, disk_guard_, [this] { return Resume(); }});
     if (!attached.ok()) return attached.status();
     partition->store_ = *std::move(attached);
     active_[layout.name] = partition;
@@ -445,17 +448,18 @@ class PartitionSet::Impl {
   }
 
   absl::Status Resume() {
-    std::vector<std::shared_ptr<PartitionImpl>> partitions = Active();
-    if (db_ == nullptr) return absl::FailedPreconditionError("the partition set is closed");
-    const rocksdb::Status s = db_->Resume();
-    if (!s.ok()) return engine::FromRocks(s, "resuming the partition set's DB");
-    health_->Set(absl::OkStatus());
-    absl::Status first;
-    for (const auto& p : partitions) {
-      absl::Status r = p->store().Resume();
-      if (!r.ok() && r.code() != absl::StatusCode::kFailedPrecondition && first.ok()) first = r;
+    std::lock_guard<std::mutex> serial(resume_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+      if (db_ != nullptr && health_->error().ok()) return absl::OkStatus();
+      if (db_ != nullptr && db_->Resume().ok()) {
+        health_->Set(absl::OkStatus());
+        return absl::OkStatus();
+      }
     }
-    return first;
+    // RocksDB cannot resume from a fatal error (a failed WAL write) in place.
+    return Reopen();
   }
 
   PartitionSetStats GetStats() const {
@@ -486,6 +490,7 @@ class PartitionSet::Impl {
     metric("records_restored_total", "counter", "Snapshot entries and tail batches restored.", s.records_restored);
     metric("restore_seconds_total", "counter", "Time spent restoring partitions.", s.restore_seconds);
     metric("local_copies_dropped_total", "counter", "Local partition copies dropped.", s.local_copies_dropped);
+    metric("reopens_total", "counter", "Recoveries that closed and reopened the DB.", s.reopens);
     metric("fenced_total", "counter", "Calls refused below a partition's ownership floor.", s.fenced);
     metric("active_partitions", "gauge", "Partitions active now.", s.active_partitions);
     return out;
@@ -506,6 +511,7 @@ class PartitionSet::Impl {
       absl::Status s = p->store().Close();
       if (!s.ok() && first.ok()) first = s;
     }
+    std::lock_guard<std::mutex> serial(resume_mu_);
     std::lock_guard<std::mutex> lock(mu_);
     active_.clear();
     if (db_ != nullptr) {
@@ -523,6 +529,69 @@ class PartitionSet::Impl {
   rocksdb::DB* db() const { return db_.get(); }
 
  private:
+  // Opens the DB with every column family it has, each with the options it was first opened or created
+  // with (the same expiry-filter factory every time: a store's time and counters live in it).
+  absl::Status OpenDb() {
+    std::vector<std::string> names;
+    rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options_, path_, &names);
+    if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new DB
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) descriptors.emplace_back(name, FamilyOptions(name));
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::Status s = rocksdb::DB::Open(db_options_, path_, descriptors, &handles, &raw);
+    if (!s.ok()) return engine::FromRocks(s, absl::StrCat("opening partition set '", path_, "'"));
+    db_.reset(raw);
+    claim_->Bind(db_.get(), std::string("\0partition set", 14));
+    for (rocksdb::ColumnFamilyHandle* h : handles) handles_[h->GetName()] = h;
+    return absl::OkStatus();
+  }
+
+  void CloseDb() {
+    if (db_ == nullptr) return;
+    for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    handles_.clear();
+    db_->Close().PermitUncheckedError();  // it reports the error being recovered from
+    db_.reset();
+  }
+
+  const rocksdb::ColumnFamilyOptions& FamilyOptions(const std::string& name) {
+    auto it = cf_options_.find(name);
+    if (it == cf_options_.end()) it = cf_options_.emplace(name, OptionsForFamily(name)).first;
+    return it->second;
+  }
+
+  // REQUIRES: resume_mu_ held. Every active partition's calls end and are refused while the DB is
+  // closed and opened again (which replays its WAL); then each store re-reads its metadata.
+  absl::Status Reopen() {
+    const std::vector<std::shared_ptr<PartitionImpl>> partitions = Active();
+    for (const auto& p : partitions) engine::StoreAccess::Suspend(p->store());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+    CloseDb();
+    if (absl::Status s = OpenDb(); !s.ok()) {
+      const absl::Status down = absl::UnavailableError(absl::StrCat(
+          "reopening the partition set after a storage error failed (", s.message(), "); Resume() again later"));
+      health_->Set(down);
+      return down;
+    }
+    absl::Status first;
+    for (const auto& p : partitions) {
+      std::vector<rocksdb::ColumnFamilyHandle*> families;
+      families.push_back(handles_[RecordsFamilyName(p->layout().name)]);
+      for (size_t i = 0; i < p->layout().effect_families.size(); ++i) {
+        families.push_back(handles_[EffectFamilyName(p->layout().name, i + 1, p->layout().effect_families[i])]);
+      }
+      p->SetFamilies(families);
+      if (absl::Status s = engine::StoreAccess::Adopt(p->store(), db_.get(), families[0]); !s.ok() && first.ok()) {
+        first = s;
+      }
+    }
+    health_->Set(first);
+    ++stats_.reopens;
+    return first;
+  }
+
   absl::Status PrepareDirectoryFor() {
     std::error_code ec;
     if (options_.store.env != nullptr) return absl::OkStatus();  // an Env of its own creates what it needs
@@ -566,6 +635,7 @@ class PartitionSet::Impl {
   }
 
   absl::Status WriteMarker(const std::string& name, const Marker& marker) {
+    if (db_ == nullptr) return DownError();
     rocksdb::WriteOptions durable;
     durable.sync = true;
     return engine::FromRocks(db_->Put(durable, db_->DefaultColumnFamily(), MarkerKey(name), EncodeMarker(marker)),
@@ -573,7 +643,12 @@ class PartitionSet::Impl {
   }
 
   // REQUIRES: mu_ held (or Open). Creates the partition's families that do not exist yet.
+  static absl::Status DownError() {
+    return absl::UnavailableError("the partition set's DB is down after a storage error; Resume() again later");
+  }
+
   absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> EnsureFamilies(const PartitionLayout& layout) {
+    if (db_ == nullptr) return DownError();
     std::vector<std::string> names = {RecordsFamilyName(layout.name)};
     for (size_t i = 0; i < layout.effect_families.size(); ++i) {
       names.push_back(EffectFamilyName(layout.name, i + 1, layout.effect_families[i]));
@@ -583,7 +658,7 @@ class PartitionSet::Impl {
       auto it = handles_.find(name);
       if (it == handles_.end()) {
         rocksdb::ColumnFamilyHandle* h = nullptr;
-        const rocksdb::Status s = db_->CreateColumnFamily(OptionsForFamily(name), name, &h);
+        const rocksdb::Status s = db_->CreateColumnFamily(FamilyOptions(name), name, &h);
         if (!s.ok()) return engine::FromRocks(s, absl::StrCat("creating column family '", name, "'"));
         it = handles_.emplace(name, h).first;
       }
@@ -594,6 +669,7 @@ class PartitionSet::Impl {
 
   // REQUIRES: mu_ held (or Open). Drops a partition's families, its store metadata and its marker.
   absl::Status DropFamilies(const std::string& partition, const std::vector<std::string>& effect_families) {
+    if (db_ == nullptr) return DownError();
     std::vector<std::string> names = {RecordsFamilyName(partition)};
     for (size_t i = 0; i < effect_families.size(); ++i) {
       names.push_back(EffectFamilyName(partition, i + 1, effect_families[i]));
@@ -606,6 +682,7 @@ class PartitionSet::Impl {
       }
       db_->DestroyColumnFamilyHandle(it->second).PermitUncheckedError();
       handles_.erase(it);
+      cf_options_.erase(name);
     }
     rocksdb::WriteBatch batch;
     batch.Delete(db_->DefaultColumnFamily(), engine::MetadataKey(names[0]));
@@ -640,6 +717,9 @@ class PartitionSet::Impl {
   std::unique_ptr<engine::StoreClaim> claim_;
   std::unique_ptr<rocksdb::DB> db_;
 
+  rocksdb::DBOptions db_options_;
+  std::map<std::string, rocksdb::ColumnFamilyOptions> cf_options_;  // as first opened or created
+  std::mutex resume_mu_;                                            // one recovery at a time; taken before mu_
   mutable std::mutex mu_;
   bool closed_ = false;
   absl::Status close_status_;

@@ -21,6 +21,8 @@ namespace idem::engine {
 struct SharedStoreResources {
   std::shared_ptr<HealthListener> health;  // null: the store's own, unregistered
   std::shared_ptr<DiskGuard> disk_guard;   // null: the store's own (and its thread)
+  // Store::Resume's recovery, when the DB's owner reopens it (DbLifecycle's shared_resume).
+  std::function<absl::Status()> resume;
 };
 
 struct StoreAccess {
@@ -31,6 +33,9 @@ struct StoreAccess {
   static absl::Status RunMaintenance(Store& store);
   // Runs `fn` while none of the store's commit hooks runs.
   static void WithCommitOrder(Store& store, const std::function<void()>& fn);
+  // The DB's owner reopens it (DbLifecycle::Suspend / Adopt).
+  static void Suspend(Store& store);
+  static absl::Status Adopt(Store& store, rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records);
 };
 
 }  // namespace idem::engine

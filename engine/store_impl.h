@@ -82,6 +82,7 @@ class Store::Impl {
   absl::Status Close();
 
   rocksdb::DB* db() const { return lifecycle_ ? lifecycle_->db() : nullptr; }
+  engine::DbLifecycle* lifecycle() const { return lifecycle_.get(); }
   rocksdb::ColumnFamilyHandle* cf() const { return lifecycle_ ? lifecycle_->records() : nullptr; }
 
   // One maintenance pass (also run by the background thread): flush a memtable whose records have all

@@ -72,10 +72,10 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
   }
   if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
   lifecycle_->SetHooks(
-      [this](const engine::OpenedDb& opened) {
+      [this](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records) {
         // A reopen must find this very store: a deleted directory is refused by the opener (it never
         // creates), a replaced one by its identity.
-        absl::Status s = LoadMetadata(opened.db.get(), opened.records, engine::IfMissing::kRefuse);
+        absl::Status s = LoadMetadata(db, records, engine::IfMissing::kRefuse);
         if (s.ok()) counters_.reopens.fetch_add(1, std::memory_order_relaxed);
         return s;
       },
@@ -233,8 +233,9 @@ absl::StatusOr<std::unique_ptr<Store>> StoreAccess::Attach(rocksdb::DB* db, rock
       options.create_if_missing ? engine::IfMissing::kCreate : engine::IfMissing::kRefuse;
   auto impl = std::make_unique<Store::Impl>(attached, std::move(filter));
   if (shared.disk_guard != nullptr) impl->ShareDiskGuard(std::move(shared.disk_guard));
-  absl::Status started = impl->Start(std::make_unique<engine::DbLifecycle>(db, cf, std::move(shared.health)),
-                                     *std::move(claim), db->GetName(), if_missing);
+  absl::Status started =
+      impl->Start(std::make_unique<engine::DbLifecycle>(db, cf, std::move(shared.health), std::move(shared.resume)),
+                  *std::move(claim), db->GetName(), if_missing);
   if (!started.ok()) return started;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -242,6 +243,12 @@ absl::StatusOr<std::unique_ptr<Store>> StoreAccess::Attach(rocksdb::DB* db, rock
 absl::Status StoreAccess::RunMaintenance(Store& store) { return store.impl_->RunMaintenance(); }
 
 void StoreAccess::WithCommitOrder(Store& store, const std::function<void()>& fn) { store.impl_->WithCommitOrder(fn); }
+
+void StoreAccess::Suspend(Store& store) { store.impl_->lifecycle()->Suspend(); }
+
+absl::Status StoreAccess::Adopt(Store& store, rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records) {
+  return store.impl_->lifecycle()->Adopt(db, records);
+}
 
 }  // namespace engine
 

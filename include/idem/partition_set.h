@@ -122,7 +122,8 @@ class Partition {
   virtual ~Partition() = default;
   virtual const PartitionLayout& layout() const = 0;
   virtual Store& store() = 0;
-  // The column family of family `index` (0: idem's records), or null past the last.
+  // The column family of family `index` (0: idem's records), or null past the last. Valid until the set
+  // reopens its DB (PartitionSet::Resume): take it per use.
   virtual rocksdb::ColumnFamilyHandle* family(size_t index) const = 0;
   // Emits a snapshot of the partition for its changelog (WriteChangelogSnapshot): its SnapshotBegin is
   // emitted while no commit hook of the partition runs, so every batch of the partition's hook is
@@ -139,7 +140,8 @@ struct PartitionSetStats {
   uint64_t records_restored = 0;  // snapshot entries ingested or written, plus tail batches
   double restore_seconds = 0;     // total time in Restore
   uint64_t local_copies_dropped = 0;
-  uint64_t fenced = 0;  // calls refused below a floor, over all partitions (also per partition)
+  uint64_t reopens = 0;  // recoveries that closed and reopened the DB
+  uint64_t fenced = 0;   // calls refused below a floor, over all partitions (also per partition)
   size_t active_partitions = 0;
 };
 
@@ -177,7 +179,12 @@ class PartitionSet {
   Partition* Find(std::string_view name) const;
   std::vector<std::string> ActiveNames() const;
 
-  // Recovers every partition from a background error (one DB::Resume, then each store's).
+  // Recovers every partition from a background error: DB::Resume, and when RocksDB cannot resume in
+  // place (a fatal WAL or SST write error), closes and reopens the DB (replaying its WAL) while every
+  // partition's calls are refused with kUnavailable; each store then checks it is the same store and
+  // goes on, its in-memory leases kept. Every partition's Store::Resume calls this. kUnavailable while
+  // the fault lasts (retry later); kFailedPrecondition once closed. Family handles taken before a
+  // reopen are invalid after it: take them from Partition::family() per use.
   absl::Status Resume();
   PartitionSetStats GetStats() const;
   // Prometheus text: every active partition's Stats with a `partition` label, then the set's counters.
