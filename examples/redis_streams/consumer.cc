@@ -56,17 +56,25 @@ uint64_t NowMs() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  idem::example::Flags flags(argc, argv);
-  const int port = static_cast<int>(flags.Int("port", 6379));
-  const int partition = static_cast<int>(flags.Int("partition", 0));
-  const std::string dir = flags.Get("db", "/tmp/idem-consumer");
-  const absl::Duration lease = absl::Milliseconds(flags.Int("lease-ms", 2000));
-  const uint64_t idle_exit_ms = static_cast<uint64_t>(flags.Int("idle-exit-ms", 1500));
-  const std::string crash_at = flags.Get("crash-at");
-  const long crash_after = flags.Int("crash-after", 100);
-  const std::string fault = flags.Get("fault");
-  const long fault_after = flags.Int("fault-after", 100);
-  const absl::Duration fault_for = absl::Milliseconds(flags.Int("fault-ms", 500));
+  CLI::App app{"A consumer of one partition stream: each event applied to the ledger exactly once", "stream_consumer"};
+  int port = 6379, partition = 0;
+  std::string dir = "/tmp/idem-consumer", crash_at, fault;
+  long lease_ms = 2000, crash_after = 100, fault_after = 100, fault_ms = 500, batch = 16;
+  uint64_t idle_exit_ms = 1500;
+  app.add_option("--port", port, "Redis port");
+  app.add_option("--partition", partition, "the partition stream to consume");
+  app.add_option("--db", dir, "the store's directory");
+  app.add_option("--lease-ms", lease_ms, "reservation lease");
+  app.add_option("--idle-exit-ms", idle_exit_ms, "exit after this long with nothing to read");
+  app.add_option("--crash-at", crash_at, "SIGKILL itself at this point of an event's handling");
+  app.add_option("--crash-after", crash_after, "... after this many events");
+  app.add_option("--fault", fault, "inject storage faults of this kind (io, nospace)");
+  app.add_option("--fault-after", fault_after, "... after this many events");
+  app.add_option("--fault-ms", fault_ms, "... for this long");
+  app.add_option("--batch", batch, "events read per XREADGROUP");
+  if (const int exit_code = idem::example::ParseFlags(app, argc, argv); exit_code >= 0) return exit_code;
+  const absl::Duration lease = absl::Milliseconds(lease_ms);
+  const absl::Duration fault_for = absl::Milliseconds(fault_ms);
   const std::string name = "consumer-" + std::to_string(partition);
   const std::string stats_path = dir + "/stats-" + std::to_string(partition) + "-" + std::to_string(getpid()) + ".txt";
 
@@ -106,7 +114,7 @@ int main(int argc, char** argv) {
   stream_options.stream = idem::example::StreamName(partition);
   stream_options.group = idem::example::kGroup;
   stream_options.consumer = name;
-  stream_options.batch = static_cast<size_t>(flags.Int("batch", 16));
+  stream_options.batch = static_cast<size_t>(batch);
   stream_options.claim_idle = lease;
   stream_options.dead_letters = idem::example::kDeadLetters;
   stream_options.before_handle = [&](size_t n) {

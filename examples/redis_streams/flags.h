@@ -1,45 +1,28 @@
-// --name=value flags for the example programs (CLI11 would be the choice for a real tool; three small
-// programs with a handful of flags each do not justify a dependency).
+// Command-line parsing for the example programs, with CLI11 (the project's parser, as in idemctl): an
+// unknown or malformed flag is a usage error (exit 2, the message on stderr), never silently ignored.
+// Flags are written --name=value or --name value.
 #ifndef IDEM_EXAMPLES_REDIS_STREAMS_FLAGS_H_
 #define IDEM_EXAMPLES_REDIS_STREAMS_FLAGS_H_
 
 #include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <string>
+
+#include "CLI/CLI.hpp"
 
 namespace idem::example {
 
-class Flags {
- public:
-  Flags(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a.rfind("--", 0) != 0) continue;
-      const size_t eq = a.find('=');
-      if (eq == std::string::npos) {
-        values_[a.substr(2)] = "1";
-      } else {
-        values_[a.substr(2, eq - 2)] = a.substr(eq + 1);
-      }
-    }
+// -1 when the program goes on; otherwise the exit code (0 after --help, 2 for a usage error).
+inline int ParseFlags(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: %s\n%s", app.get_name().c_str(), e.what(), app.help().c_str());
+    return 2;
   }
-  std::string Get(const std::string& name, const std::string& fallback = "") const {
-    auto it = values_.find(name);
-    return it == values_.end() ? fallback : it->second;
-  }
-  long Int(const std::string& name, long fallback) const {
-    auto it = values_.find(name);
-    return it == values_.end() ? fallback : std::atol(it->second.c_str());
-  }
-  double Double(const std::string& name, double fallback) const {
-    auto it = values_.find(name);
-    return it == values_.end() ? fallback : std::atof(it->second.c_str());
-  }
-
- private:
-  std::map<std::string, std::string> values_;
-};
+  return -1;
+}
 
 }  // namespace idem::example
 

@@ -11,16 +11,20 @@
 #include "idem/redis_streams.h"
 
 using idem::RedisConnection;
-using idem::example::Flags;
 
 int main(int argc, char** argv) {
-  Flags flags(argc, argv);
-  const int port = static_cast<int>(flags.Int("port", 6379));
-  const long events = flags.Int("events", 1000);
-  const int partitions = static_cast<int>(flags.Int("partitions", 2));
-  const double resend = flags.Double("resend", 0.2);
-  const long accounts = flags.Int("accounts", 10);
-  const long poison = flags.Int("poison", 0);
+  CLI::App app{"Produces account events into partition streams, with redeliveries and poison events",
+               "stream_producer"};
+  int port = 6379, partitions = 2;
+  long events = 1000, accounts = 10, poison = 0;
+  double resend = 0.2;
+  app.add_option("--port", port, "Redis port");
+  app.add_option("--events", events, "distinct events");
+  app.add_option("--partitions", partitions, "partition streams");
+  app.add_option("--resend", resend, "share of events sent again (an at-least-once producer)");
+  app.add_option("--accounts", accounts, "accounts the events credit");
+  app.add_option("--poison", poison, "events no handler can process (dead-lettered)");
+  if (const int exit_code = idem::example::ParseFlags(app, argc, argv); exit_code >= 0) return exit_code;
   RedisConnection redis("127.0.0.1", port);
   if (!redis.ok()) {
     std::fprintf(stderr, "producer: cannot connect to redis on port %d: %s\n", port, redis.error().c_str());

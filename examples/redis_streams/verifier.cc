@@ -14,10 +14,13 @@
 #include "rocksdb/db.h"
 
 int main(int argc, char** argv) {
-  idem::example::Flags flags(argc, argv);
-  const int port = static_cast<int>(flags.Int("port", 6379));
-  const std::string dir = flags.Get("db", "/tmp/idem-consumer");
-  const int partitions = static_cast<int>(flags.Int("partitions", 2));
+  CLI::App app{"Checks from the ledgers that every event was applied exactly once", "stream_verifier"};
+  int port = 6379, partitions = 2;
+  std::string dir = "/tmp/idem-consumer";
+  app.add_option("--port", port, "Redis port");
+  app.add_option("--db", dir, "the consumers' store directory (partition N in <db>-N)");
+  app.add_option("--partitions", partitions, "partition streams");
+  if (const int exit_code = idem::example::ParseFlags(app, argc, argv); exit_code >= 0) return exit_code;
   idem::RedisConnection redis("127.0.0.1", port);
   if (!redis.ok()) {
     std::fprintf(stderr, "verifier: cannot connect to redis\n");

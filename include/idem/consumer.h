@@ -67,7 +67,8 @@ struct Event {
   // Borrowed for the duration of Handle/HandleBatch only: the Processor copies what it keeps, so the
   // handler may reuse the buffer it points into.
   std::string_view id;
-  // Hash of the payload (e.g. 64-bit xxhash/FNV). Optional: without it, reuse is not detected.
+  // Hash of the payload (idem::Fingerprint / FingerprintOf, idem/fingerprint.h). Optional: without it,
+  // reuse of an ID for another payload is not detected.
   std::optional<uint64_t> fingerprint;
 };
 
