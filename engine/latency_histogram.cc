@@ -21,6 +21,7 @@ uint64_t LatencyHistogram::UpperBoundOf(int bucket) {
 
 void LatencyHistogram::Record(uint64_t nanos) {
   counts_[BucketOf(nanos)].fetch_add(1, std::memory_order_relaxed);
+  sum_nanos_.fetch_add(nanos, std::memory_order_relaxed);
   uint64_t seen = max_.load(std::memory_order_relaxed);
   while (nanos > seen && !max_.compare_exchange_weak(seen, nanos, std::memory_order_relaxed)) {
   }
@@ -50,6 +51,7 @@ LatencySummary LatencyHistogram::Summary() const {
   summary.p99 = percentile(0.99);
   summary.p999 = percentile(0.999);
   summary.max = absl::Nanoseconds(max);
+  summary.sum = absl::Nanoseconds(static_cast<int64_t>(sum_nanos_.load(std::memory_order_relaxed)));
   return summary;
 }
 

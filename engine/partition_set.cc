@@ -22,8 +22,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/db_lifecycle.h"
 #include "engine/disk_guard.h"
+#include "engine/metrics.h"
 #include "engine/periodic.h"
-#include "engine/prometheus.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
 #include "engine/store_access.h"
@@ -473,27 +473,28 @@ class PartitionSet::Impl {
   }
 
   std::string ToPrometheus() const {
-    std::vector<engine::LabeledStats> labeled;
+    engine::Metrics metrics;
     for (const auto& p : Active()) {
-      labeled.push_back(engine::LabeledStats{
-          absl::StrCat("partition=\"", engine::PrometheusLabelValue(p->layout().name), "\""), p->store().GetStats()});
+      metrics.AddStats(p->store().GetStats(), absl::StrCat("partition=\"", engine::LabelValue(p->layout().name), "\""));
     }
-    std::string out = labeled.empty() ? std::string() : engine::PrometheusText(labeled);
     const PartitionSetStats s = GetStats();
-    auto metric = [&out](const char* name, const char* type, const char* help, auto value) {
-      absl::StrAppend(&out, "# HELP idem_partition_set_", name, " ", help, "\n# TYPE idem_partition_set_", name, " ",
-                      type, "\nidem_partition_set_", name, " ", value, "\n");
+    using engine::MetricType;
+    auto counter = [&](const char* name, const char* help, uint64_t value) {
+      metrics.Add(name, help, MetricType::kCounter, "", value);
     };
-    metric("activations_total", "counter", "Partitions activated (ownership claims).", s.activations);
-    metric("deactivations_total", "counter", "Partitions deactivated.", s.deactivations);
-    metric("restores_total", "counter", "Partitions restored from their changelog.", s.restores);
-    metric("records_restored_total", "counter", "Snapshot entries and tail batches restored.", s.records_restored);
-    metric("restore_seconds_total", "counter", "Time spent restoring partitions.", s.restore_seconds);
-    metric("local_copies_dropped_total", "counter", "Local partition copies dropped.", s.local_copies_dropped);
-    metric("reopens_total", "counter", "Recoveries that closed and reopened the DB.", s.reopens);
-    metric("fenced_total", "counter", "Calls refused below a partition's ownership floor.", s.fenced);
-    metric("active_partitions", "gauge", "Partitions active now.", s.active_partitions);
-    return out;
+    counter("idem_partition_set_activations_total", "Partitions activated (ownership claims).", s.activations);
+    counter("idem_partition_set_deactivations_total", "Partitions deactivated.", s.deactivations);
+    counter("idem_partition_set_restores_total", "Partitions restored from their changelog.", s.restores);
+    counter("idem_partition_set_records_restored_total", "Snapshot entries and tail batches restored.",
+            s.records_restored);
+    metrics.Add("idem_partition_set_restore_seconds_total", "Time spent restoring partitions.", MetricType::kCounter,
+                "", s.restore_seconds);
+    counter("idem_partition_set_local_copies_dropped_total", "Local partition copies dropped.", s.local_copies_dropped);
+    counter("idem_partition_set_reopens_total", "Recoveries that closed and reopened the DB.", s.reopens);
+    counter("idem_partition_set_fenced_total", "Calls refused below a partition's ownership floor.", s.fenced);
+    metrics.Add("idem_partition_set_active_partitions", "Partitions active now.", MetricType::kGauge, "",
+                static_cast<uint64_t>(s.active_partitions));
+    return metrics.Prometheus();
   }
 
   absl::Status Close() {

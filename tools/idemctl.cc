@@ -32,6 +32,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "engine/metrics.h"
 #include "engine/printable.h"
 #include "engine/record.h"
 #include "engine/record_scan.h"
@@ -201,20 +202,27 @@ int Stats(const ReadOnlyStore& store, const std::string& format) {
     return 0;
   }
   if (format == "prometheus") {
-    std::printf("# TYPE idem_store_records gauge\n");
-    std::printf("idem_store_records{state=\"reserved\"} %llu\n", (unsigned long long)c.reserved);
-    std::printf("idem_store_records{state=\"done\"} %llu\n", (unsigned long long)c.done);
-    std::printf("idem_store_records{state=\"expired_not_removed\"} %llu\n", (unsigned long long)c.expired);
-    std::printf("idem_store_records{state=\"corrupt\"} %llu\n", (unsigned long long)c.corrupt);
-    std::printf("# TYPE idem_store_sst_bytes gauge\n");
+    using idem::engine::MetricType;
+    idem::engine::Metrics metrics;
+    const char* records_help =
+        "Records in the store's column family, by state (a census of the files, not of a process).";
+    metrics.Add("idem_store_records", records_help, MetricType::kGauge, "state=\"reserved\"", c.reserved);
+    metrics.Add("idem_store_records", records_help, MetricType::kGauge, "state=\"done\"", c.done);
+    metrics.Add("idem_store_records", records_help, MetricType::kGauge, "state=\"expired_not_removed\"", c.expired);
+    metrics.Add("idem_store_records", records_help, MetricType::kGauge, "state=\"corrupt\"", c.corrupt);
     for (const auto& level : meta.levels) {
-      std::printf("idem_store_sst_bytes{level=\"%d\"} %llu\n", level.level, (unsigned long long)level.size);
+      metrics.Add("idem_store_sst_bytes", "Bytes of SST files, by LSM level.", MetricType::kGauge,
+                  absl::StrCat("level=\"", level.level, "\""), static_cast<uint64_t>(level.size));
     }
-    std::printf("# TYPE idem_store_bytes_per_live_id gauge\nidem_store_bytes_per_live_id %.2f\n", per_id);
-    std::printf("# TYPE idem_store_filter_bytes gauge\nidem_store_filter_bytes %llu\n",
-                (unsigned long long)filter_bytes);
-    std::printf("# TYPE idem_store_filter_false_positive_rate gauge\nidem_store_filter_false_positive_rate %.5f\n",
-                false_positive);
+    metrics.Add("idem_store_bytes_per_live_id", "SST bytes per live (reserved or done) ID.", MetricType::kGauge, "",
+                per_id);
+    metrics.Add("idem_store_filter_bytes", "Bytes of the SST files' filters.", MetricType::kGauge, "", filter_bytes);
+    metrics.Add("idem_store_filter_false_positive_rate",
+                "False-positive rate the filters' bits per entry give (lookups of never-seen IDs that read a block).",
+                MetricType::kGauge, "", false_positive);
+    metrics.Add("idem_store_token_high_water", "The store's persisted token high-water mark.", MetricType::kGauge, "",
+                c.token_high_water.value_or(0));
+    std::fputs(metrics.Prometheus().c_str(), stdout);
     return 0;
   }
   std::printf("records:  %llu done, %llu reserved, %llu expired (not yet removed by compaction), %llu corrupt\n",

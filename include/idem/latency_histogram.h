@@ -34,6 +34,7 @@ class LatencyHistogram {
 
   std::array<std::atomic<uint64_t>, kBuckets> counts_{};
   std::atomic<uint64_t> max_{0};
+  std::atomic<uint64_t> sum_nanos_{0};
 };
 
 }  // namespace idem

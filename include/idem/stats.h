@@ -18,6 +18,7 @@ struct LatencySummary {
   // Percentiles from a log-linear histogram, each reported as the upper end of its bucket (never above
   // `max`): at most 12.5 % above the true value, never below it. Zero when count is 0.
   absl::Duration p50, p99, p999, max;
+  absl::Duration sum;  // of every latency recorded (exact, not from the buckets)
 };
 
 struct Stats {
@@ -59,8 +60,12 @@ struct Stats {
   LatencySummary reserve_latency;
   LatencySummary commit_latency;
 
-  // Prometheus text exposition of the fields above, metric names prefixed `idem_`.
+  // Prometheus text exposition of the fields above, metric names prefixed `idem_` (HELP and TYPE for
+  // every family; latencies as summaries with _sum and _count), as `promtool check metrics` accepts.
   std::string ToPrometheus() const;
+  // The same metrics as one JSON object: {"idem_reserved_total": 5, ..., "idem_reserve_seconds":
+  // [{"labels": {"quantile": "0.5"}, "value": ...}, ..., {"labels": {}, "sum": ...}, {"labels": {}, "count": ...}]}.
+  std::string ToJson() const;
 };
 
 }  // namespace idem
