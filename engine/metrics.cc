@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/printable.h"
 
 namespace idem::engine {
 
@@ -18,21 +19,7 @@ const char* TypeName(MetricType type) {
   return "untyped";
 }
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (u < 0x20) {
-      out += absl::StrFormat("\\u%04x", u);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out + "\"";
-}
+std::string JsonString(std::string_view s) { return JsonBytes(s); }
 
 // k="v",k2="v2" (values escaped as LabelValue does) as a JSON object.
 std::string LabelsAsJson(std::string_view labels) {

@@ -26,4 +26,24 @@ std::string PrintableAll(std::string_view bytes, bool hex) {
   return Printable(bytes, std::numeric_limits<size_t>::max());
 }
 
+std::string JsonBytes(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (char c : bytes) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u >= 0x20 && u < 0x7f) {
+      out.push_back(c);
+    } else {
+      out += "\\u00";
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
 }  // namespace idem::engine

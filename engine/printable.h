@@ -17,6 +17,10 @@ namespace idem::engine {
 std::string Printable(std::string_view bytes, size_t shown = 64);
 // Every byte, escaped; or lowercase hex digits when `hex`.
 std::string PrintableAll(std::string_view bytes, bool hex = false);
+// `bytes` as a JSON string literal (quotes included): printable ASCII as is, '"' and '\\' escaped,
+// every other byte as \u00NN, so that each \u00NN stands for exactly one byte (binary IDs and results
+// survive a round trip: decode, then take each code point as a byte).
+std::string JsonBytes(std::string_view bytes);
 
 inline rocksdb::Slice AsSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 

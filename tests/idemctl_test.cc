@@ -74,6 +74,25 @@ TEST_F(IdemctlTest, StatsCountsRecordsInEveryFormat) {
   EXPECT_NE(Idemctl("stats " + path_ + " --format=xml").exit_code, 0);
 }
 
+TEST_F(IdemctlTest, GetAndScanSpeakJson) {
+  CliRun get = Idemctl("get " + path_ + " order-3 --format=json", /*stdout_only=*/true);
+  EXPECT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr("{\"id\":\"order-3\",\"state\":\"done\",\"expired\":false,\"token\":"));
+  EXPECT_THAT(get.output, HasSubstr("\"result\":\"receipt-3\"}"));
+  EXPECT_THAT(get.output, HasSubstr("\"deadline\":\"20"));
+  // Not found: nothing on stdout, the reason on stderr, exit 1, in JSON mode too.
+  CliRun missing = Idemctl("get " + path_ + " never-seen --format=json", /*stdout_only=*/true);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.output, "");
+  CliRun scan = Idemctl("scan " + path_ + " --format=json --limit=4", /*stdout_only=*/true);
+  EXPECT_EQ(scan.exit_code, 0);
+  int lines = 0;
+  for (size_t at = 0; (at = scan.output.find("{\"id\":", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 4) << scan.output;
+  EXPECT_EQ(std::count(scan.output.begin(), scan.output.end(), '\n'), 4);
+  EXPECT_EQ(Idemctl("scan " + path_ + " --format=xml").exit_code, 2);
+}
+
 TEST_F(IdemctlTest, GetAndScanDecodeRecords) {
   CliRun get = Idemctl("get " + path_ + " order-3");
   EXPECT_EQ(get.exit_code, 0) << get.output;

@@ -1,8 +1,8 @@
 // idemctl — inspect and operate an idem store.
 //
 //   idemctl stats STORE [--format=text|json|prometheus]
-//   idemctl get STORE ID [--hex]
-//   idemctl scan STORE [--state=reserved|done] [--limit=N]
+//   idemctl get STORE ID [--hex] [--format=text|json]
+//   idemctl scan STORE [--state=reserved|done] [--limit=N] [--hex] [--format=text|json]
 //   idemctl compact STORE
 //   idemctl checkpoint STORE DIR
 //   idemctl verify STORE
@@ -268,6 +268,23 @@ void PrintRecord(std::string_view key, const Record& r, bool hex) {
               Times(r.deadline_us).c_str(), r.result.size());
 }
 
+// One record as a JSON object (a line of `scan --format=json`): bytes of the ID and the result escaped
+// by JsonBytes (each \u00NN one byte), the deadline as RFC 3339 UTC and as Unix microseconds.
+std::string RecordJson(std::string_view key, const absl::StatusOr<Record>& r) {
+  using idem::engine::JsonBytes;
+  if (!r.ok()) {
+    return absl::StrCat("{\"id\":", JsonBytes(key), ",\"corrupt\":", JsonBytes(std::string(r.status().message())), "}");
+  }
+  const bool expired = r->deadline_us <= NowMicros();
+  return absl::StrCat(
+      "{\"id\":", JsonBytes(key), ",\"state\":\"", r->state == RecordState::kDone ? "done" : "reserved",
+      "\",\"expired\":", expired ? "true" : "false", ",\"token\":", r->token, ",\"deadline\":\"",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::FromUnixMicros(r->deadline_us), absl::UTCTimeZone()),
+      "\",\"deadline_unix_us\":", r->deadline_us,
+      ",\"fingerprint\":", r->fingerprint ? absl::StrCat(*r->fingerprint) : std::string("null"),
+      ",\"result\":", JsonBytes(std::string(r->result)), "}");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -290,6 +307,10 @@ int main(int argc, char** argv) {
   get->add_option("store", path, "store directory")->required();
   get->add_option("id", id, "event ID (hex digits with --hex)")->required();
   get->add_flag("--hex", hex, "the ID is given in hex; keys are printed in hex");
+  std::string record_format = "text";
+  get->add_option("--format", record_format, "text, or json (one object, the result included)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 
   auto* scan = app.add_subcommand("scan", "records in key order, decoded");
   std::string state;
@@ -298,6 +319,9 @@ int main(int argc, char** argv) {
   scan->add_option("--state", state, "only reserved or done records")->check(CLI::IsMember({"reserved", "done"}));
   scan->add_option("--limit", limit, "at most this many records")->check(CLI::PositiveNumber)->capture_default_str();
   scan->add_flag("--hex", hex, "print keys in hex");
+  scan->add_option("--format", record_format, "text, or json (one object per line, results included)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 
   auto* compact = app.add_subcommand("compact", "remove expired records from disk now (needs the store)");
   compact->add_option("store", path, "store directory")->required();
@@ -454,7 +478,11 @@ int main(int argc, char** argv) {
                    std::string(r.status().message()).c_str());
       return kExitFailed;
     }
-    PrintRecord(key, *r, hex);
+    if (record_format == "json") {
+      std::printf("%s\n", RecordJson(key, r).c_str());
+    } else {
+      PrintRecord(key, *r, hex);
+    }
     return 0;
   }
   if (scan->parsed()) {
@@ -467,14 +495,22 @@ int main(int argc, char** argv) {
             return false;
           }
           if (!r.record.ok()) {
-            std::printf("%s  CORRUPT (%s)\n", Printable(r.id, hex).c_str(),
-                        std::string(r.record.status().message()).c_str());
+            if (record_format == "json") {
+              std::printf("%s\n", RecordJson(r.id, r.record).c_str());
+            } else {
+              std::printf("%s  CORRUPT (%s)\n", Printable(r.id, hex).c_str(),
+                          std::string(r.record.status().message()).c_str());
+            }
             ++shown;
             return true;
           }
           if (state == "reserved" && r.record->state != RecordState::kReserved) return true;
           if (state == "done" && r.record->state != RecordState::kDone) return true;
-          PrintRecord(r.id, *r.record, hex);
+          if (record_format == "json") {
+            std::printf("%s\n", RecordJson(r.id, r.record).c_str());
+          } else {
+            PrintRecord(r.id, *r.record, hex);
+          }
           ++shown;
           return true;
         });
