@@ -322,6 +322,17 @@ TEST(IdemctlTuneTest, DrawsPlotsWhenMatplotlibIsThere) {
   }
 }
 
+TEST(IdemctlTuneTest, ReplotSaysWhatIsWrongWithItsDirectory) {
+  CliRun missing = Idemctl("tune --replot /nonexistent-idem-dir");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, HasSubstr("'/nonexistent-idem-dir' is not a directory"));
+  EXPECT_THAT(missing.output, Not(HasSubstr("matplotlib")));
+  ScratchDir dir;
+  CliRun empty = Idemctl("tune --replot " + dir.path());
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_THAT(empty.output, HasSubstr("holds no results.csv"));
+}
+
 TEST(IdemctlTuneTest, RefusesContradictoryWorkloadAndHasHelp) {
   CliRun run = Idemctl("tune --ttl 10s --lease 30s");
   EXPECT_EQ(run.exit_code, 2);

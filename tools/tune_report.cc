@@ -1,12 +1,21 @@
 #include "tools/tune_report.h"
 
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <string_view>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+
+extern char** environ;
 
 namespace idem::tools {
 namespace {
@@ -157,36 +166,52 @@ std::string WriteCsv(const std::string& dir, const Workload& workload, const std
   return rows && timeline ? "" : "error writing CSV files in " + dir;
 }
 
-namespace {
-
-// popen runs a shell: any directory name (quotes, spaces, $) must reach python as one argument, unchanged.
-std::string ShellQuoted(const std::string& word) {
-  std::string quoted = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
+std::string RenderPlots(const std::string& dir) {
+  // What is wrong with the directory is said before any python runs.
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return absl::StrCat("'", dir, "' is not a directory");
+  for (const char* csv : {"results.csv", "timeline.csv"}) {
+    if (!std::filesystem::is_regular_file(std::filesystem::path(dir) / csv, ec)) {
+      return absl::StrCat("'", dir, "' holds no ", csv, ": give the directory an earlier `idemctl tune` wrote");
     }
   }
-  return quoted + "'";
-}
-
-}  // namespace
-
-std::string RenderPlots(const std::string& dir) {
   // Debian's matplotlib belongs to the system python; a python3 earlier on PATH may lack it.
   const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-  const std::string command = absl::StrCat(python, " - ", ShellQuoted(dir), " 2>&1");
-  std::FILE* pipe = popen(command.c_str(), "w");
-  if (pipe == nullptr) return "cannot run python3";
-  std::fputs(kPlotScript, pipe);
-  const int status = pclose(pipe);
-  if (status != 0) {
-    return absl::StrCat("plots not drawn: ", python, " failed (wait status ", status,
-                        ", its message above); it needs matplotlib (Debian: apt-get install python3-matplotlib)");
+  // posix_spawn with an argument vector, not popen: no shell, so any directory name (quotes, spaces,
+  // $) reaches python as one argument, unchanged. The script comes on python's standard input.
+  int fds[2];
+  if (pipe(fds) != 0) return absl::StrCat("cannot make a pipe for python: ", std::strerror(errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO);
+  posix_spawn_file_actions_addclose(&actions, fds[1]);
+  std::vector<std::string> args = {python, "-", dir};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = posix_spawnp(&pid, python, &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[0]);
+  if (spawned != 0) {
+    close(fds[1]);
+    return absl::StrCat("cannot run ", python, ": ", std::strerror(spawned));
   }
-  return "";
+  const std::string_view script(kPlotScript);
+  for (size_t written = 0; written < script.size();) {
+    const ssize_t n = write(fds[1], script.data() + written, script.size() - written);
+    if (n <= 0) break;  // python died early: its exit status says why
+    written += static_cast<size_t>(n);
+  }
+  close(fds[1]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  const std::string how = WIFEXITED(status) ? absl::StrCat("exited with status ", WEXITSTATUS(status))
+                                            : absl::StrCat("was killed by signal ", WTERMSIG(status));
+  return absl::StrCat("plots not drawn: ", python, " ", how,
+                      " (its message above); it needs matplotlib (Debian: apt-get install python3-matplotlib)");
 }
 
 }  // namespace idem::tools
