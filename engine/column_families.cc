@@ -8,7 +8,11 @@
 namespace idem::engine {
 
 StoreColumnFamilies ColumnFamiliesFor(const Options& options, std::vector<std::string> names,
-                                      std::optional<rocksdb::ColumnFamilyOptions> records) {
+                                      std::optional<rocksdb::ColumnFamilyOptions> records,
+                                      const std::vector<ColumnFamilySpec>& callers) {
+  for (const ColumnFamilySpec& spec : callers) {
+    if (std::find(names.begin(), names.end(), spec.name) == names.end()) names.push_back(spec.name);
+  }
   if (std::find(names.begin(), names.end(), rocksdb::kDefaultColumnFamilyName) == names.end()) {
     names.insert(names.begin(), rocksdb::kDefaultColumnFamilyName);
   }
@@ -23,7 +27,11 @@ StoreColumnFamilies ColumnFamiliesFor(const Options& options, std::vector<std::s
       out.records_index = i;
       out.descriptors.emplace_back(names[i], records ? *records : OwnedColumnFamilyOptionsFor(options));
     } else {
-      out.descriptors.emplace_back(names[i], other);
+      const rocksdb::ColumnFamilyOptions* given = nullptr;
+      for (const ColumnFamilySpec& spec : callers) {
+        if (spec.name == names[i] && spec.options != nullptr) given = spec.options.get();
+      }
+      out.descriptors.emplace_back(names[i], given != nullptr ? *given : other);
     }
   }
   return out;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "idem/options.h"
+#include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 
@@ -29,8 +30,11 @@ struct StoreColumnFamilies {
 // Descriptors for `names` (the DB's column families, e.g. from ListColumnFamilies; the records column
 // family, Options::column_family, is added when missing). `records`: the options of the records column
 // family, ColumnFamilyOptionsFor(options) when not given.
+// `callers`: column families of the caller's (Store::Open's ColumnFamilySpec), added when missing from
+// `names` and opened with their own options.
 StoreColumnFamilies ColumnFamiliesFor(const Options& options, std::vector<std::string> names,
-                                      std::optional<rocksdb::ColumnFamilyOptions> records = std::nullopt);
+                                      std::optional<rocksdb::ColumnFamilyOptions> records = std::nullopt,
+                                      const std::vector<ColumnFamilySpec>& callers = {});
 
 }  // namespace idem::engine
 

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -133,6 +134,13 @@ class DbLifecycle {
   // REQUIRES: a Pin is held (or the hooks are running). Replaced only by a reopen.
   rocksdb::DB* db() const { return db_; }
   rocksdb::ColumnFamilyHandle* records() const { return records_; }
+  // REQUIRES: a Pin is held. The owned DB's column family `name`, or null (none, or a caller's DB).
+  rocksdb::ColumnFamilyHandle* handle(std::string_view name) const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (rocksdb::ColumnFamilyHandle* h : owned_.handles) {
+      if (h->GetName() == name) return h;
+    }
+    return nullptr;
+  }
 
  private:
   absl::Status RefusalFor(State state) const;

@@ -137,11 +137,13 @@ absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const s
 
 absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& path,
                                      std::shared_ptr<ExpiryFilterFactory> filter,
-                                     std::shared_ptr<HealthListener> health, IfMissing if_missing) {
+                                     std::shared_ptr<HealthListener> health, IfMissing if_missing,
+                                     const std::vector<ColumnFamilySpec>& callers) {
   const bool create = if_missing == IfMissing::kCreate;
   rocksdb::DBOptions db_options = DBOptionsFor(options);
   db_options.create_if_missing = create;
-  db_options.create_missing_column_families = create;
+  // The caller's families are the caller's to have: created when missing, even where the store is not.
+  db_options.create_missing_column_families = create || !callers.empty();
   db_options.listeners.push_back(std::move(health));
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
@@ -169,7 +171,7 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
   }
   rocksdb::ColumnFamilyOptions idem_cf = OwnedColumnFamilyOptionsFor(options);
   idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
-  const StoreColumnFamilies families = ColumnFamiliesFor(options, names, idem_cf);
+  const StoreColumnFamilies families = ColumnFamiliesFor(options, names, idem_cf, callers);
   if (options.env == nullptr && listed.ok()) {
     // RocksDB takes damage in the last block of a WAL for a torn tail and drops what follows quietly.
     if (absl::Status s = CheckWalTails(path); !s.ok()) {

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,6 +20,7 @@
 #include "engine/expiry_filter.h"
 #include "engine/store_metadata.h"
 #include "idem/options.h"
+#include "idem/store.h"
 
 namespace idem::engine {
 
@@ -29,9 +31,11 @@ absl::Status PrepareDirectory(const std::string& path, bool create);
 // Opens the DB at `path` with idem's column family configured by `options`, its expiry filter being
 // `filter` (one factory for the store's whole life) and `health` listening for background errors.
 // kNotFound when `if_missing` is kRefuse and there is no store; other errors as Store::Open documents.
+// `callers`: the caller's column families (Store::Open), opened with their options or created.
 absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& path,
                                      std::shared_ptr<ExpiryFilterFactory> filter,
-                                     std::shared_ptr<HealthListener> health, IfMissing if_missing);
+                                     std::shared_ptr<HealthListener> health, IfMissing if_missing,
+                                     const std::vector<ColumnFamilySpec>& callers = {});
 
 }  // namespace idem::engine
 

@@ -83,6 +83,12 @@ class Store::Impl {
 
   rocksdb::DB* db() const { return lifecycle_ ? lifecycle_->db() : nullptr; }
   engine::DbLifecycle* lifecycle() const { return lifecycle_.get(); }
+  rocksdb::ColumnFamilyHandle* family(std::string_view name) const {
+    Operation op(*lifecycle_);
+    if (!op.ok()) return nullptr;
+    rocksdb::ColumnFamilyHandle* h = lifecycle_->handle(name);
+    return h == lifecycle_->records() ? nullptr : h;
+  }
   rocksdb::ColumnFamilyHandle* cf() const { return lifecycle_ ? lifecycle_->records() : nullptr; }
 
   // One maintenance pass (also run by the background thread): flush a memtable whose records have all

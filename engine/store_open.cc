@@ -175,7 +175,25 @@ absl::Status Store::Impl::Resume() {
 }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
+  return Open(options, path, {});
+}
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path,
+                                                   const std::vector<ColumnFamilySpec>& families) {
   if (absl::Status s = engine::ValidateOptions(options); !s.ok()) return s;
+  for (size_t i = 0; i < families.size(); ++i) {
+    const std::string& name = families[i].name;
+    if (name.empty() || name == rocksdb::kDefaultColumnFamilyName || name == options.column_family) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("column family '", name, "' cannot be one of the caller's: ",
+                       name.empty() ? "the name is empty" : "it is the default or the store's own column family"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (families[j].name == name) {
+        return absl::InvalidArgumentError(absl::StrCat("column family '", name, "' is given twice"));
+      }
+    }
+  }
   if (path.empty()) return absl::InvalidArgumentError("store path must not be empty");
   if (options.env == nullptr) {
     if (absl::Status s = engine::PrepareDirectory(path, options.create_if_missing); !s.ok()) return s;
@@ -186,12 +204,12 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options, const
   if (!claim.ok()) return claim.status();
   auto health = std::make_shared<engine::HealthListener>();
   auto filter = std::make_shared<engine::ExpiryFilterFactory>(engine::ClockOf(options), engine::ShapeOf(options));
-  absl::StatusOr<engine::OpenedDb> opened = engine::OpenStoreDb(options, path, filter, health, if_missing);
+  absl::StatusOr<engine::OpenedDb> opened = engine::OpenStoreDb(options, path, filter, health, if_missing, families);
   if (!opened.ok()) return opened.status();
   (*claim)->Bind(opened->db.get(), options.column_family);
   // A reopen after a fatal error must find the same store: it never creates one.
-  engine::DbLifecycle::Opener reopen = [options, path, filter, health] {
-    return engine::OpenStoreDb(options, path, filter, health, engine::IfMissing::kRefuse);
+  engine::DbLifecycle::Opener reopen = [options, path, filter, health, families] {
+    return engine::OpenStoreDb(options, path, filter, health, engine::IfMissing::kRefuse, families);
   };
   auto impl = std::make_unique<Impl>(options, filter);
   absl::Status started =
@@ -279,5 +297,7 @@ absl::Status Store::Resume() { return impl_->Resume(); }
 absl::Status Store::Close() { return impl_->Close(); }
 rocksdb::DB* Store::db() const { return impl_->db(); }
 rocksdb::ColumnFamilyHandle* Store::column_family() const { return impl_->cf(); }
+
+rocksdb::ColumnFamilyHandle* Store::family(std::string_view name) const { return impl_->family(name); }
 
 }  // namespace idem

@@ -64,6 +64,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+struct ColumnFamilyOptions;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -148,6 +149,14 @@ struct InDoubtReservation {
   absl::Time deadline;
 };
 
+// A column family of the caller's that Store::Open opens (creating it if missing) with the store's DB,
+// for effects that commit atomically with the markers.
+struct ColumnFamilySpec {
+  std::string name;
+  // Its options, kept for every reopen; null: RocksDB's defaults, with a memtable no larger than the store's.
+  std::shared_ptr<const rocksdb::ColumnFamilyOptions> options;
+};
+
 class Store {
  public:
   // Opens a RocksDB at `path` with the idem column family, creating the store (and missing parent
@@ -165,6 +174,12 @@ class Store {
   //   kDataLoss           RocksDB or idem's metadata reports corruption, or the WAL is corrupt before its
   //                       tail (acknowledged commits would be forgotten); see `idemctl recover`.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
+  // Open, with the caller's own column families: each is opened with its options, or created if the DB
+  // lacks it, on this and every later Open and on every reopen by Resume; family(name) gives its
+  // handle. kInvalidArgument (nothing opened) for an empty or repeated name, "default", or the store's
+  // own column family. Otherwise as Open.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options, const std::string& path,
+                                                     const std::vector<ColumnFamilySpec>& families);
 
   // Uses the column family `cf` of the caller's open `db`, so that Commit can write the caller's effects
   // (other column families of `db`) atomically with the marker. The store's metadata goes into the DB's
@@ -270,11 +285,15 @@ class Store {
 
   // The underlying DB and column family, for callers that want to add their own writes to `effects`.
   // Valid until Close(), or until a Resume() that had to reopen the DB: fetch them again per use rather
-  // than caching them. For Open, other column families are the caller's to create (and destroy before
-  // Close); their handles do not survive a reopen, so effects that must survive store failures belong
-  // in the default column family or in a DB the caller owns (Attach).
+  // than caching them. For Open, the caller's own column families are given to Open (ColumnFamilySpec)
+  // and their handles taken from family() per use.
   rocksdb::DB* db() const;
   rocksdb::ColumnFamilyHandle* column_family() const;
+  // For a Store from Open: the handle of the DB's column family `name` (one given to Open, or any other
+  // the DB holds; "default" too), or null (no such family, idem's own records, an attached store, or
+  // the store closed or reopening). Valid until Close or a Resume that reopens the DB: fetch it per
+  // use. (A WriteBatch keeps only the family's ID, which a reopen does not change.)
+  rocksdb::ColumnFamilyHandle* family(std::string_view name) const;
 
   // The key under which this store keeps `id`'s record in column_family(), for tools and tests that
   // read the column family directly (its layout is fixed when the store is made; see the header
