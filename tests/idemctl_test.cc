@@ -281,13 +281,14 @@ TEST(IdemctlTuneTest, MeasuresEveryConfigurationAndMarksTheUnsafeOne) {
   ScratchDir dir;
   const std::string out = dir.Sub("out");
   CliRun run = Idemctl(
-      "tune --events 120000 --ttl 150s --rate 1000 --distance 100000 --memtable 64K "
+      "tune --events 120000 --ttl 30s --rate 1000 --distance 100000 --memtable 64K "
       "--profiles leveled,fifo-capped --fifo-cap 128K --no-plots --scratch " +
       dir.path() + " --out " + out);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_THAT(run.output, HasSubstr("best safe configuration: leveled"));
   EXPECT_THAT(run.output, HasSubstr("UNSAFE"));
   EXPECT_THAT(run.output, HasSubstr("options.compaction = idem::CompactionProfile::kLeveled;"));
+  EXPECT_THAT(run.output, HasSubstr("options.ttl = absl::Seconds(30);"));  // the user's own TTL
 
   const std::string csv = ReadFile(out + "/results.csv");
   ASSERT_FALSE(csv.empty());
@@ -320,6 +321,24 @@ TEST(IdemctlTuneTest, DrawsPlotsWhenMatplotlibIsThere) {
   for (const char* png : {"/disk.png", "/latency.png"}) {
     EXPECT_EQ(ReadFile(out + png).substr(0, 4), "\x89PNG") << png;
   }
+}
+
+// Safe means shown safe: a run shorter than a few TTL periods proves nothing about expiry, and a
+// preset's compressed TTL is never printed as the TTL to use.
+TEST(IdemctlTuneTest, AShortRunRecommendsNothingAndAPresetsTtlIsNotTheUsers) {
+  ScratchDir dir;
+  CliRun short_run = Idemctl("tune --events 20000 --profiles leveled --no-plots --scratch " + dir.path() + " --out " +
+                             dir.Sub("short"));
+  ASSERT_EQ(short_run.exit_code, 0) << short_run.output;
+  EXPECT_THAT(short_run.output, HasSubstr("not proven: covered 0.2 TTL periods (needs 3)"));
+  EXPECT_THAT(short_run.output, HasSubstr("no configuration was shown safe"));
+  EXPECT_THAT(short_run.output, Not(HasSubstr("best safe configuration")));
+  CliRun preset = Idemctl("tune --events 480000 --profiles leveled --no-plots --scratch " + dir.path() + " --out " +
+                          dir.Sub("preset"));
+  ASSERT_EQ(preset.exit_code, 0) << preset.output;
+  EXPECT_THAT(preset.output, HasSubstr("best safe configuration: leveled"));
+  EXPECT_THAT(preset.output, HasSubstr("// options.ttl = <your retention>;"));
+  EXPECT_THAT(preset.output, Not(HasSubstr("\noptions.ttl =")));
 }
 
 TEST(IdemctlTuneTest, ReplotSaysWhatIsWrongWithItsDirectory) {

@@ -13,6 +13,7 @@
 #include "idem/latency_histogram.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/perf_context.h"
 #include "rocksdb/perf_level.h"
 #include "rocksdb/statistics.h"
@@ -75,6 +76,14 @@ struct RemovedAtExit {
   std::string path;
 };
 
+// SST files deleted while a run goes on: for FIFO (which never compacts) each is a file dropped whole
+// by its age, i.e. expiry.
+class DeletedFiles : public rocksdb::EventListener {
+ public:
+  void OnTableFileDeleted(const rocksdb::TableFileDeletionInfo&) override { count.fetch_add(1); }
+  std::atomic<uint64_t> count{0};
+};
+
 // The RocksDB instance a run uses: idem's own options, plus statistics (for write amplification) and
 // the simulated clock. Attach lets tune open it itself, which Store::Open does not allow.
 struct ScratchDb {
@@ -88,6 +97,7 @@ struct ScratchDb {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   std::shared_ptr<rocksdb::Statistics> statistics;
+  std::shared_ptr<DeletedFiles> deleted_files = std::make_shared<DeletedFiles>();
   std::unique_ptr<Store> store;
 };
 
@@ -115,9 +125,17 @@ Options Configuration::ToOptions(const Workload& workload) const {
 
 std::string Configuration::OptionsSnippet(const Workload& workload) const {
   const char* profile_name = profile == "leveled" ? "kLeveled" : profile == "universal" ? "kUniversal" : "kFifo";
-  return absl::StrCat("idem::Options options;\n",                                                //
-                      "options.ttl = ", DurationExpression(workload.ttl), ";\n",                 //
-                      "options.lease = ", DurationExpression(workload.lease), ";\n",             //
+  // A preset's TTL and lease are compressed stand-ins for the user's: printed as comments, never as
+  // the value to use.
+  const std::string ttl = workload.ttl_from_user
+                              ? absl::StrCat("options.ttl = ", DurationExpression(workload.ttl), ";\n")
+                              : absl::StrCat("// options.ttl = <your retention>;  (this run simulated a TTL of ",
+                                             DurationExpression(workload.ttl), " to cover several periods quickly)\n");
+  const std::string lease = workload.lease_from_user
+                                ? absl::StrCat("options.lease = ", DurationExpression(workload.lease), ";\n")
+                                : absl::StrCat("// options.lease = <longer than your slowest handler>;  (simulated: ",
+                                               DurationExpression(workload.lease), ")\n");
+  return absl::StrCat("idem::Options options;\n", ttl, lease,                                    //
                       "options.compaction = idem::CompactionProfile::", profile_name, ";\n",     //
                       "options.bloom_bits_per_key = ", bloom_bits, ";\n",                        //
                       "options.block_cache_bytes = ", SizeExpression(block_cache_bytes), ";\n",  //
@@ -183,6 +201,7 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
     rocksdb::DBOptions db_options = engine::DBOptionsFor(options);
     scratch.statistics = rocksdb::CreateDBStatistics();
     db_options.statistics = scratch.statistics;
+    db_options.listeners.push_back(scratch.deleted_files);
     rocksdb::ColumnFamilyOptions cf_options = engine::OwnedColumnFamilyOptionsFor(options);  // as Open has it
     if (config.profile == "fifo-capped") {
       cf_options.compaction_options_fifo.max_table_files_size = config.fifo_cap_bytes;
@@ -326,6 +345,8 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
   if (progress != nullptr) progress({index, count, result.events, events, result.seconds}, config.Name());
 
   result.throughput = result.seconds > 0 ? result.events / result.seconds : 0;
+  result.ttl_periods =
+      workload.rate > 0 ? static_cast<double>(result.events) / workload.rate / absl::ToDoubleSeconds(workload.ttl) : 0;
   const LatencySummary summary = latency.Summary();
   result.p50 = summary.p50;
   result.p99 = summary.p99;
@@ -341,6 +362,10 @@ Result RunConfiguration(const Workload& workload, const Configuration& config, c
   const uint64_t compacted = scratch.statistics->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
   result.write_amplification = flushed > 0 ? static_cast<double>(flushed + compacted) / flushed : 0;
 
+  // Expiry that happened during the run (before the final full compaction below): filter removals, and
+  // for FIFO, files dropped whole.
+  const bool fifo = config.profile == "fifo" || config.profile == "fifo-capped";
+  result.expired_removed = store.GetStats().expired_removed + (fifo ? scratch.deleted_files->count.load() : 0);
   // Steady state: the memtable flushed, then what a full expiry compaction leaves.
   rocksdb::FlushOptions flush;
   flush.wait = true;

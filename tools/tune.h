@@ -26,7 +26,15 @@ struct Workload {
   double max_seconds = 0;    // real-time cap per configuration (0 = none)
   int threads = 1;
   size_t result_bytes = 16;  // size of the result stored with each commit
+  // Whether ttl and lease are the user's (--ttl, --lease) or a preset's compressed stand-ins, which the
+  // printed options must not pass off as the user's.
+  bool ttl_from_user = false;
+  bool lease_from_user = false;
 };
+
+// A configuration is called safe only after the run covered this many TTL periods with expired
+// records removed during it: one period proves nothing about expiry (nothing has expired yet).
+inline constexpr double kSafeTtlPeriods = 3;
 
 // The knobs tune compares. `profile` also accepts "fifo-capped": FIFO with RocksDB's size cap left on
 // (scaled to `fifo_cap_bytes`), the configuration that drops live IDs, kept to show that tune sees it.
@@ -76,8 +84,16 @@ struct Result {
   // The store refused the configuration as unsafe (Attach: kFailedPrecondition, e.g. a FIFO size cap
   // that deletes live IDs); `error` says why. Unsafe, but not a failure of the run.
   bool refused_as_unsafe = false;
+  // Simulated time the run covered, in TTL periods, and expired records removed while it ran (by the
+  // expiry filter in compactions, or whole files dropped by FIFO).
+  double ttl_periods = 0;
+  uint64_t expired_removed = 0;
 
-  bool safe() const { return error.empty() && duplicates_admitted == 0; }
+  // Ran cleanly, with no duplicate admitted.
+  bool clean() const { return error.empty() && duplicates_admitted == 0; }
+  // Clean, and the run was long enough to show it: several TTL periods, expiry having happened.
+  bool proven() const { return ttl_periods >= kSafeTtlPeriods && expired_removed > 0; }
+  bool safe() const { return clean() && proven(); }
 };
 
 // Cartesian product of the axes.

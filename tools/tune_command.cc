@@ -156,6 +156,8 @@ int RunTune(const TuneFlags& f) {
   if (!PresetNamed(f.preset, &p)) return kExitUsage;
   Workload w = p.workload;
   if (!ParseDurationFlag(f.ttl, "ttl", &w.ttl) || !ParseDurationFlag(f.lease, "lease", &w.lease)) return kExitUsage;
+  w.ttl_from_user = !f.ttl.empty();
+  w.lease_from_user = !f.lease.empty();
   {
     // The store's own check (lease < ttl and the rest), not a copy of it.
     Options check;

@@ -114,6 +114,11 @@ void PrintTable(std::FILE* out, const Workload& workload, const std::vector<Resu
       safety = "FAILED: " + r.error;
     } else if (r.duplicates_admitted > 0) {
       safety = absl::StrCat("UNSAFE: ", r.duplicates_admitted, " duplicates admitted as new");
+    } else if (!r.proven()) {
+      safety =
+          r.ttl_periods < kSafeTtlPeriods
+              ? absl::StrFormat("not proven: covered %.1f TTL periods (needs %.0f)", r.ttl_periods, kSafeTtlPeriods)
+              : std::string("not proven: no expired record was removed during the run");
     } else {
       safety = "safe";
     }
@@ -134,8 +139,23 @@ void PrintTable(std::FILE* out, const Workload& workload, const std::vector<Resu
   if (best >= 0) {
     absl::FPrintF(out, "\n* best safe configuration: %s. Its options:\n\n%s", results[best].config.Name(),
                   results[best].config.OptionsSnippet(workload));
+    // Wall times on a shared machine move between runs: a runner-up this close may win the next run.
+    const Result& b = results[best];
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result& r = results[i];
+      if (static_cast<int>(i) == best || !r.safe() || b.throughput <= 0) continue;
+      if (r.throughput >= 0.9 * b.throughput) {
+        absl::FPrintF(out,
+                      "\n  %s is within 10 %% of it (%.0f against %.0f events/s): within run-to-run noise on this "
+                      "machine; either is a sound choice, and another run may rank them the other way.\n",
+                      r.config.Name(), r.throughput, b.throughput);
+      }
+    }
   } else {
-    absl::FPrintF(out, "\nno configuration was safe: none is recommended.\n");
+    absl::FPrintF(out,
+                  "\nno configuration was shown safe: none is recommended (a run must cover %.0f TTL periods with "
+                  "expiry happening; raise --events or lower --ttl).\n",
+                  kSafeTtlPeriods);
   }
 }
 
