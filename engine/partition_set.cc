@@ -309,6 +309,7 @@ class PartitionSet::Impl {
     store.column_family = (*families)[0]->GetName();
     store.create_if_missing = true;
     store.token_floor = activate.token_floor;
+    store.token_limit = activate.token_limit;
     std::vector<uint32_t> allowed;
     for (size_t i = 1; i < families->size(); ++i) allowed.push_back((*families)[i]->GetID());
     store.effect_column_families = allowed;

@@ -180,6 +180,9 @@ absl::Status ValidateOptions(const Options& options) {
   if (options.token_floor == std::numeric_limits<uint64_t>::max()) {
     return absl::InvalidArgumentError("token_floor leaves no token to issue (it is the largest token)");
   }
+  if (options.token_limit != 0 && options.token_limit <= options.token_floor + 1) {
+    return absl::InvalidArgumentError("token_limit leaves no token to issue: it must be above token_floor + 1");
+  }
   return absl::OkStatus();
 }
 

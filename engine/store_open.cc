@@ -45,7 +45,8 @@ absl::Status Store::Impl::LoadMetadata(rocksdb::DB* db, rocksdb::ColumnFamilyHan
   if (identity_.empty()) layout_ = metadata->layout;  // written once, at Start: RecordKey() reads it unpinned
   identity_ = metadata->identity;
   metadata_ = where;
-  tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata), options_.token_floor);
+  tokens_ = std::make_unique<engine::TokenSource>(db, std::move(where), *std::move(metadata), options_.token_floor,
+                                                  options_.token_limit);
   // Fixed by the first load: a reopen's tokens continue above this process's own, which stay ours.
   if (token_floor_ == 0) token_floor_ = tokens_->first();
   return absl::OkStatus();

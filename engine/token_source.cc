@@ -8,19 +8,23 @@
 
 namespace idem::engine {
 
-TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata, uint64_t floor)
-    : db_(db), where_(std::move(where)), metadata_(std::move(metadata)) {
-  // A mark at the end of the token space has no next token: +1 would wrap to 0.
+TokenSource::TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata, uint64_t floor,
+                         uint64_t limit)
+    : db_(db),
+      where_(std::move(where)),
+      max_(limit == 0 ? std::numeric_limits<uint64_t>::max() : limit - 1),
+      metadata_(std::move(metadata)) {
+  // A mark at the end of the token space (or at the limit) has no next token.
   const uint64_t base = std::max(metadata_.token_high_water, floor);
-  exhausted_ = base == std::numeric_limits<uint64_t>::max();
-  next_.store(exhausted_ ? std::numeric_limits<uint64_t>::max() : base + 1);
+  exhausted_ = base >= max_;
+  next_.store(exhausted_ ? max_ : base + 1);
   // Above the persisted mark (a floor that jumped), the first Next() persists a mark that covers it.
   covered_.store(metadata_.token_high_water);
   first_ = exhausted_ ? base : base + 1;
 }
 
 absl::StatusOr<uint64_t> TokenSource::Next() {
-  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  const uint64_t kMax = max_;
   // A token at or below the persisted mark may be handed out at once; the last token of the space
   // goes through the slow path, which hands it out exactly once.
   uint64_t token = next_.load(std::memory_order_relaxed);
@@ -31,7 +35,7 @@ absl::StatusOr<uint64_t> TokenSource::Next() {
 }
 
 absl::StatusOr<uint64_t> TokenSource::NextSlow() {
-  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  const uint64_t kMax = max_;
   MutexLock lock(&mu_);
   for (;;) {
     if (exhausted_) {

@@ -33,7 +33,8 @@ class TokenSource {
 
   // Continues after `metadata.token_high_water` and after `floor` (whichever is higher), persisting
   // raised marks to `where` in `db`.
-  TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata, uint64_t floor = 0);
+  // Issues tokens below `limit` only (0: the whole token space).
+  TokenSource(rocksdb::DB* db, MetadataLocation where, StoreMetadata metadata, uint64_t floor = 0, uint64_t limit = 0);
 
   // kUnavailable when the high-water mark could not be written (no token is issued then);
   // kFailedPrecondition once the token space is used up.
@@ -45,6 +46,7 @@ class TokenSource {
  private:
   rocksdb::DB* const db_;
   const MetadataLocation where_;
+  const uint64_t max_;  // the last token that may be issued
   uint64_t first_ = 0;
 
   // Raises the mark (or reports exhaustion) when the fast path in Next() cannot hand out a token.

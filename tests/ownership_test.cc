@@ -13,12 +13,14 @@
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "tests/db_contents.h"
 #include "tests/ledger_db.h"
 #include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using ::idem::testing::ColumnFamilyContents;
 using ::idem::testing::FakeClock;
 using ::idem::testing::IsOk;
 using ::idem::testing::ScratchDir;
@@ -33,16 +35,6 @@ Options TestOptions(std::shared_ptr<FakeClock> clock) {
   options.clock = std::move(clock);
   options.maintenance_interval = absl::ZeroDuration();
   return options;
-}
-
-std::map<std::string, std::string> Contents(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
-  std::map<std::string, std::string> out;
-  rocksdb::ReadOptions read;
-  read.total_order_seek = true;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) out[it->key().ToString()] = it->value().ToString();
-  EXPECT_TRUE(it->status().ok());
-  return out;
 }
 
 TEST(OwnershipFloorTest, TokensStartAboveTheFloorAndTheMarkIsPersistedOnce) {
@@ -71,6 +63,28 @@ TEST(OwnershipFloorTest, FloorAtTheLastTokenIsRefused) {
   ScratchDir dir;
   Options options = TestOptions(std::make_shared<FakeClock>());
   options.token_floor = UINT64_MAX;
+  EXPECT_THAT(Store::Open(options, dir.Sub("db")), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// An owner's tokens stay below its successor's floor: past its limit Reserve refuses, nothing reserved.
+TEST(OwnershipFloorTest, TokensStayBelowTheLimit) {
+  ScratchDir dir;
+  Options options = TestOptions(std::make_shared<FakeClock>());
+  options.token_floor = uint64_t{3} << kOrdinalShift;
+  options.token_limit = options.token_floor + 3;  // room for two tokens
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, dir.Sub("db")));
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation a, store->Reserve("a"));
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation b, store->Reserve("b"));
+  EXPECT_EQ(b.token, options.token_limit - 1);
+  EXPECT_THAT(store->Reserve("c"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(store->Commit("a", a.token), IsOk());
+  EXPECT_THAT(store->Peek("c"), StatusIs(absl::StatusCode::kNotFound));
+  store.reset();
+  // Reopened under the same limit, nothing is left to issue; a limit at the floor is refused outright.
+  IDEM_ASSERT_OK_AND_ASSIGN(store, Store::Open(options, dir.Sub("db")));
+  EXPECT_THAT(store->Reserve("d"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  store.reset();
+  options.token_limit = options.token_floor + 1;
   EXPECT_THAT(Store::Open(options, dir.Sub("db")), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -159,8 +173,9 @@ class AllowListTest : public ::testing::Test {
 
   // The refused commit wrote nothing: the ledger is empty and the reservation still holds.
   void ExpectNothingWritten() {
-    EXPECT_TRUE(Contents(caller_.db.get(), caller_.ledger()).empty());
-    EXPECT_TRUE(Contents(caller_.db.get(), caller_.db->DefaultColumnFamily()).size() == 1);  // metadata only
+    EXPECT_TRUE(ColumnFamilyContents(caller_.db.get(), caller_.ledger()).empty());
+    EXPECT_TRUE(ColumnFamilyContents(caller_.db.get(), caller_.db->DefaultColumnFamily()).size() ==
+                1);  // metadata only
     IDEM_ASSERT_OK_AND_ASSIGN(RecordInfo info, store_->Peek("evt"));
     EXPECT_EQ(info.state, RecordInfo::State::kReserved);  // no done marker
     EXPECT_EQ(store_->Reserve("evt")->verdict, Verdict::kInFlight);
@@ -179,7 +194,7 @@ TEST_F(AllowListTest, PutsAndDeletesToAllowedFamiliesCommit) {
   effects.Delete(caller_.ledger(), "b");
   effects.SingleDelete(caller_.ledger(), "c");
   ASSERT_THAT(store_->Commit("evt", token_, "ok", &effects), IsOk());
-  EXPECT_EQ(Contents(caller_.db.get(), caller_.ledger()), (std::map<std::string, std::string>{{"a", "1"}}));
+  EXPECT_EQ(ColumnFamilyContents(caller_.db.get(), caller_.ledger()), (std::map<std::string, std::string>{{"a", "1"}}));
 }
 
 TEST_F(AllowListTest, WritesOutsideTheListAreRefusedWithNothingWritten) {
@@ -303,10 +318,11 @@ TEST(CommitHookTest, BatchesReplayedIntoAnEmptyDbGiveTheSameRecordsAndEffects) {
     rocksdb::WriteBatch batch(entry.rep);
     ASSERT_TRUE(replica.db->Write(rocksdb::WriteOptions(), &batch).ok());
   }
-  EXPECT_EQ(Contents(replica.db.get(), replica.ledger()), Contents(source.db.get(), source.ledger()));
-  const auto records = Contents(source.db.get(), source.idem());
+  EXPECT_EQ(ColumnFamilyContents(replica.db.get(), replica.ledger()),
+            ColumnFamilyContents(source.db.get(), source.ledger()));
+  const auto records = ColumnFamilyContents(source.db.get(), source.idem());
   EXPECT_EQ(records.size(), static_cast<size_t>(kThreads * kPerThread - 1));
-  EXPECT_EQ(Contents(replica.db.get(), replica.idem()), records);
+  EXPECT_EQ(ColumnFamilyContents(replica.db.get(), replica.idem()), records);
 
   // And the restored store answers as the source does.
   IDEM_ASSERT_OK_AND_ASSIGN(Reservation dup, restored->Reserve("evt-2-7"));

@@ -11,26 +11,19 @@
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "tests/db_contents.h"
 #include "tests/ledger_db.h"
 #include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using ::idem::testing::ColumnFamilyContents;
 using ::idem::testing::FakeClock;
 using ::idem::testing::IsOk;
 using ::idem::testing::ScratchDir;
 using ::idem::testing::StatusIs;
 using ::idem::testing::WaitFor;
-
-std::map<std::string, std::string> Contents(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
-  std::map<std::string, std::string> out;
-  rocksdb::ReadOptions read;
-  read.total_order_seek = true;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) out[it->key().ToString()] = it->value().ToString();
-  return out;
-}
 
 class PartitionRestoreTest : public ::testing::TestWithParam<CompactionProfile> {
  protected:
@@ -134,7 +127,8 @@ TEST_P(PartitionRestoreTest, SnapshotPlusTailRestoresRecordsAndEffectsAndExpiryS
   EXPECT_EQ(restore->expired_skipped(), 0u);
   EXPECT_EQ(restore->files_ingested(), GetParam() == CompactionProfile::kFifo ? 0u : 2u);
 
-  EXPECT_EQ(Contents(replica.db.get(), replica.ledger()), Contents(source_->db.get(), source_->ledger()));
+  EXPECT_EQ(ColumnFamilyContents(replica.db.get(), replica.ledger()),
+            ColumnFamilyContents(source_->db.get(), source_->ledger()));
   Options owner_options = options_;
   owner_options.token_floor = uint64_t{2} << 40;
   owner_options.maintenance_interval = absl::Milliseconds(10);

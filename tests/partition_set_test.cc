@@ -16,11 +16,13 @@
 #include "rocksdb/write_batch.h"
 #include "testing/fault_fs.h"
 #include "tests/child_process.h"
+#include "tests/db_contents.h"
 #include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using ::idem::testing::ColumnFamilyContents;
 using ::idem::testing::FakeClock;
 using ::idem::testing::IsOk;
 using ::idem::testing::ScratchDir;
@@ -34,15 +36,6 @@ size_t ThreadCount() {
     ++n;
   }
   return n;
-}
-
-std::map<std::string, std::string> Contents(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
-  std::map<std::string, std::string> out;
-  rocksdb::ReadOptions read;
-  read.total_order_seek = true;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) out[it->key().ToString()] = it->value().ToString();
-  return out;
 }
 
 // How many partitions the many-partition tests use: 64 (the figure), fewer when
@@ -209,8 +202,8 @@ TEST_F(PartitionSetTest, EffectsMayWriteOnlyTheirOwnPartitionsFamilies) {
     effects.Put(foreign, "theirs", "1");
     EXPECT_THAT(a->store().Commit("evt", r.token, "", &effects), StatusIs(absl::StatusCode::kInvalidArgument));
   }
-  EXPECT_TRUE(Contents(set->db(), a->family(1)).empty());
-  EXPECT_TRUE(Contents(set->db(), b->family(1)).empty());
+  EXPECT_TRUE(ColumnFamilyContents(set->db(), a->family(1)).empty());
+  EXPECT_TRUE(ColumnFamilyContents(set->db(), b->family(1)).empty());
   ASSERT_THAT(CommitOne(b, "other"), IsOk());
 }
 
@@ -285,8 +278,8 @@ TEST_F(PartitionSetTest, ChangelogFromTheHookRestoresIntoAnotherSet) {
   next.use_local_copy = true;
   next.token_floor = uint64_t{4} << 40;
   IDEM_ASSERT_OK_AND_ASSIGN(Partition * q, target->Activate(LayoutOf(5), next));
-  EXPECT_EQ(Contents(target->db(), q->family(1)), Contents(source->db(), p->family(1)));
-  EXPECT_EQ(Contents(target->db(), q->family(0)), Contents(source->db(), p->family(0)));
+  EXPECT_EQ(ColumnFamilyContents(target->db(), q->family(1)), ColumnFamilyContents(source->db(), p->family(1)));
+  EXPECT_EQ(ColumnFamilyContents(target->db(), q->family(0)), ColumnFamilyContents(source->db(), p->family(0)));
   EXPECT_EQ(q->store().Reserve("pre-17")->verdict, Verdict::kDuplicate);
   EXPECT_EQ(q->store().Reserve("during-1-3")->verdict, Verdict::kDuplicate);
   EXPECT_EQ(q->store().Reserve("never")->verdict, Verdict::kReserved);
@@ -360,7 +353,9 @@ TEST_F(PartitionSetTest, SixtyFourPartitionsRestoreFromTheirChangelogs) {
   reuse.use_local_copy = true;
   for (int i = 0; i < kPartitions; ++i) {
     IDEM_ASSERT_OK_AND_ASSIGN(Partition * q, target->Activate(LayoutOf(i), reuse));
-    EXPECT_EQ(Contents(target->db(), q->family(1)), Contents(source->db(), partitions[i]->family(1))) << i;
+    EXPECT_EQ(ColumnFamilyContents(target->db(), q->family(1)),
+              ColumnFamilyContents(source->db(), partitions[i]->family(1)))
+        << i;
     EXPECT_EQ(q->store().Reserve("evt-" + std::to_string(i) + "-9")->verdict, Verdict::kDuplicate);
     // Another partition's ID is new here.
     EXPECT_EQ(q->store().Reserve("evt-" + std::to_string((i + 1) % kPartitions) + "-9")->verdict, Verdict::kReserved);

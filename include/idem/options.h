@@ -123,6 +123,11 @@ struct Options {
   // tokens greater than every zombie's, so a downstream system that keeps the highest token it has seen
   // fences zombies too. 0 (default): only the store's own restarts are fenced (TokenFloor()).
   uint64_t token_floor = 0;
+  // Every token the store issues is below it; 0 (default): no limit but the token space. An owner whose
+  // successor's floor is known (ordinal << 40: the next is (ordinal + 1) << 40) sets it there, so that
+  // it can never issue a token its successor will issue too; past it Reserve answers kFailedPrecondition
+  // (the tokens are used up), nothing reserved. Must be above token_floor + 1.
+  uint64_t token_limit = 0;
 
   // The column families (ColumnFamilyHandle::GetID(), which survives reopens) that Commit's effects may
   // write. nullopt (default): any column family but idem's own records and metadata key. Set: only

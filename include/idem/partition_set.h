@@ -95,8 +95,10 @@ struct PartitionCommit {
 };
 
 struct ActivateOptions {
-  // This owner's ownership floor (Options::token_floor): e.g. ordinal << 40.
+  // This owner's ownership floor (Options::token_floor): e.g. ordinal << 40; and the limit its tokens
+  // stay below (Options::token_limit): e.g. (ordinal + 1) << 40, its successor's floor. 0: none.
   uint64_t token_floor = 0;
+  uint64_t token_limit = 0;
   // The claim this owner holds the partition under; noted with the local copy when it is kept.
   ClaimId claim;
   // Called after each commit write that landed, in WAL order (Options::commit_hook): quick, no calls
