@@ -277,6 +277,9 @@ class PartitionSet::Impl {
     if (active_.count(layout.name) != 0) {
       return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is already active"));
     }
+    if (restoring_.count(layout.name) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is being restored"));
+    }
     auto marker = markers_.find(layout.name);
     if (activate.use_local_copy) {
       if (marker == markers_.end()) {
@@ -374,7 +377,9 @@ class PartitionSet::Impl {
   absl::Status DropLocalCopy(std::string_view name) {
     std::lock_guard<std::mutex> lock(mu_);
     const std::string key(name);
-    if (active_.count(key) != 0) return absl::FailedPreconditionError(absl::StrCat("partition '", key, "' is active"));
+    if (active_.count(key) != 0 || restoring_.count(key) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("partition '", key, "' is active or being restored"));
+    }
     auto marker = markers_.find(key);
     if (marker == markers_.end()) return absl::NotFoundError(absl::StrCat("no local copy of partition '", key, "'"));
     if (absl::Status s = DropFamilies(key, marker->second.families); !s.ok()) return s;

@@ -290,6 +290,24 @@ TEST_F(PartitionSetTest, ChangelogFromTheHookRestoresIntoAnotherSet) {
   for (const LocalCopy& c : target->LocalCopies()) EXPECT_NE(c.layout.name, LayoutOf(9).name);
 }
 
+// While a partition is being restored, it can be neither activated nor dropped (its families are the
+// restore's).
+TEST_F(PartitionSetTest, APartitionBeingRestoredCannotBeActivatedOrDropped) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  ASSERT_THAT(set->Restore(LayoutOf(3),
+                           [&](ChangelogReplayer::Sink*) {
+                             EXPECT_THAT(set->Activate(LayoutOf(3), ActivateOptions{}),
+                                         StatusIs(absl::StatusCode::kFailedPrecondition));
+                             EXPECT_THAT(set->DropLocalCopy(LayoutOf(3).name),
+                                         StatusIs(absl::StatusCode::kFailedPrecondition));
+                             return absl::OkStatus();
+                           }),
+              IsOk());
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  EXPECT_THAT(set->Activate(LayoutOf(3), reuse), IsOk());
+}
+
 TEST_F(PartitionSetTest, TheSetsMaintenanceThreadExpiresEveryPartition) {
   IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
   std::vector<Partition*> partitions;
