@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "absl/strings/str_cat.h"
+#include "engine/varint.h"
 #include "idem/changelog.h"
 #include "rocksdb/write_batch.h"
 
@@ -26,13 +27,7 @@ namespace {
 constexpr uint8_t kMagic = 0xC7;
 constexpr uint8_t kVersion = 1;
 
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
+using engine::PutVarint;
 
 void PutBytes(std::string* out, std::string_view bytes) {
   PutVarint(out, bytes.size());
@@ -59,15 +54,8 @@ class Reader {
   }
   uint64_t Varint() {
     uint64_t v = 0;
-    for (int shift = 0; shift <= 63; shift += 7) {
-      if (in_.empty()) return Fail("truncated varint"), 0;
-      const uint8_t b = static_cast<uint8_t>(in_[0]);
-      in_.remove_prefix(1);
-      if (shift == 63 && b > 1) return Fail("varint overflows 64 bits"), 0;
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return v;
-    }
-    return Fail("varint too long"), 0;
+    if (!engine::GetVarint(&in_, &v)) return Fail("a varint is truncated or overflows 64 bits"), 0;
+    return v;
   }
   std::string Bytes() {
     const uint64_t n = Varint();

@@ -29,6 +29,7 @@
 #include "engine/store_access.h"
 #include "engine/store_metadata.h"
 #include "engine/store_registry.h"
+#include "engine/varint.h"
 #include "idem/partition_state.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
@@ -79,24 +80,8 @@ struct Marker {
   std::vector<std::string> families;
 };
 
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-bool GetVarint(std::string_view* in, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
-    const uint8_t b = static_cast<uint8_t>((*in)[0]);
-    in->remove_prefix(1);
-    *v |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
+using engine::GetVarint;
+using engine::PutVarint;
 
 std::string EncodeMarker(const Marker& m) {
   std::string out;
