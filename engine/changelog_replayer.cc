@@ -17,6 +17,9 @@ bool Before(const ChangelogOp& a, const ChangelogOp& b) {
 
 ChangelogReplayer::ChangelogReplayer(Start start, Sink* sink) : start_(start), sink_(sink) {}
 
+ChangelogReplayer::ChangelogReplayer(ClaimId copy_claim, Sink* sink)
+    : start_(Start::kLocalCopy), sink_(sink), copy_claim_(copy_claim), current_(copy_claim) {}
+
 absl::Status ChangelogReplayer::Feed(int64_t offset, std::string_view bytes) {
   absl::StatusOr<ChangelogRecord> record = DecodeChangelogRecord(bytes);
   if (!record.ok()) {
@@ -71,6 +74,11 @@ absl::Status ChangelogReplayer::Feed(int64_t offset, const ChangelogRecord& reco
 }
 
 absl::Status ChangelogReplayer::Accept(const ChangelogRecord& batch) {
+  if (start_ == Start::kLocalCopy && batch.claim == copy_claim_ && batch.claim != current_) {
+    return absl::AbortedError(absl::StrCat("the local copy is stale: claim ", copy_claim_.ordinal,
+                                           " was superseded while its owner still committed (changelog offset ",
+                                           last_offset_, ")"));
+  }
   if (batch.claim != current_ || current_.ordinal == 0) {
     ++fenced_;  // its writer had been replaced (or never claimed) when the batch reached the log
     return absl::OkStatus();

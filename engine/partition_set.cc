@@ -373,7 +373,7 @@ class PartitionSet::Impl {
   }
 
   absl::Status Restore(const PartitionLayout& layout,
-                       const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
+                       const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed, bool onto_local_copy) {
     if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
     const auto started = std::chrono::steady_clock::now();
     std::unique_ptr<ChangelogRestore> restore;
@@ -383,7 +383,15 @@ class PartitionSet::Impl {
       if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0) {
         return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is active"));
       }
-      if (auto marker = markers_.find(layout.name); marker != markers_.end()) {
+      auto marker = markers_.find(layout.name);
+      if (onto_local_copy) {
+        if (marker == markers_.end() ||
+            (marker->second.state != CopyState::kClean && marker->second.state != CopyState::kRestored) ||
+            marker->second.families != layout.effect_families) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("partition '", layout.name, "' has no clean local copy with these families"));
+        }
+      } else if (marker != markers_.end()) {
         if (absl::Status s = DropFamilies(layout.name, marker->second.families); !s.ok()) return s;
         ++stats_.local_copies_dropped;
       }
@@ -400,6 +408,7 @@ class PartitionSet::Impl {
       target.store_options = options_.store;
       target.store_options.column_family = (*families)[0]->GetName();
       target.scratch_dir = absl::StrCat(path_, "/restore-", ++restore_counter_);
+      target.onto_local_copy = onto_local_copy;
       absl::StatusOr<std::unique_ptr<ChangelogRestore>> created = ChangelogRestore::Create(std::move(target));
       if (!created.ok()) return created.status();
       restore = *std::move(created);
@@ -412,6 +421,7 @@ class PartitionSet::Impl {
     restoring_.erase(layout.name);
     if (!fed.ok()) {
       DropFamilies(layout.name, layout.effect_families).IgnoreError();
+      if (onto_local_copy) ++stats_.local_copies_dropped;
       return fed;
     }
     Marker restored;
@@ -419,7 +429,7 @@ class PartitionSet::Impl {
     restored.families = layout.effect_families;
     if (absl::Status s = WriteMarker(layout.name, restored); !s.ok()) return s;
     markers_[layout.name] = restored;
-    ++stats_.restores;
+    ++(onto_local_copy ? stats_.catch_ups : stats_.restores);
     stats_.records_restored += restore->entries_restored() + restore->batches_written();
     stats_.restore_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return absl::OkStatus();
@@ -476,6 +486,8 @@ class PartitionSet::Impl {
     counter("idem_partition_set_activations_total", "Partitions activated (ownership claims).", s.activations);
     counter("idem_partition_set_deactivations_total", "Partitions deactivated.", s.deactivations);
     counter("idem_partition_set_restores_total", "Partitions restored from their changelog.", s.restores);
+    counter("idem_partition_set_catch_ups_total", "Local copies brought up to date with their changelog's tail.",
+            s.catch_ups);
     counter("idem_partition_set_records_restored_total", "Snapshot entries and tail batches restored.",
             s.records_restored);
     metrics.Add("idem_partition_set_restore_seconds_total", "Time spent restoring partitions.", MetricType::kCounter,
@@ -749,7 +761,12 @@ absl::Status PartitionSet::Deactivate(std::string_view name, KeepLocalCopy keep,
 absl::Status PartitionSet::DropLocalCopy(std::string_view name) { return impl_->DropLocalCopy(name); }
 absl::Status PartitionSet::Restore(const PartitionLayout& layout,
                                    const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
-  return impl_->Restore(layout, feed);
+  return impl_->Restore(layout, feed, /*onto_local_copy=*/false);
+}
+
+absl::Status PartitionSet::CatchUp(const PartitionLayout& layout,
+                                   const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
+  return impl_->Restore(layout, feed, /*onto_local_copy=*/true);
 }
 Partition* PartitionSet::Find(std::string_view name) const { return impl_->Find(name); }
 std::vector<std::string> PartitionSet::ActiveNames() const { return impl_->ActiveNames(); }

@@ -92,6 +92,9 @@ class ChangelogRestore::Impl {
   ~Impl() { RemoveFiles(); }
 
   absl::Status Entry(const ChangelogOp& entry) {
+    if (target_.onto_local_copy) {
+      return absl::FailedPreconditionError("a local copy catches up by batches; it is not given a snapshot");
+    }
     if (entry.family >= families_.size()) {
       return absl::DataLossError(
           absl::StrCat("the snapshot names family ", entry.family, "; the partition has ", families_.size()));
@@ -225,7 +228,8 @@ absl::StatusOr<std::unique_ptr<ChangelogRestore>> ChangelogRestore::Create(Targe
   }
   rocksdb::ReadOptions read;
   read.total_order_seek = true;
-  for (rocksdb::ColumnFamilyHandle* cf : target.families) {
+  for (rocksdb::ColumnFamilyHandle* cf :
+       target.onto_local_copy ? std::vector<rocksdb::ColumnFamilyHandle*>{} : target.families) {
     std::unique_ptr<rocksdb::Iterator> it(target.db->NewIterator(read, cf));
     it->SeekToFirst();
     if (!it->status().ok()) return engine::FromRocks(it->status(), "checking a restore target is empty");
@@ -241,8 +245,8 @@ absl::StatusOr<std::unique_ptr<ChangelogRestore>> ChangelogRestore::Create(Targe
   // taken for one made before metadata existed, keyed the old way.
   rocksdb::ColumnFamilyHandle* records = target.families[0];
   const engine::MetadataLocation where{target.db->DefaultColumnFamily(), engine::MetadataKey(records->GetName())};
-  absl::StatusOr<engine::StoreMetadata> metadata =
-      engine::LoadMetadata(target.db, where, records, engine::IfMissing::kCreate);
+  absl::StatusOr<engine::StoreMetadata> metadata = engine::LoadMetadata(
+      target.db, where, records, target.onto_local_copy ? engine::IfMissing::kRefuse : engine::IfMissing::kCreate);
   if (!metadata.ok()) return metadata.status();
   if (metadata->layout != engine::KeyLayout::kHashed) {
     return absl::FailedPreconditionError("the restore target's metadata keys records the old way");

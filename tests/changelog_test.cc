@@ -191,6 +191,32 @@ TEST(ChangelogReplayerTest, ABatchCountsOnlyUnderTheLastClaimThatCounted) {
   EXPECT_EQ(replayer.claims_lost(), 2u);
 }
 
+// A local copy catches up from its owner's claim: its own batches again (they are in the copy), and
+// what later owners wrote under claims that count.
+TEST(ChangelogReplayerTest, ALocalCopyCatchesUpUnderItsClaim) {
+  const ClaimId mine{5, 1}, next{6, 2}, older{4, 9};
+  Recorder sink;
+  ChangelogReplayer replayer(mine, &sink);
+  const std::vector<ChangelogRecord> log = {
+      Claim(mine.ordinal, mine.claimant), Batch(mine, 1, "m1"), Batch(older, 7, "older-zombie"), Batch(mine, 2, "m2"),
+      Claim(next.ordinal, next.claimant), Batch(next, 1, "n1"),
+  };
+  ASSERT_THAT(FeedAll(&replayer, log, 70), IsOk());
+  EXPECT_EQ(sink.events, (std::vector<std::string>{"apply m1", "apply m2", "apply n1"}));
+  EXPECT_EQ(replayer.current_claim(), next);
+  EXPECT_EQ(replayer.last_offset(), 75);
+}
+
+// A copy whose owner went on committing after a newer claim holds commits nobody else counts: stale.
+TEST(ChangelogReplayerTest, ALocalCopyWhoseOwnerWasSupersededIsStale) {
+  const ClaimId mine{5, 1}, next{6, 2};
+  Recorder sink;
+  ChangelogReplayer replayer(mine, &sink);
+  const std::vector<ChangelogRecord> log = {Batch(mine, 1, "m1"), Claim(next.ordinal, next.claimant),
+                                            Batch(mine, 2, "m2-zombie"), Batch(next, 1, "n1")};
+  EXPECT_THAT(FeedAll(&replayer, log), StatusIs(absl::StatusCode::kAborted));
+}
+
 std::vector<ChangelogRecord> SnapshotOf(ClaimId claim, uint64_t id, const std::vector<std::string>& keys,
                                         size_t per_chunk) {
   std::vector<ChangelogRecord> out;

@@ -290,6 +290,92 @@ TEST_F(PartitionSetTest, ChangelogFromTheHookRestoresIntoAnotherSet) {
   for (const LocalCopy& c : target->LocalCopies()) EXPECT_NE(c.layout.name, LayoutOf(9).name);
 }
 
+// A clean local copy catches up with the log's tail a later owner wrote, instead of a full restore; a
+// copy whose owner committed after a newer claim is stale, and is dropped.
+TEST_F(PartitionSetTest, ACleanCopyCatchesUpWithTheTailAndAStaleOneIsDropped) {
+  std::vector<std::string> log;
+  auto hook_for = [&log](ClaimId claim) {
+    return [&log, claim](const PartitionCommit& c) {
+      ChangelogRecord batch;
+      batch.type = ChangelogRecord::Type::kBatch;
+      batch.claim = claim;
+      batch.sequence = c.sequence;
+      batch.ops = *c.ops;
+      log.push_back(EncodeChangelogRecord(batch));
+    };
+  };
+  auto claim_record = [](ClaimId claim) {
+    ChangelogRecord r;
+    r.claim = claim;
+    return EncodeChangelogRecord(r);
+  };
+  auto feed_from = [&log](ClaimId copy_claim, int64_t from) {
+    return [&log, copy_claim, from](ChangelogReplayer::Sink* sink) {
+      ChangelogReplayer replayer(copy_claim, sink);
+      for (int64_t o = from; o < static_cast<int64_t>(log.size()); ++o) {
+        if (absl::Status s = replayer.Feed(o, log[o]); !s.ok()) return s;
+      }
+      return replayer.Finish();
+    };
+  };
+  const ClaimId first{1, 10}, second{2, 20}, third{3, 30};
+  IDEM_ASSERT_OK_AND_ASSIGN(auto mine, OpenSet());
+  ScratchDir other_dir;
+  IDEM_ASSERT_OK_AND_ASSIGN(auto other, PartitionSet::Open(SetOptions(), other_dir.Sub("set")));
+
+  // Owner 1 (this set) commits, then leaves a clean copy noting its claim's offset.
+  log.push_back(claim_record(first));
+  ActivateOptions a;
+  a.claim = first;
+  a.commit_hook = hook_for(first);
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, mine->Activate(LayoutOf(1), a));
+  ASSERT_THAT(CommitOne(p, "e1", "1"), IsOk());
+  ASSERT_THAT(CommitOne(p, "e2", "2"), IsOk());
+  ASSERT_THAT(mine->Deactivate(LayoutOf(1).name, KeepLocalCopy::kKeep, 0), IsOk());
+
+  // Owner 2 (another set) restores from the log's start, claims, commits.
+  ASSERT_THAT(other->Restore(LayoutOf(1),
+                             [&](ChangelogReplayer::Sink* sink) {
+                               ChangelogReplayer replayer(ChangelogReplayer::Start::kLogStart, sink);
+                               for (int64_t o = 0; o < static_cast<int64_t>(log.size()); ++o) {
+                                 if (absl::Status s = replayer.Feed(o, log[o]); !s.ok()) return s;
+                               }
+                               return replayer.Finish();
+                             }),
+              IsOk());
+  log.push_back(claim_record(second));
+  ActivateOptions b;
+  b.claim = second;
+  b.use_local_copy = true;
+  b.commit_hook = hook_for(second);
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * q, other->Activate(LayoutOf(1), b));
+  ASSERT_THAT(CommitOne(q, "e3", "3"), IsOk());
+  ASSERT_THAT(other->Deactivate(LayoutOf(1).name, KeepLocalCopy::kKeep, 3), IsOk());
+
+  // Back to this set: its copy catches up from its claim and holds all three.
+  ASSERT_THAT(mine->CatchUp(LayoutOf(1), feed_from(first, 0)), IsOk());
+  EXPECT_EQ(mine->GetStats().catch_ups, 1u);
+  ActivateOptions c;
+  c.claim = third;
+  c.use_local_copy = true;
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * r, mine->Activate(LayoutOf(1), c));
+  for (const char* id : {"e1", "e2", "e3"}) EXPECT_EQ(r->store().Reserve(id)->verdict, Verdict::kDuplicate) << id;
+  EXPECT_EQ(ColumnFamilyContents(mine->db(), r->family(1)), (std::map<std::string, std::string>{{"last", "e3=3"}}));
+
+  // Owner 2's copy is stale once it commits after owner 3's claim (a zombie): dropped, not reused.
+  ASSERT_THAT(mine->Deactivate(LayoutOf(1).name, KeepLocalCopy::kDrop), IsOk());
+  log.push_back(claim_record(third));
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * z, other->Activate(LayoutOf(1), [&] {
+    ActivateOptions zombie = b;  // the old claim, as a zombie still holds it
+    return zombie;
+  }()));
+  ASSERT_THAT(CommitOne(z, "e4-zombie"), IsOk());
+  ASSERT_THAT(other->Deactivate(LayoutOf(1).name, KeepLocalCopy::kKeep, 3), IsOk());
+  EXPECT_THAT(other->CatchUp(LayoutOf(1), feed_from(second, 3)), StatusIs(absl::StatusCode::kAborted));
+  for (const LocalCopy& copy : other->LocalCopies()) EXPECT_NE(copy.layout.name, LayoutOf(1).name);
+  EXPECT_THAT(other->CatchUp(LayoutOf(1), feed_from(second, 3)), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 // While a partition is being restored, it can be neither activated nor dropped (its families are the
 // restore's).
 TEST_F(PartitionSetTest, APartitionBeingRestoredCannotBeActivatedOrDropped) {

@@ -120,8 +120,15 @@ class ChangelogReplayer {
     virtual absl::Status Apply(const ChangelogRecord& batch) = 0;
   };
 
-  enum class Start { kLogStart, kSnapshot };
+  enum class Start { kLogStart, kSnapshot, kLocalCopy };
   ChangelogReplayer(Start start, Sink* sink);
+  // Catches up a local copy (a partition's state as its owner left it, every batch of that owner in
+  // the log) from the owner's own claim or a later point it noted: replay starts as if `copy_claim`
+  // had just counted. The copy is stale when a batch under its claim is fenced (a newer owner claimed
+  // while the copy's owner still committed: the copy holds commits the log does not count): Feed then
+  // answers kAborted, and the copy must be dropped and the partition restored from a snapshot or the
+  // log's start.
+  ChangelogReplayer(ClaimId copy_claim, Sink* sink);
 
   // The record read at `offset`. Offsets must increase (gaps are fine: a log may skip offsets).
   // kDataLoss when the log does not read as this protocol writes it: the first record from a snapshot
@@ -139,6 +146,7 @@ class ChangelogReplayer {
   uint64_t batches_applied() const { return applied_; }
   uint64_t batches_fenced() const { return fenced_; }    // ignored: written under an outdated claim
   uint64_t claims_lost() const { return claims_lost_; }  // a claim whose ordinal was taken or skipped
+  int64_t last_offset() const { return last_offset_; }   // the last offset fed (-1: none)
 
  private:
   absl::Status Accept(const ChangelogRecord& record);
@@ -146,6 +154,7 @@ class ChangelogReplayer {
 
   const Start start_;
   Sink* const sink_;
+  ClaimId copy_claim_;  // kLocalCopy
   int64_t last_offset_ = -1;
   bool started_ = false;
   ClaimId current_;

@@ -139,6 +139,7 @@ struct PartitionSetStats {
   uint64_t activations = 0;  // claims: successful Activate calls
   uint64_t deactivations = 0;
   uint64_t restores = 0;          // successful Restore calls
+  uint64_t catch_ups = 0;         // successful CatchUp calls
   uint64_t records_restored = 0;  // snapshot entries ingested or written, plus tail batches
   double restore_seconds = 0;     // total time in Restore
   uint64_t local_copies_dropped = 0;
@@ -175,6 +176,14 @@ class PartitionSet {
   // ingestion, tail as writes). On success the partition is a clean local copy, to be activated with
   // use_local_copy; on failure its families are dropped.
   absl::Status Restore(const PartitionLayout& layout,
+                       const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed);
+  // Brings a clean local copy (not active) up to date with its changelog's tail: `feed` runs a
+  // ChangelogReplayer started from the copy's claim (ChangelogReplayer(ClaimId, Sink*)) from the offset
+  // noted at Deactivate, and the sink writes the batches that count onto the copy. On success the copy
+  // is clean, to be activated with use_local_copy; on failure (kAborted: the copy is stale) it is
+  // dropped, and the partition is to be restored with Restore. kFailedPrecondition: no clean copy with
+  // this layout.
+  absl::Status CatchUp(const PartitionLayout& layout,
                        const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed);
 
   // The active partition, or null.

@@ -57,6 +57,10 @@ class ChangelogRestore : public ChangelogReplayer::Sink {
     // them into the DB). Created if missing; the files are removed on failure.
     std::string scratch_dir;
     size_t max_file_bytes = 256 << 20;
+    // true: the families hold a local copy the log's tail is written onto (a ChangelogReplayer started
+    // from that copy's claim); they must hold the store's metadata, and a snapshot entry is refused
+    // (kFailedPrecondition: a copy catches up by batches only).
+    bool onto_local_copy = false;
   };
   // kFailedPrecondition when a family is not empty (a restore never merges into existing state);
   // kInvalidArgument for a target without families or DB. Writes the store's metadata into the empty
