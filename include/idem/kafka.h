@@ -1,0 +1,197 @@
+// idem/kafka.h — a Kafka consumer-group member with exactly-once effects, on a PartitionSet
+// (docs/SCALING.md, "The Kafka adapter").
+//
+//   idem::KafkaConsumerOptions o;
+//   o.bootstrap_servers = "broker:9092";  o.group_id = "ledger";
+//   o.input_topic = "payments";           o.changelog_topic = "ledger-changelog";  // same partition count
+//   o.effect_families = {"balances"};      // partition-local state, family index 1
+//   o.handler = [](const idem::KafkaMessage& m, const idem::EventContext& ctx, idem::Partition& p)
+//       -> absl::StatusOr<std::string> {
+//     ctx.effects->Put(p.family(1), account, new_balance);   // committed with the event's marker
+//     return "ok";
+//   };
+//   auto consumer = idem::KafkaConsumer::Create(o, set.get());   // set: a PartitionSet, outlives it
+//   while (running) consumer.value()->Poll();
+//   consumer.value()->Close();
+//
+// Kafka's group membership decides which member owns which input partition; each input partition is a
+// partition of the set, named "<input_topic>/<number>", whose every commit (idem's marker and the
+// handler's effects, one WriteBatch) is also produced, as a changelog Batch record, to the same-numbered
+// partition of the changelog topic (idempotent producer, acks=all). A member that is assigned a
+// partition pauses it, restores it in the background — from its own clean local copy and the log's
+// tail when it has one, else from the snapshot its pointer names (kept in the input's offset-commit
+// metadata, a few dozen bytes) and the tail, else from the log's first record — claims it in the
+// changelog (idem/changelog.h), and only then resumes it. Input offsets are committed only once every
+// changelog record of the events before them is acknowledged. On revocation it commits what it can,
+// deactivates the partition and keeps a clean local copy (if every record reached the log); when the
+// assignment was lost it commits nothing.
+//
+// Zombies. A member paused past the session timeout wakes still believing it owns its partitions: its
+// offset commits are refused by the group (counted as offset_commits_refused), its changelog batches
+// carry a claim the new owner's claim superseded (ignored by every replay), and its tokens are below the
+// new owner's token floor (the new owner's floor is its claim's ordinal << 40), so a downstream system
+// that fences by token refuses it too.
+//
+// Failures. A store failure pauses the affected partitions (librdkafka's pause) and resumes them when
+// the store has recovered (the Processor's own backoff). A changelog record that cannot be produced
+// stops the partition: it commits no offset after the failure, drops its local copy, and is restored
+// from the log again. A changelog that no longer holds what a restore must read (retention removed it)
+// is kDataLoss for that partition: it stays paused, the log callback and `data_loss_partitions` say so,
+// and it is never restored empty.
+//
+// Needs librdkafka (Debian librdkafka-dev); built as idem::kafka when it is found.
+//
+// Thread safety: Poll and Close are called from one thread (the handler runs on it); GetStats and
+// ToPrometheus from any. The PartitionSet must outlive the consumer; the consumer owns its Kafka clients,
+// a delivery-report thread and a restore thread.
+//
+// Errors: Create returns kInvalidArgument for missing or bad options (librdkafka refusing a setting
+// names it) and kUnavailable when the topics' metadata cannot be read in time; kFailedPrecondition when
+// the changelog topic's partition count differs from the input's. Poll returns kFailedPrecondition after
+// Close, kUnavailable for a fatal client error; per-partition trouble is never an error of Poll (it is
+// logged, counted and handled per partition).
+#ifndef IDEM_KAFKA_H_
+#define IDEM_KAFKA_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "idem/consumer.h"
+#include "idem/partition_set.h"
+
+namespace idem {
+
+// A message of the input topic, borrowed for the duration of the handler's call.
+struct KafkaMessage {
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::string_view key;
+  std::string_view value;
+  // The last header named `name`, or nullopt.
+  std::optional<std::string_view> Header(std::string_view name) const;
+  const void* native = nullptr;  // the rd_kafka_message_t
+};
+
+// The event a message carries, or nullopt when it carries none (the message is dead-lettered).
+using KafkaEventOf = std::function<std::optional<Event>(const KafkaMessage&)>;
+// The default: the ID is the `idem-id` header, else the key; the fingerprint is FingerprintOf(value).
+std::optional<Event> DefaultKafkaEventOf(const KafkaMessage& message);
+
+// The handler: returns the result to store with the marker (see idem::Handler for what its errors
+// mean). `partition` is the message's partition of the set: its effect families are partition.family(1..).
+using KafkaHandler =
+    std::function<absl::StatusOr<std::string>(const KafkaMessage&, const EventContext&, Partition& partition)>;
+
+struct KafkaConsumerOptions {
+  std::string bootstrap_servers;
+  std::string group_id;
+  std::string input_topic;
+  // One partition per input partition. Empty: no changelog — a partition's state stays with the member
+  // that wrote it, so a partition that moves starts empty there (for measurements and one-member groups).
+  std::string changelog_topic;
+  // Where dead letters go (the message, with an `idem-dead-letter` header giving the reason). Empty: they
+  // are logged and counted only. Either way their offsets are committed.
+  std::string dead_letter_topic;
+  // The partition-local column families the handler writes, in order (family index 1, 2, ...).
+  std::vector<std::string> effect_families;
+  KafkaHandler handler;
+  KafkaEventOf event_of = DefaultKafkaEventOf;
+
+  // librdkafka settings on top of idem's: group.id, bootstrap.servers, enable.auto.commit=false,
+  // partition.assignment.strategy=cooperative-sticky, and for the changelog producer
+  // enable.idempotence=true, acks=all, compression.type=lz4. Applied after them (so they may override
+  // e.g. session.timeout.ms or the assignment strategy; the eager protocol works too).
+  std::vector<std::pair<std::string, std::string>> consumer_config;
+  std::vector<std::pair<std::string, std::string>> producer_config;
+
+  // Messages handled per Poll, at most (one ReserveBatch + CommitBatch per partition).
+  size_t max_batch = 500;
+  absl::Duration poll_timeout = absl::Milliseconds(100);
+  // How often acknowledged progress is committed to the group.
+  absl::Duration commit_interval = absl::Milliseconds(200);
+  // A partition snapshots itself into its changelog once the records it produced since its last
+  // snapshot exceed max(snapshot_min_bytes, that snapshot's size): a restore then reads at most about
+  // twice the state, and the log grows by at most that between snapshots.
+  size_t snapshot_min_bytes = 4 << 20;
+  size_t snapshot_chunk_bytes = 256 << 10;
+  // Commit the revoked partitions' progress in the revocation callback (a real broker accepts it;
+  // librdkafka 2.0.2's mock refuses it during a rebalance, which costs duplicates, not correctness).
+  bool commit_on_revoke = true;
+  // How long a restore waits for the changelog (watermarks, records, its claim's acknowledgement).
+  absl::Duration restore_timeout = absl::Seconds(30);
+  // A partition whose handler asked to retry (kRetryLater) is paused this long, then read again.
+  absl::Duration retry_pause = absl::Milliseconds(200);
+  ProcessorOptions processor;
+  // Where the consumer reports what operators must know (rebalances, restores, refusals, data loss).
+  // Default: stderr.
+  std::function<void(std::string_view)> log;
+};
+
+struct KafkaConsumerStats {
+  uint64_t messages = 0;  // input messages handled
+  uint64_t applied = 0, duplicates = 0, retried = 0, dead_letters = 0, unavailable = 0;
+  uint64_t offset_commits = 0;          // partitions' offsets committed and accepted
+  uint64_t offset_commits_refused = 0;  // refused by the group: this member had been replaced
+  uint64_t offset_commit_errors = 0;    // other failures (retried at the next commit)
+  uint64_t changelog_records = 0, changelog_bytes = 0;
+  uint64_t changelog_failures = 0;  // records that could not be produced (partition restored again)
+  uint64_t snapshots = 0;
+  uint64_t assignments = 0, revocations = 0, lost = 0;  // partitions
+  uint64_t restores = 0, catch_ups = 0, claims = 0, claims_lost = 0;
+  uint64_t restore_failures = 0;
+  uint64_t restored_batches_fenced = 0;  // changelog batches a restore ignored: written under a superseded claim
+  uint64_t data_loss_partitions = 0;     // partitions left paused: their changelog no longer holds their state
+  uint64_t store_pauses = 0;             // partitions paused by a store failure
+  uint64_t fenced = 0;                   // store calls refused below the token floor, all partitions
+  double last_restore_seconds = 0;       // assignment to resumption, the last partition
+  double max_restore_seconds = 0;
+  size_t active_partitions = 0;
+  size_t paused_partitions = 0;
+  LatencySummary step_latency;  // one batch: reserve + handlers + commit + changelog enqueue
+  std::string ToPrometheus() const;
+};
+
+class KafkaConsumer {
+ public:
+  static absl::StatusOr<std::unique_ptr<KafkaConsumer>> Create(KafkaConsumerOptions options, PartitionSet* set);
+  ~KafkaConsumer();  // Close() if not yet closed
+  KafkaConsumer(const KafkaConsumer&) = delete;
+  KafkaConsumer& operator=(const KafkaConsumer&) = delete;
+
+  // One round: rebalance callbacks, partitions whose restore finished resumed, up to max_batch
+  // messages handled, acknowledged progress committed when due. Returns how many messages were handled.
+  absl::StatusOr<size_t> Poll();
+  // Leaves the group: every partition revoked (committed, deactivated with a clean copy), the clients
+  // closed. Idempotent.
+  absl::Status Close();
+
+  // The input partitions this member holds and has resumed (restored and claimed).
+  std::vector<int32_t> ActivePartitions() const;
+  KafkaConsumerStats GetStats() const;
+  // The consumer's counters, then the set's (PartitionSet::ToPrometheus).
+  std::string ToPrometheus() const;
+
+  class Impl;
+
+ private:
+  explicit KafkaConsumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The snapshot pointer as it is kept in an offset commit's metadata ("idem1 snapshot=<offset>"):
+// nullopt for metadata that holds none (empty, or another tool's).
+std::string EncodeSnapshotPointer(int64_t changelog_offset);
+std::optional<int64_t> DecodeSnapshotPointer(std::string_view metadata);
+
+}  // namespace idem
+
+#endif  // IDEM_KAFKA_H_

@@ -1,0 +1,793 @@
+// The consumer loop of idem/kafka.h: rebalances, the exactly-once step per partition batch, the
+// changelog records of each commit, offsets committed behind acknowledged records, snapshots, pauses.
+// The protocol and why it is safe: docs/SCALING.md.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/metrics.h"
+#include "engine/status_util.h"
+#include "idem/kafka.h"
+#include "idem/latency_histogram.h"
+#include "runtime/kafka/changelog_producer.h"
+#include "runtime/kafka/kafka_client.h"
+#include "runtime/kafka/partition_restorer.h"
+
+namespace idem {
+
+using kafka::ChangelogProducer;
+using kafka::Message;
+using kafka::PartitionList;
+using kafka::RecordKind;
+using kafka::RecordTrack;
+using kafka::RestoreJob;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+bool RefusedByGroup(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+         err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+}
+
+RecordKind KindOf(ChangelogRecord::Type type) {
+  switch (type) {
+    case ChangelogRecord::Type::kClaim: return RecordKind::kClaim;
+    case ChangelogRecord::Type::kBatch: return RecordKind::kBatch;
+    case ChangelogRecord::Type::kSnapshotBegin: return RecordKind::kSnapshotBegin;
+    case ChangelogRecord::Type::kSnapshotChunk: return RecordKind::kSnapshotChunk;
+    case ChangelogRecord::Type::kSnapshotEnd: return RecordKind::kSnapshotEnd;
+  }
+  return RecordKind::kBatch;
+}
+
+double SecondsSince(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
+
+}  // namespace
+
+// One input partition this member was assigned.
+struct OwnedPartition {
+  enum class State { kRestoring, kActive, kStopped };
+  enum class Pause { kNone, kStore, kRetry };
+
+  int32_t number = -1;
+  PartitionLayout layout;
+  State state = State::kRestoring;
+  std::shared_ptr<RestoreJob> job;  // null while waiting to (re)start the restore
+  Steady::time_point restart_at;
+  absl::Duration restart_backoff = absl::Milliseconds(200);
+  std::shared_ptr<RecordTrack> track = std::make_shared<RecordTrack>();
+  Partition* partition = nullptr;
+  std::unique_ptr<Processor> processor;
+  ClaimId claim;
+  int64_t claim_offset = -1;
+  std::optional<int64_t> inherited_pointer;  // the pointer committed before this member's claim
+  int64_t next_offset = -1;                  // the next input offset to handle (-1: the first one that comes)
+  // (offset to commit, last changelog record it waits for), oldest first.
+  std::deque<std::pair<int64_t, uint64_t>> pending;
+  int64_t ackable = -1;   // the highest offset whose records are all acknowledged
+  int64_t sent = -1;      // the offset last sent in a commit
+  int64_t sent_pointer = -1;
+  Pause pause = Pause::kNone;
+  Steady::time_point resume_at;
+  std::atomic<int64_t> batch_end{-1};  // the input offset the batch being committed covers up to
+  uint64_t bytes_at_snapshot = 0;      // track->bytes_issued() at the last snapshot
+  uint64_t last_snapshot_bytes = 0;
+  uint64_t restore_debt = 0;  // log bytes a restore from the pointer reads that this member did not write
+  Steady::time_point assigned_at = Steady::now();
+};
+
+class KafkaConsumer::Impl {
+ public:
+  Impl(KafkaConsumerOptions options, PartitionSet* set) : options_(std::move(options)), set_(set) {
+    if (!options_.log) {
+      const std::string who = options_.group_id;
+      options_.log = [who](std::string_view line) {
+        std::fprintf(stderr, "idem kafka [%s]: %.*s\n", who.c_str(), static_cast<int>(line.size()), line.data());
+      };
+    }
+  }
+  ~Impl() { Close().IgnoreError(); }
+
+  absl::Status Start() {
+    kafka::Settings settings = {
+        {"bootstrap.servers", options_.bootstrap_servers},
+        {"group.id", options_.group_id},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"reconnect.backoff.max.ms", "1000"},
+    };
+    settings.insert(settings.end(), options_.consumer_config.begin(), options_.consumer_config.end());
+    for (const auto& [k, v] : settings) {
+      if (k == "auto.offset.reset") reset_earliest_ = v == "earliest" || v == "smallest" || v == "beginning";
+    }
+    absl::StatusOr<kafka::Conf> conf = kafka::MakeConf(settings);
+    if (!conf.ok()) return conf.status();
+    rd_kafka_conf_set_opaque(conf->get(), this);
+    rd_kafka_conf_set_rebalance_cb(conf->get(), &Impl::OnRebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf->get(), &Impl::OnCommitted);
+    rd_kafka_conf_set_error_cb(conf->get(), &Impl::OnError);
+    absl::StatusOr<kafka::Client> consumer = kafka::MakeClient(RD_KAFKA_CONSUMER, *std::move(conf));
+    if (!consumer.ok()) return consumer.status();
+    consumer_ = *std::move(consumer);
+    rd_kafka_poll_set_consumer(consumer_.get());
+
+    absl::StatusOr<std::unique_ptr<ChangelogProducer>> producer =
+        ChangelogProducer::Create(options_.bootstrap_servers, options_.producer_config, options_.log);
+    if (!producer.ok()) return producer.status();
+    producer_ = *std::move(producer);
+
+    const int timeout = static_cast<int>(absl::ToInt64Milliseconds(options_.restore_timeout));
+    absl::StatusOr<int> inputs = kafka::PartitionCount(producer_->client(), options_.input_topic, timeout);
+    if (!inputs.ok()) return inputs.status();
+    if (!options_.changelog_topic.empty()) {
+      absl::StatusOr<int> changelogs = kafka::PartitionCount(producer_->client(), options_.changelog_topic, timeout);
+      if (!changelogs.ok()) return changelogs.status();
+      if (*changelogs != *inputs) {
+        return absl::FailedPreconditionError(absl::StrCat("changelog topic ", options_.changelog_topic, " has ",
+                                                          *changelogs, " partitions; input topic ",
+                                                          options_.input_topic, " has ", *inputs));
+      }
+    }
+    kafka::PartitionRestorer::Config rc;
+    rc.bootstrap_servers = options_.bootstrap_servers;
+    rc.input_topic = options_.input_topic;
+    rc.changelog_topic = options_.changelog_topic;
+    rc.timeout = options_.restore_timeout;
+    for (const auto& [k, v] : options_.consumer_config) {
+      if (k.rfind("security.", 0) == 0 || k.rfind("sasl.", 0) == 0 || k.rfind("ssl.", 0) == 0) {
+        rc.reader_settings.emplace_back(k, v);
+      }
+    }
+    absl::StatusOr<std::unique_ptr<kafka::PartitionRestorer>> restorer =
+        kafka::PartitionRestorer::Create(rc, set_, consumer_.get(), producer_.get(), options_.log);
+    if (!restorer.ok()) return restorer.status();
+    restorer_ = *std::move(restorer);
+
+    PartitionList topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), options_.input_topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer_.get(), topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return kafka::KafkaError(err, "subscribing");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<size_t> Poll() {
+    if (closed_) return absl::FailedPreconditionError("the Kafka consumer is closed");
+    char fatal[256];
+    if (rd_kafka_resp_err_t err = rd_kafka_fatal_error(consumer_.get(), fatal, sizeof fatal); err) {
+      return absl::UnavailableError(absl::StrCat("fatal Kafka consumer error: ", fatal));
+    }
+    AdvanceRestores();
+    CheckPartitions();
+
+    std::vector<Message> batch;
+    Message m(rd_kafka_consumer_poll(consumer_.get(), static_cast<int>(absl::ToInt64Milliseconds(options_.poll_timeout))));
+    while (m != nullptr) {
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        batch.push_back(std::move(m));
+        if (batch.size() >= options_.max_batch) break;
+      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        options_.log(absl::StrCat("consumer: ", rd_kafka_message_errstr(m.get())));
+      }
+      m.reset(rd_kafka_consumer_poll(consumer_.get(), 0));
+    }
+    // By partition, each in offset order (the order they came in).
+    std::map<int32_t, std::vector<rd_kafka_message_t*>> by_partition;
+    for (const Message& message : batch) by_partition[message->partition].push_back(message.get());
+    size_t handled = 0;
+    for (auto& [number, messages] : by_partition) handled += HandlePartition(number, messages);
+    MaybeSnapshot();
+    if (Steady::now() >= next_commit_) {
+      CommitProgress(nullptr, /*sync=*/false);
+      next_commit_ = Steady::now() + absl::ToChronoMilliseconds(options_.commit_interval);
+    }
+    return handled;
+  }
+
+  absl::Status Close() {
+    if (closed_) return absl::OkStatus();
+    closed_ = true;
+    absl::Status status;
+    if (consumer_ != nullptr) {
+      // The revocation callback runs inside: every partition committed and deactivated.
+      if (rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer_.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        status = kafka::KafkaError(err, "closing the consumer");
+      }
+    }
+    std::vector<int32_t> left;
+    for (const auto& [number, o] : owned_) left.push_back(number);
+    for (int32_t number : left) Stop(number, /*lost=*/false);
+    restorer_.reset();
+    if (producer_ != nullptr) producer_->Flush(absl::Seconds(5)).IgnoreError();
+    producer_.reset();
+    consumer_.reset();
+    return status;
+  }
+
+  std::vector<int32_t> ActivePartitions() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<int32_t> out;
+    for (const auto& [number, o] : owned_) {
+      if (o->state == OwnedPartition::State::kActive) out.push_back(number);
+    }
+    return out;
+  }
+
+  KafkaConsumerStats GetStats() const {
+    KafkaConsumerStats s;
+    s.messages = messages_;
+    s.applied = applied_;
+    s.duplicates = duplicates_;
+    s.retried = retried_;
+    s.dead_letters = dead_letters_;
+    s.unavailable = unavailable_;
+    s.offset_commits = offset_commits_;
+    s.offset_commits_refused = offset_commits_refused_;
+    s.offset_commit_errors = offset_commit_errors_;
+    s.changelog_failures = changelog_failures_;
+    s.snapshots = snapshots_;
+    s.assignments = assignments_;
+    s.revocations = revocations_;
+    s.lost = lost_;
+    s.restores = restores_;
+    s.catch_ups = catch_ups_;
+    s.claims = claims_;
+    s.claims_lost = claims_lost_;
+    s.restore_failures = restore_failures_;
+    s.restored_batches_fenced = restored_batches_fenced_;
+    s.data_loss_partitions = data_loss_partitions_;
+    s.store_pauses = store_pauses_;
+    s.step_latency = step_latency_.Summary();
+    s.fenced = set_->GetStats().fenced;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s.last_restore_seconds = last_restore_seconds_;
+      s.max_restore_seconds = max_restore_seconds_;
+      for (const auto& [number, o] : owned_) {
+        if (o->state == OwnedPartition::State::kActive) ++s.active_partitions;
+        if (o->state != OwnedPartition::State::kActive || o->pause != OwnedPartition::Pause::kNone) {
+          ++s.paused_partitions;
+        }
+      }
+      if (producer_ != nullptr) {
+        s.changelog_records = producer_->records();
+        s.changelog_bytes = producer_->bytes();
+      }
+    }
+    return s;
+  }
+
+  std::string ToPrometheus() const { return GetStats().ToPrometheus() + set_->ToPrometheus(); }
+
+ private:
+  using State = OwnedPartition::State;
+  using Pause = OwnedPartition::Pause;
+
+  static void OnRebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                          void* opaque) {
+    static_cast<Impl*>(opaque)->Rebalance(err, partitions);
+  }
+  static void OnCommitted(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
+                          void* opaque) {
+    static_cast<Impl*>(opaque)->Committed(err, offsets);
+  }
+  static void OnError(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    static_cast<Impl*>(opaque)->options_.log(
+        absl::StrCat("client error: ", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), ": ", reason));
+  }
+
+  bool Cooperative() const { return std::string_view(rd_kafka_rebalance_protocol(consumer_.get())) == "COOPERATIVE"; }
+
+  void Rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+    std::vector<int32_t> numbers;
+    for (int i = 0; i < partitions->cnt; ++i) numbers.push_back(partitions->elems[i].partition);
+    const bool cooperative = Cooperative();
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      options_.log(absl::StrCat("assigned [", absl::StrJoin(numbers, " "), "]"));
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_assign(consumer_.get(), partitions)) {
+          options_.log(absl::StrCat("incremental assign: ", rd_kafka_error_string(e)));
+          rd_kafka_error_destroy(e);
+        }
+      } else {
+        rd_kafka_assign(consumer_.get(), partitions);
+      }
+      // Paused until restored and claimed: nothing is handled before the partition's state is here.
+      rd_kafka_pause_partitions(consumer_.get(), partitions);
+      for (int32_t number : numbers) Assign(number);
+      return;
+    }
+    const bool lost = rd_kafka_assignment_lost(consumer_.get()) != 0;
+    options_.log(absl::StrCat(lost ? "lost" : "revoked", " [", absl::StrJoin(numbers, " "), "]"));
+    for (int32_t number : numbers) Stop(number, lost);
+    if (cooperative) {
+      if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(consumer_.get(), partitions)) {
+        options_.log(absl::StrCat("incremental unassign: ", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+      }
+    } else {
+      rd_kafka_assign(consumer_.get(), nullptr);
+    }
+  }
+
+  void Assign(int32_t number) {
+    if (owned_.count(number) != 0) return;
+    auto o = std::make_unique<OwnedPartition>();
+    o->number = number;
+    o->layout = PartitionLayout{absl::StrCat(options_.input_topic, "/", number), options_.effect_families};
+    ++assignments_;
+    StartRestore(*o);
+    std::lock_guard<std::mutex> lock(mu_);
+    owned_[number] = std::move(o);
+  }
+
+  void StartRestore(OwnedPartition& o) {
+    o.job = std::make_shared<RestoreJob>();
+    o.job->partition = o.number;
+    o.job->layout = o.layout;
+    o.job->track = o.track;
+    restorer_->Submit(o.job);
+  }
+
+  // Ends this member's hold of a partition: revoked (lost: the group gave it away already).
+  void Stop(int32_t number, bool lost) {
+    auto it = owned_.find(number);
+    if (it == owned_.end()) return;
+    OwnedPartition& o = *it->second;
+    ++(lost ? lost_ : revocations_);
+    if (o.job != nullptr && !o.job->done) {
+      o.job->cancel = true;
+      restorer_->Await(*o.job);
+    }
+    if (o.state == State::kActive) {
+      // Every record of the handled events in the log, then (unless the group gave the partition away)
+      // their offsets committed, then the store closed.
+      if (producer_ != nullptr) producer_->Flush(absl::Seconds(lost ? 1 : 5)).IgnoreError();
+      if (!lost && options_.commit_on_revoke) CommitProgress(&o, /*sync=*/true);
+      o.processor.reset();
+      const bool clean = !o.track->failed() && o.track->AllAcknowledged() && !options_.changelog_topic.empty();
+      if (absl::Status s = set_->Deactivate(o.layout.name, clean ? KeepLocalCopy::kKeep : KeepLocalCopy::kDrop,
+                                            o.claim_offset);
+          !s.ok()) {
+        options_.log(absl::StrCat(o.layout.name, ": deactivating: ", s.ToString()));
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    owned_.erase(it);
+  }
+
+  void AdvanceRestores() {
+    for (auto& [number, op] : owned_) {
+      OwnedPartition& o = *op;
+      if (o.state != State::kRestoring) continue;
+      if (o.job == nullptr) {
+        if (Steady::now() >= o.restart_at) StartRestore(o);
+        continue;
+      }
+      if (!o.job->done) continue;
+      std::shared_ptr<RestoreJob> job = std::move(o.job);
+      restored_batches_fenced_ += job->batches_fenced;
+      if (job->status.ok()) {
+        Activate(o, *job);
+        continue;
+      }
+      if (job->claim_lost) ++claims_lost_;
+      if (job->status.code() == absl::StatusCode::kDataLoss) {
+        ++data_loss_partitions_;
+        SetState(o, State::kStopped);
+        options_.log(absl::StrCat(o.layout.name, ": NOT RESTORED, stays paused: ", job->status.ToString(),
+                                  ". Its changelog no longer holds its state; an operator must decide "
+                                  "(restore a backup, or accept starting it empty by deleting the group's "
+                                  "offset metadata and the changelog)."));
+        continue;
+      }
+      ++restore_failures_;
+      options_.log(absl::StrCat(o.layout.name, ": restore failed (", job->status.ToString(), "); retrying in ",
+                                absl::FormatDuration(o.restart_backoff)));
+      o.restart_at = Steady::now() + absl::ToChronoMilliseconds(o.restart_backoff);
+      o.restart_backoff = std::min(o.restart_backoff * 2, absl::Seconds(10));
+    }
+  }
+
+  void Activate(OwnedPartition& o, const RestoreJob& job) {
+    ActivateOptions a;
+    a.claim = job.claim;
+    a.token_floor = job.claim.ordinal << 40;
+    a.token_limit = (job.claim.ordinal + 1) << 40;
+    a.use_local_copy = true;
+    if (!options_.changelog_topic.empty()) {
+      OwnedPartition* op = &o;
+      a.commit_hook = [this, op, claim = job.claim](const PartitionCommit& commit) {
+        ChangelogRecord record;
+        record.type = ChangelogRecord::Type::kBatch;
+        record.claim = claim;
+        record.sequence = commit.sequence;
+        record.input_offset = op->batch_end.load(std::memory_order_relaxed);
+        record.ops = *commit.ops;
+        // A record not enqueued marks the track failed: the partition is then stopped and restored.
+        producer_->Produce(options_.changelog_topic, op->number, EncodeChangelogRecord(record), op->track,
+                           RecordKind::kBatch)
+            .IgnoreError();
+      };
+    }
+    absl::StatusOr<Partition*> p = set_->Activate(o.layout, a);
+    if (!p.ok()) {
+      ++restore_failures_;
+      options_.log(absl::StrCat(o.layout.name, ": activating: ", p.status().ToString()));
+      o.restart_at = Steady::now() + absl::ToChronoMilliseconds(o.restart_backoff);
+      return;
+    }
+    o.partition = *p;
+    o.processor = std::make_unique<Processor>(&o.partition->store(), options_.processor);
+    o.claim = job.claim;
+    o.claim_offset = job.claim_offset;
+    // The pointer committed before stays valid (it and the log after it hold this partition's state)
+    // until this member's first snapshot: its commits carry it, so they never erase it.
+    o.inherited_pointer = job.pointer;
+    o.restore_debt = job.log_bytes;
+    o.bytes_at_snapshot = o.track->bytes_issued();
+    o.restart_backoff = absl::Milliseconds(200);
+    if (job.caught_up) {
+      ++catch_ups_;
+    } else {
+      ++restores_;
+    }
+    if (!options_.changelog_topic.empty()) ++claims_;
+    // Processing resumes where the group's committed offset says.
+    o.next_offset = job.committed >= 0 ? job.committed : -1;
+    const int64_t seek = job.committed >= 0 ? job.committed : (reset_earliest_ ? RD_KAFKA_OFFSET_BEGINNING : -1);
+    Resume(o, seek);
+    const double seconds = SecondsSince(o.assigned_at);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      o.state = State::kActive;
+      last_restore_seconds_ = seconds;
+      max_restore_seconds_ = std::max(max_restore_seconds_, seconds);
+    }
+    options_.log(absl::StrCat(o.layout.name, ": resumed at offset ", job.committed, " under claim ",
+                              job.claim.ordinal, " (", job.how, ") ", absl::StrFormat("%.3f", seconds),
+                              " s after assignment", job.batches_fenced > 0
+                                  ? absl::StrCat("; ", job.batches_fenced, " changelog batches of superseded owners ignored")
+                                  : ""));
+  }
+
+  void SetState(OwnedPartition& o, State state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    o.state = state;
+  }
+
+  void PausePartition(OwnedPartition& o, Pause why) {
+    PartitionList list = kafka::OnePartition(options_.input_topic, o.number, RD_KAFKA_OFFSET_INVALID);
+    rd_kafka_pause_partitions(consumer_.get(), list.get());
+    std::lock_guard<std::mutex> lock(mu_);
+    o.pause = why;
+  }
+
+  // Seeks (when `offset` names one) and resumes fetching the partition.
+  void Resume(OwnedPartition& o, int64_t offset) {
+    if (offset >= 0 || offset == RD_KAFKA_OFFSET_BEGINNING) {
+      PartitionList list = kafka::OnePartition(options_.input_topic, o.number, offset);
+      if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), list.get(), 5000)) {
+        options_.log(absl::StrCat(o.layout.name, ": seek to ", offset, ": ", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+      }
+    }
+    PartitionList list = kafka::OnePartition(options_.input_topic, o.number, RD_KAFKA_OFFSET_INVALID);
+    rd_kafka_resume_partitions(consumer_.get(), list.get());
+    std::lock_guard<std::mutex> lock(mu_);
+    o.pause = Pause::kNone;
+  }
+
+  // Resumes partitions whose store recovered or whose retry is due; stops those whose changelog failed.
+  void CheckPartitions() {
+    for (auto& [number, op] : owned_) {
+      OwnedPartition& o = *op;
+      if (o.state != State::kActive) continue;
+      if (o.track->failed()) {
+        ++changelog_failures_;
+        options_.log(absl::StrCat(o.layout.name, ": a changelog record was not acknowledged; the partition stops, "
+                                                 "drops its local copy and is restored from its changelog"));
+        PausePartition(o, Pause::kRetry);
+        o.processor.reset();
+        set_->Deactivate(o.layout.name, KeepLocalCopy::kDrop).IgnoreError();
+        o.pending.clear();
+        o.track = std::make_shared<RecordTrack>();
+        o.restart_at = Steady::now() + absl::ToChronoMilliseconds(o.restart_backoff);
+        o.assigned_at = Steady::now();
+        SetState(o, State::kRestoring);
+        continue;
+      }
+      if (o.pause == Pause::kStore && o.processor->healthy()) {
+        options_.log(absl::StrCat(o.layout.name, ": store recovered; resuming at offset ", o.next_offset));
+        Resume(o, o.next_offset);
+      } else if (o.pause == Pause::kRetry && Steady::now() >= o.resume_at) {
+        Resume(o, o.next_offset);
+      }
+    }
+  }
+
+  size_t HandlePartition(int32_t number, const std::vector<rd_kafka_message_t*>& messages) {
+    auto it = owned_.find(number);
+    if (it == owned_.end()) return 0;
+    OwnedPartition& o = *it->second;
+    if (o.state != State::kActive || o.pause != Pause::kNone) return 0;
+    std::vector<KafkaMessage> kms;
+    for (rd_kafka_message_t* m : messages) {
+      if (o.next_offset >= 0 && m->offset < o.next_offset) continue;  // read again after a seek
+      KafkaMessage km;
+      km.partition = m->partition;
+      km.offset = m->offset;
+      km.key = std::string_view(static_cast<const char*>(m->key), m->key_len);
+      km.value = std::string_view(static_cast<const char*>(m->payload), m->len);
+      km.native = m;
+      kms.push_back(km);
+    }
+    if (kms.empty()) return 0;
+    const auto started = Steady::now();
+    std::vector<Event> events;
+    std::vector<int> event_of(kms.size(), -1);
+    std::unordered_map<std::string_view, const KafkaMessage*> by_id;
+    for (size_t i = 0; i < kms.size(); ++i) {
+      std::optional<Event> e = options_.event_of(kms[i]);
+      if (!e) continue;
+      event_of[i] = static_cast<int>(events.size());
+      events.push_back(*e);
+      by_id.emplace(e->id, &kms[i]);
+    }
+    o.batch_end.store(kms.back().offset + 1, std::memory_order_relaxed);
+    Partition* partition = o.partition;
+    const KafkaHandler& handler = options_.handler;
+    std::vector<HandleResult> results =
+        o.processor->HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+          return handler(*by_id.at(ctx.event_id), ctx, *partition);
+        });
+    size_t stop = kms.size();
+    Outcome stop_outcome = Outcome::kApplied;
+    for (size_t i = 0; i < kms.size(); ++i) {
+      if (event_of[i] < 0) {
+        DeadLetter(o, kms[i], "no event ID (idem-id header or key)");
+        continue;
+      }
+      const HandleResult& r = results[event_of[i]];
+      if (r.outcome == Outcome::kApplied) {
+        ++applied_;
+      } else if (r.outcome == Outcome::kDuplicate) {
+        ++duplicates_;
+      } else if (r.DeadLetter()) {
+        DeadLetter(o, kms[i], absl::StrCat(engine::ToAbsl(OutcomeName(r.outcome)), ": ", r.status.message()));
+      } else {
+        stop = i;
+        stop_outcome = r.outcome;
+        break;
+      }
+    }
+    messages_ += stop;
+    step_latency_.Record(static_cast<uint64_t>(std::chrono::nanoseconds(Steady::now() - started).count()));
+    o.next_offset = stop < kms.size() ? kms[stop].offset : kms.back().offset + 1;
+    o.pending.emplace_back(o.next_offset, o.track->last_issued());
+    if (stop < kms.size()) {
+      // Later events of the batch may have committed; they come back as duplicates after the seek.
+      if (stop_outcome == Outcome::kUnavailable) {
+        ++unavailable_;
+        ++store_pauses_;
+        options_.log(absl::StrCat(o.layout.name, ": store unavailable at offset ", o.next_offset,
+                                  "; partition paused until it recovers"));
+        PausePartition(o, Pause::kStore);
+      } else {
+        ++retried_;
+        o.resume_at = Steady::now() + absl::ToChronoMilliseconds(options_.retry_pause);
+        PausePartition(o, Pause::kRetry);
+      }
+    }
+    return stop;
+  }
+
+  void DeadLetter(OwnedPartition& o, const KafkaMessage& m, const std::string& reason) {
+    ++dead_letters_;
+    if (options_.dead_letter_topic.empty()) {
+      options_.log(absl::StrCat(o.layout.name, " offset ", m.offset, ": dead letter: ", reason));
+      return;
+    }
+    producer_
+        ->Produce(options_.dead_letter_topic, RD_KAFKA_PARTITION_UA, m.value, o.track, RecordKind::kDeadLetter,
+                  nullptr, "idem-dead-letter", reason, m.key)
+        .IgnoreError();
+  }
+
+  void MaybeSnapshot() {
+    if (options_.changelog_topic.empty()) return;
+    for (auto& [number, op] : owned_) {
+      OwnedPartition& o = *op;
+      if (o.state != State::kActive || o.track->failed()) continue;
+      const uint64_t since = o.track->bytes_issued() - o.bytes_at_snapshot + o.restore_debt;
+      if (since < std::max<uint64_t>(options_.snapshot_min_bytes, o.last_snapshot_bytes)) continue;
+      const uint64_t before = o.track->bytes_issued();
+      const absl::Status s = o.partition->WriteSnapshot(
+          o.claim, o.next_offset, options_.snapshot_chunk_bytes, [&](const ChangelogRecord& r) {
+            return producer_->Produce(options_.changelog_topic, o.number, EncodeChangelogRecord(r), o.track,
+                                      KindOf(r.type));
+          });
+      if (!s.ok()) {
+        options_.log(absl::StrCat(o.layout.name, ": snapshot: ", s.ToString()));
+        continue;
+      }
+      ++snapshots_;
+      o.last_snapshot_bytes = o.track->bytes_issued() - before;
+      o.bytes_at_snapshot = o.track->bytes_issued();
+      o.restore_debt = 0;
+    }
+  }
+
+  // Commits every active partition's acknowledged progress (or only `only`'s), with its snapshot pointer.
+  void CommitProgress(OwnedPartition* only, bool sync) {
+    PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(owned_.size()) + 1));
+    auto add = [&](OwnedPartition& o) {
+      if (o.state != State::kActive) return;
+      while (!o.pending.empty() && o.track->AcknowledgedThrough(o.pending.front().second)) {
+        o.ackable = std::max(o.ackable, o.pending.front().first);
+        o.pending.pop_front();
+      }
+      const int64_t pointer = o.track->pointer() >= 0 ? o.track->pointer() : o.inherited_pointer.value_or(-1);
+      if (o.ackable < 0 || (o.ackable <= o.sent && pointer == o.sent_pointer)) return;
+      rd_kafka_topic_partition_t* tp =
+          rd_kafka_topic_partition_list_add(list.get(), options_.input_topic.c_str(), o.number);
+      tp->offset = o.ackable;
+      if (pointer >= 0) {
+        const std::string metadata = EncodeSnapshotPointer(pointer);
+        tp->metadata = malloc(metadata.size());
+        std::memcpy(tp->metadata, metadata.data(), metadata.size());
+        tp->metadata_size = metadata.size();
+      }
+      o.sent = o.ackable;
+      o.sent_pointer = pointer;
+    };
+    if (only != nullptr) {
+      add(*only);
+    } else {
+      for (auto& [number, o] : owned_) add(*o);
+    }
+    if (list->cnt == 0) return;
+    const rd_kafka_resp_err_t err = rd_kafka_commit(consumer_.get(), list.get(), sync ? 0 : 1);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && !sync) {
+      Committed(err, list.get());
+    }
+  }
+
+  void Committed(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets) {
+    if (offsets == nullptr) return;
+    std::vector<int32_t> refused;
+    std::string why;
+    for (int i = 0; i < offsets->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = offsets->elems[i];
+      const rd_kafka_resp_err_t e = tp.err != RD_KAFKA_RESP_ERR_NO_ERROR ? tp.err : err;
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ++offset_commits_;
+        continue;
+      }
+      if (e == RD_KAFKA_RESP_ERR__NO_OFFSET) continue;
+      if (auto it = owned_.find(tp.partition); it != owned_.end()) it->second->sent = -1;  // send again
+      if (RefusedByGroup(e)) {
+        ++offset_commits_refused_;
+        refused.push_back(tp.partition);
+        why = rd_kafka_err2name(e);
+      } else {
+        ++offset_commit_errors_;
+        options_.log(absl::StrCat("offset commit of partition ", tp.partition, " failed: ", rd_kafka_err2str(e)));
+      }
+    }
+    if (!refused.empty()) {
+      options_.log(absl::StrCat("offset commit refused by the group (", why, ") for [", absl::StrJoin(refused, " "),
+                                "]: this member was replaced; its changelog batches since are ignored"));
+    }
+  }
+
+  KafkaConsumerOptions options_;
+  PartitionSet* const set_;
+  bool reset_earliest_ = true;
+  bool closed_ = false;
+  kafka::Client consumer_;
+  std::unique_ptr<ChangelogProducer> producer_;
+  std::unique_ptr<kafka::PartitionRestorer> restorer_;
+  Steady::time_point next_commit_ = Steady::now();
+
+  mutable std::mutex mu_;  // owned_'s shape and states, for readers on other threads
+  std::map<int32_t, std::unique_ptr<OwnedPartition>> owned_;
+  double last_restore_seconds_ = 0, max_restore_seconds_ = 0;
+
+  std::atomic<uint64_t> messages_{0}, applied_{0}, duplicates_{0}, retried_{0}, dead_letters_{0}, unavailable_{0};
+  std::atomic<uint64_t> offset_commits_{0}, offset_commits_refused_{0}, offset_commit_errors_{0};
+  std::atomic<uint64_t> changelog_failures_{0}, snapshots_{0};
+  std::atomic<uint64_t> assignments_{0}, revocations_{0}, lost_{0};
+  std::atomic<uint64_t> restores_{0}, catch_ups_{0}, claims_{0}, claims_lost_{0}, restore_failures_{0};
+  std::atomic<uint64_t> restored_batches_fenced_{0}, data_loss_partitions_{0}, store_pauses_{0};
+  LatencyHistogram step_latency_;
+};
+
+absl::StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(KafkaConsumerOptions options,
+                                                                     PartitionSet* set) {
+  if (set == nullptr) return absl::InvalidArgumentError("KafkaConsumer needs a PartitionSet");
+  if (options.bootstrap_servers.empty() || options.group_id.empty() || options.input_topic.empty()) {
+    return absl::InvalidArgumentError("KafkaConsumerOptions needs bootstrap_servers, group_id and input_topic");
+  }
+  if (!options.handler) return absl::InvalidArgumentError("KafkaConsumerOptions needs a handler");
+  if (!options.event_of) options.event_of = DefaultKafkaEventOf;
+  if (options.max_batch == 0) options.max_batch = 1;
+  if (options.input_topic.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError("the input topic's name may not hold ':' (partition names are built from it)");
+  }
+  auto impl = std::make_unique<Impl>(std::move(options), set);
+  if (absl::Status s = impl->Start(); !s.ok()) return s;
+  return std::unique_ptr<KafkaConsumer>(new KafkaConsumer(std::move(impl)));
+}
+
+KafkaConsumer::KafkaConsumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+KafkaConsumer::~KafkaConsumer() = default;
+absl::StatusOr<size_t> KafkaConsumer::Poll() { return impl_->Poll(); }
+absl::Status KafkaConsumer::Close() { return impl_->Close(); }
+std::vector<int32_t> KafkaConsumer::ActivePartitions() const { return impl_->ActivePartitions(); }
+KafkaConsumerStats KafkaConsumer::GetStats() const { return impl_->GetStats(); }
+std::string KafkaConsumer::ToPrometheus() const { return impl_->ToPrometheus(); }
+
+std::string KafkaConsumerStats::ToPrometheus() const {
+  engine::Metrics m;
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    m.Add(name, help, engine::MetricType::kCounter, "", v);
+  };
+  counter("idem_kafka_messages_total", "Input messages handled (applied, duplicate or dead-lettered).", messages);
+  counter("idem_kafka_applied_total", "Events applied.", applied);
+  counter("idem_kafka_duplicates_total", "Events answered as duplicates.", duplicates);
+  counter("idem_kafka_retried_total", "Batches stopped to be read again (handler retry, lease lost).", retried);
+  counter("idem_kafka_dead_letters_total", "Messages dead-lettered.", dead_letters);
+  counter("idem_kafka_offset_commits_total", "Partition offsets committed and accepted.", offset_commits);
+  counter("idem_kafka_offset_commits_refused_total",
+          "Offset commits refused by the group: this member had been replaced (a zombie).", offset_commits_refused);
+  counter("idem_kafka_offset_commit_errors_total", "Offset commits that failed otherwise.", offset_commit_errors);
+  counter("idem_kafka_changelog_records_total", "Changelog records produced.", changelog_records);
+  counter("idem_kafka_changelog_bytes_total", "Changelog record bytes produced.", changelog_bytes);
+  counter("idem_kafka_changelog_failures_total", "Partitions stopped because a changelog record failed.",
+          changelog_failures);
+  counter("idem_kafka_snapshots_total", "Snapshots written to the changelog.", snapshots);
+  counter("idem_kafka_assignments_total", "Partitions assigned.", assignments);
+  counter("idem_kafka_revocations_total", "Partitions revoked.", revocations);
+  counter("idem_kafka_lost_total", "Partitions whose assignment was lost.", lost);
+  counter("idem_kafka_restores_total", "Partitions restored from a snapshot or the log.", restores);
+  counter("idem_kafka_catch_ups_total", "Partitions resumed from their local copy and the log's tail.", catch_ups);
+  counter("idem_kafka_claims_total", "Claims this member won.", claims);
+  counter("idem_kafka_claims_lost_total", "Claims this member lost to another.", claims_lost);
+  counter("idem_kafka_restore_failures_total", "Restores that failed and were retried.", restore_failures);
+  counter("idem_kafka_restored_batches_fenced_total",
+          "Changelog batches ignored by restores: written by superseded owners.", restored_batches_fenced);
+  counter("idem_kafka_data_loss_partitions_total", "Partitions left paused: their changelog lost their state.",
+          data_loss_partitions);
+  counter("idem_kafka_store_pauses_total", "Partitions paused by a store failure.", store_pauses);
+  counter("idem_kafka_fenced_total", "Store calls refused below the token floor.", fenced);
+  m.Add("idem_kafka_active_partitions", "Partitions restored, claimed and consumed.", engine::MetricType::kGauge, "",
+        static_cast<uint64_t>(active_partitions));
+  m.Add("idem_kafka_paused_partitions", "Partitions assigned but not consumed (restoring, paused, stopped).",
+        engine::MetricType::kGauge, "", static_cast<uint64_t>(paused_partitions));
+  m.Add("idem_kafka_restore_seconds_max", "The longest assignment-to-resumption time.", engine::MetricType::kGauge, "",
+        max_restore_seconds);
+  const char* step = "idem_kafka_step_seconds";
+  const char* help = "One partition batch: reserve, handlers, commit, changelog enqueue.";
+  m.Add(step, help, engine::MetricType::kSummary, "quantile=\"0.5\"", absl::ToDoubleSeconds(step_latency.p50));
+  m.Add(step, help, engine::MetricType::kSummary, "quantile=\"0.99\"", absl::ToDoubleSeconds(step_latency.p99));
+  m.Add(step, help, engine::MetricType::kSummary, "", absl::ToDoubleSeconds(step_latency.sum), "_sum");
+  m.Add(step, help, engine::MetricType::kSummary, "", step_latency.count, "_count");
+  return m.Prometheus();
+}
+
+}  // namespace idem

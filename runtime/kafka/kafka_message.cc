@@ -1,0 +1,48 @@
+// What a message says: its headers, its event, and the snapshot pointer an offset commit carries.
+#include <librdkafka/rdkafka.h>
+
+#include <charconv>
+
+#include "absl/strings/str_cat.h"
+#include "engine/status_util.h"
+#include "idem/fingerprint.h"
+#include "idem/kafka.h"
+
+namespace idem {
+
+std::optional<std::string_view> KafkaMessage::Header(std::string_view name) const {
+  if (native == nullptr) return std::nullopt;
+  rd_kafka_headers_t* headers = nullptr;
+  auto* message = static_cast<rd_kafka_message_t*>(const_cast<void*>(native));
+  if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  const std::string n(name);
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_header_get_last(headers, n.c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  if (value == nullptr) return std::string_view();
+  return std::string_view(static_cast<const char*>(value), size);
+}
+
+std::optional<Event> DefaultKafkaEventOf(const KafkaMessage& message) {
+  std::optional<std::string_view> id = message.Header("idem-id");
+  if (!id || id->empty()) id = message.key;
+  if (id->empty()) return std::nullopt;
+  return Event(*id, Fingerprint(message.value));
+}
+
+namespace {
+constexpr std::string_view kPointerPrefix = "idem1 snapshot=";
+}  // namespace
+
+std::string EncodeSnapshotPointer(int64_t changelog_offset) { return absl::StrCat(engine::ToAbsl(kPointerPrefix), changelog_offset); }
+
+std::optional<int64_t> DecodeSnapshotPointer(std::string_view metadata) {
+  if (metadata.substr(0, kPointerPrefix.size()) != kPointerPrefix) return std::nullopt;
+  const std::string_view digits = metadata.substr(kPointerPrefix.size());
+  int64_t offset = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), offset);
+  if (ec != std::errc() || end != digits.data() + digits.size() || offset < 0) return std::nullopt;
+  return offset;
+}
+
+}  // namespace idem
