@@ -5,8 +5,9 @@
 //   o.bootstrap_servers = "broker:9092";  o.group_id = "ledger";
 //   o.input_topic = "payments";           o.changelog_topic = "ledger-changelog";  // same partition count
 //   o.effect_families = {"balances"};      // partition-local state, family index 1
-//   o.handler = [](const idem::KafkaMessage& m, const idem::EventContext& ctx, idem::Partition& p)
+//   o.handler = [](const idem::KafkaMessage& m, const idem::EventContext& ctx, idem::KafkaPartitionView& p)
 //       -> absl::StatusOr<std::string> {
+//     auto balance = p.Get(1, account);                       // sees the batch's earlier events
 //     ctx.effects->Put(p.family(1), account, new_balance);   // committed with the event's marker
 //     return "ok";
 //   };
@@ -68,6 +69,11 @@
 #include "idem/consumer.h"
 #include "idem/partition_set.h"
 
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+}  // namespace rocksdb
+
 namespace idem {
 
 // A message of the input topic, borrowed for the duration of the handler's call.
@@ -86,10 +92,35 @@ using KafkaEventOf = std::function<std::optional<Event>(const KafkaMessage&)>;
 // The default: the ID is the `idem-id` header, else the key; the fingerprint is FingerprintOf(value).
 std::optional<Event> DefaultKafkaEventOf(const KafkaMessage& message);
 
+// What a handler sees of the message's partition. A batch's events commit together (one WriteBatch,
+// after the last handler), so the DB does not yet hold what earlier events of the batch wrote: Get
+// reads those first — a handler that reads, modifies and writes (a balance) sees its predecessors.
+// Valid during the handler's call; used by its thread only.
+class KafkaPartitionView {
+ public:
+  int32_t number() const { return number_; }
+  Partition& partition() const { return *partition_; }
+  // Family `index` of the partition (0: idem's records; 1..: effect_families), or null past the last.
+  rocksdb::ColumnFamilyHandle* family(size_t index) const;
+  // `key` in family `index` as of the batch's earlier events that were handled (nullopt: absent).
+  // kInvalidArgument for a family past the last; kUnavailable for a read error.
+  absl::StatusOr<std::optional<std::string>> Get(size_t index, std::string_view key) const;
+
+  class Overlay;
+  KafkaPartitionView(int32_t number, Partition* partition, rocksdb::DB* db, const Overlay* overlay)
+      : number_(number), partition_(partition), db_(db), overlay_(overlay) {}
+
+ private:
+  int32_t number_;
+  Partition* partition_;
+  rocksdb::DB* db_;
+  const Overlay* overlay_;
+};
+
 // The handler: returns the result to store with the marker (see idem::Handler for what its errors
-// mean). `partition` is the message's partition of the set: its effect families are partition.family(1..).
+// mean); writes its effects into ctx.effects, in view.family(1..) only (others are refused).
 using KafkaHandler =
-    std::function<absl::StatusOr<std::string>(const KafkaMessage&, const EventContext&, Partition& partition)>;
+    std::function<absl::StatusOr<std::string>(const KafkaMessage&, const EventContext&, KafkaPartitionView& view)>;
 
 struct KafkaConsumerOptions {
   std::string bootstrap_servers;
@@ -150,9 +181,13 @@ struct KafkaConsumerStats {
   uint64_t restore_failures = 0;
   uint64_t restored_batches_fenced = 0;  // changelog batches a restore ignored: written under a superseded claim
   uint64_t data_loss_partitions = 0;     // partitions left paused: their changelog no longer holds their state
-  uint64_t store_pauses = 0;             // partitions paused by a store failure
-  uint64_t fenced = 0;                   // store calls refused below the token floor, all partitions
-  double last_restore_seconds = 0;       // assignment to resumption, the last partition
+  // Batches in which an event's commit was refused (its lease lost) while a later event, which may have
+  // read its effects through KafkaPartitionView::Get, committed. Logged; expected to stay 0 (the
+  // Processor renews leases while handlers run).
+  uint64_t partial_batches = 0;
+  uint64_t store_pauses = 0;        // partitions paused by a store failure
+  uint64_t fenced = 0;              // store calls refused below the token floor, all partitions
+  double last_restore_seconds = 0;  // assignment to resumption, the last partition
   double max_restore_seconds = 0;
   size_t active_partitions = 0;
   size_t paused_partitions = 0;
@@ -186,6 +221,31 @@ class KafkaConsumer {
   explicit KafkaConsumer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Rebuilds one input partition's state into `set` from the changelog, as a new owner would, without
+// claiming it or touching the group (for verifiers, audits and operators): from the snapshot the
+// group's committed metadata points to and the log after it, else from the log's first record. The
+// partition ends as a clean local copy of `set`, to be read by activating it with use_local_copy.
+struct KafkaRestoreOptions {
+  std::string bootstrap_servers;
+  std::string group_id;  // whose committed metadata holds the snapshot pointer
+  std::string input_topic;
+  std::string changelog_topic;
+  std::vector<std::string> effect_families;
+  std::vector<std::pair<std::string, std::string>> client_config;
+  absl::Duration timeout = absl::Seconds(30);
+};
+struct KafkaRestoreResult {
+  std::string how;              // where it started from
+  ClaimId claim;                // the last claim that counted
+  int64_t committed = -1;       // the group's committed input offset (-1001: none)
+  uint64_t batches_fenced = 0;  // changelog batches ignored: written under a superseded claim
+  uint64_t changelog_bytes = 0;
+};
+// Errors: kDataLoss (the changelog no longer holds what must be read), kUnavailable (the cluster did
+// not answer in time), kInvalidArgument (options), and PartitionSet::Restore's.
+absl::StatusOr<KafkaRestoreResult> RestoreFromChangelog(const KafkaRestoreOptions& options, PartitionSet* set,
+                                                        int32_t partition);
 
 // The snapshot pointer as it is kept in an offset commit's metadata ("idem1 snapshot=<offset>"):
 // nullopt for metadata that holds none (empty, or another tool's).

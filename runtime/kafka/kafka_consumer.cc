@@ -11,15 +11,19 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "engine/metrics.h"
 #include "engine/status_util.h"
 #include "idem/kafka.h"
 #include "idem/latency_histogram.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
 #include "runtime/kafka/changelog_producer.h"
 #include "runtime/kafka/kafka_client.h"
 #include "runtime/kafka/partition_restorer.h"
@@ -56,6 +60,42 @@ double SecondsSince(Steady::time_point t) { return std::chrono::duration<double>
 
 }  // namespace
 
+// The effects of a batch's earlier events, by column family ID and key (nullopt: deleted).
+class KafkaPartitionView::Overlay : public rocksdb::WriteBatch::Handler {
+ public:
+  void Clear() { values_.clear(); }
+  void Add(const rocksdb::WriteBatch& effects) { effects.Iterate(this).PermitUncheckedError(); }
+  const std::optional<std::string>* Find(uint32_t family, std::string_view key) const {
+    auto it = values_.find(std::make_pair(family, std::string(key)));
+    return it == values_.end() ? nullptr : &it->second;
+  }
+  rocksdb::Status PutCF(uint32_t family, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+    values_[std::make_pair(family, key.ToString())] = value.ToString();
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(uint32_t family, const rocksdb::Slice& key) override {
+    values_[std::make_pair(family, key.ToString())] = std::nullopt;
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status SingleDeleteCF(uint32_t family, const rocksdb::Slice& key) override { return DeleteCF(family, key); }
+
+ private:
+  std::map<std::pair<uint32_t, std::string>, std::optional<std::string>> values_;
+};
+
+rocksdb::ColumnFamilyHandle* KafkaPartitionView::family(size_t index) const { return partition_->family(index); }
+
+absl::StatusOr<std::optional<std::string>> KafkaPartitionView::Get(size_t index, std::string_view key) const {
+  rocksdb::ColumnFamilyHandle* cf = partition_->family(index);
+  if (cf == nullptr) return absl::InvalidArgumentError(absl::StrCat("partition family ", index, " does not exist"));
+  if (const std::optional<std::string>* v = overlay_->Find(cf->GetID(), key)) return *v;
+  std::string value;
+  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("reading partition state: ", s.ToString()));
+  return std::optional<std::string>(std::move(value));
+}
+
 // One input partition this member was assigned.
 struct OwnedPartition {
   enum class State { kRestoring, kActive, kStopped };
@@ -76,8 +116,8 @@ struct OwnedPartition {
   int64_t next_offset = -1;                  // the next input offset to handle (-1: the first one that comes)
   // (offset to commit, last changelog record it waits for), oldest first.
   std::deque<std::pair<int64_t, uint64_t>> pending;
-  int64_t ackable = -1;   // the highest offset whose records are all acknowledged
-  int64_t sent = -1;      // the offset last sent in a commit
+  int64_t ackable = -1;  // the highest offset whose records are all acknowledged
+  int64_t sent = -1;     // the offset last sent in a commit
   int64_t sent_pointer = -1;
   Pause pause = Pause::kNone;
   Steady::time_point resume_at;
@@ -159,7 +199,8 @@ class KafkaConsumer::Impl {
 
     PartitionList topics(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(topics.get(), options_.input_topic.c_str(), RD_KAFKA_PARTITION_UA);
-    if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer_.get(), topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer_.get(), topics.get());
+        err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return kafka::KafkaError(err, "subscribing");
     }
     return absl::OkStatus();
@@ -173,9 +214,17 @@ class KafkaConsumer::Impl {
     }
     AdvanceRestores();
     CheckPartitions();
+    waiting_ = false;
+    for (const auto& [number, o] : owned_) {
+      if (o->state == State::kRestoring || o->pause == Pause::kRetry) waiting_ = true;
+    }
 
     std::vector<Message> batch;
-    Message m(rd_kafka_consumer_poll(consumer_.get(), static_cast<int>(absl::ToInt64Milliseconds(options_.poll_timeout))));
+    // While a partition waits for its restore (or a pause to end), poll briefly: resuming it is this
+    // loop's job, and a long poll would hold it back.
+    int timeout = static_cast<int>(absl::ToInt64Milliseconds(options_.poll_timeout));
+    if (waiting_) timeout = std::min(timeout, 5);
+    Message m(rd_kafka_consumer_poll(consumer_.get(), timeout));
     while (m != nullptr) {
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         batch.push_back(std::move(m));
@@ -251,6 +300,7 @@ class KafkaConsumer::Impl {
     s.restored_batches_fenced = restored_batches_fenced_;
     s.data_loss_partitions = data_loss_partitions_;
     s.store_pauses = store_pauses_;
+    s.partial_batches = partial_batches_;
     s.step_latency = step_latency_.Summary();
     s.fenced = set_->GetStats().fenced;
     {
@@ -360,8 +410,8 @@ class KafkaConsumer::Impl {
       if (!lost && options_.commit_on_revoke) CommitProgress(&o, /*sync=*/true);
       o.processor.reset();
       const bool clean = !o.track->failed() && o.track->AllAcknowledged() && !options_.changelog_topic.empty();
-      if (absl::Status s = set_->Deactivate(o.layout.name, clean ? KeepLocalCopy::kKeep : KeepLocalCopy::kDrop,
-                                            o.claim_offset);
+      if (absl::Status s =
+              set_->Deactivate(o.layout.name, clean ? KeepLocalCopy::kKeep : KeepLocalCopy::kDrop, o.claim_offset);
           !s.ok()) {
         options_.log(absl::StrCat(o.layout.name, ": deactivating: ", s.ToString()));
       }
@@ -419,8 +469,9 @@ class KafkaConsumer::Impl {
         record.input_offset = op->batch_end.load(std::memory_order_relaxed);
         record.ops = *commit.ops;
         // A record not enqueued marks the track failed: the partition is then stopped and restored.
-        producer_->Produce(options_.changelog_topic, op->number, EncodeChangelogRecord(record), op->track,
-                           RecordKind::kBatch)
+        producer_
+            ->Produce(options_.changelog_topic, op->number, EncodeChangelogRecord(record), op->track,
+                      RecordKind::kBatch)
             .IgnoreError();
       };
     }
@@ -458,11 +509,11 @@ class KafkaConsumer::Impl {
       last_restore_seconds_ = seconds;
       max_restore_seconds_ = std::max(max_restore_seconds_, seconds);
     }
-    options_.log(absl::StrCat(o.layout.name, ": resumed at offset ", job.committed, " under claim ",
-                              job.claim.ordinal, " (", job.how, ") ", absl::StrFormat("%.3f", seconds),
-                              " s after assignment", job.batches_fenced > 0
-                                  ? absl::StrCat("; ", job.batches_fenced, " changelog batches of superseded owners ignored")
-                                  : ""));
+    options_.log(absl::StrCat(o.layout.name, ": resumed at offset ", job.committed, " under claim ", job.claim.ordinal,
+                              " (", job.how, ") ", absl::StrFormat("%.3f", seconds), " s after assignment",
+                              job.batches_fenced > 0 ? absl::StrCat("; ", job.batches_fenced,
+                                                                    " changelog batches of superseded owners ignored")
+                                                     : ""));
   }
 
   void SetState(OwnedPartition& o, State state) {
@@ -499,8 +550,9 @@ class KafkaConsumer::Impl {
       if (o.state != State::kActive) continue;
       if (o.track->failed()) {
         ++changelog_failures_;
-        options_.log(absl::StrCat(o.layout.name, ": a changelog record was not acknowledged; the partition stops, "
-                                                 "drops its local copy and is restored from its changelog"));
+        options_.log(absl::StrCat(o.layout.name,
+                                  ": a changelog record was not acknowledged; the partition stops, "
+                                  "drops its local copy and is restored from its changelog"));
         PausePartition(o, Pause::kRetry);
         o.processor.reset();
         set_->Deactivate(o.layout.name, KeepLocalCopy::kDrop).IgnoreError();
@@ -524,7 +576,6 @@ class KafkaConsumer::Impl {
     auto it = owned_.find(number);
     if (it == owned_.end()) return 0;
     OwnedPartition& o = *it->second;
-    if (o.state != State::kActive || o.pause != Pause::kNone) return 0;
     std::vector<KafkaMessage> kms;
     for (rd_kafka_message_t* m : messages) {
       if (o.next_offset >= 0 && m->offset < o.next_offset) continue;  // read again after a seek
@@ -536,25 +587,54 @@ class KafkaConsumer::Impl {
       km.native = m;
       kms.push_back(km);
     }
-    if (kms.empty()) return 0;
+    // Runs of messages with distinct IDs: a producer's retry often sends a copy right behind the
+    // original, and the second of two equal IDs in one ReserveBatch would be in flight, not a duplicate.
+    size_t handled = 0;
+    size_t begin = 0;
+    while (begin < kms.size()) {
+      if (o.state != State::kActive || o.pause != Pause::kNone) break;
+      std::unordered_set<std::string_view> ids;
+      std::vector<std::optional<Event>> events;
+      size_t end = begin;
+      for (; end < kms.size(); ++end) {
+        std::optional<Event> e = options_.event_of(kms[end]);
+        if (e && !ids.insert(e->id).second) break;
+        events.push_back(std::move(e));
+      }
+      const size_t done = HandleRun(o, absl::MakeSpan(kms).subspan(begin, end - begin), events);
+      handled += done;
+      if (done < end - begin) break;
+      begin = end;
+    }
+    return handled;
+  }
+
+  // One ReserveBatch + CommitBatch over messages with distinct IDs; returns how many were settled
+  // (applied, duplicate or dead-lettered) before the first that must be read again.
+  size_t HandleRun(OwnedPartition& o, absl::Span<const KafkaMessage> kms, const std::vector<std::optional<Event>>& of) {
     const auto started = Steady::now();
     std::vector<Event> events;
     std::vector<int> event_of(kms.size(), -1);
     std::unordered_map<std::string_view, const KafkaMessage*> by_id;
     for (size_t i = 0; i < kms.size(); ++i) {
-      std::optional<Event> e = options_.event_of(kms[i]);
-      if (!e) continue;
+      if (!of[i]) continue;
       event_of[i] = static_cast<int>(events.size());
-      events.push_back(*e);
-      by_id.emplace(e->id, &kms[i]);
+      events.push_back(*of[i]);
+      by_id.emplace(of[i]->id, &kms[i]);
     }
     o.batch_end.store(kms.back().offset + 1, std::memory_order_relaxed);
-    Partition* partition = o.partition;
+    overlay_.Clear();
+    KafkaPartitionView view(o.number, o.partition, set_->db(), &overlay_);
     const KafkaHandler& handler = options_.handler;
-    std::vector<HandleResult> results =
-        o.processor->HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
-          return handler(*by_id.at(ctx.event_id), ctx, *partition);
-        });
+    std::vector<HandleResult> results;
+    if (!events.empty()) {
+      results = o.processor->HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+        absl::StatusOr<std::string> result = handler(*by_id.at(ctx.event_id), ctx, view);
+        // What a later event of the batch reads: this one's effects commit with it, in the same write.
+        if (result.ok() && ctx.effects != nullptr) overlay_.Add(*ctx.effects);
+        return result;
+      });
+    }
     size_t stop = kms.size();
     Outcome stop_outcome = Outcome::kApplied;
     for (size_t i = 0; i < kms.size(); ++i) {
@@ -573,6 +653,17 @@ class KafkaConsumer::Impl {
         stop = i;
         stop_outcome = r.outcome;
         break;
+      }
+    }
+    if (stop < kms.size() && stop_outcome == Outcome::kLeaseLost) {
+      for (size_t j = stop + 1; j < kms.size(); ++j) {
+        if (event_of[j] >= 0 && results[event_of[j]].outcome == Outcome::kApplied) {
+          ++partial_batches_;
+          options_.log(absl::StrCat(o.layout.name, ": offset ", kms[stop].offset,
+                                    " lost its lease while later events of its batch committed; handlers that read "
+                                    "the batch's earlier effects may have counted it"));
+          break;
+        }
       }
     }
     messages_ += stop;
@@ -603,8 +694,8 @@ class KafkaConsumer::Impl {
       return;
     }
     producer_
-        ->Produce(options_.dead_letter_topic, RD_KAFKA_PARTITION_UA, m.value, o.track, RecordKind::kDeadLetter,
-                  nullptr, "idem-dead-letter", reason, m.key)
+        ->Produce(options_.dead_letter_topic, RD_KAFKA_PARTITION_UA, m.value, o.track, RecordKind::kDeadLetter, nullptr,
+                  "idem-dead-letter", reason, m.key)
         .IgnoreError();
   }
 
@@ -699,6 +790,7 @@ class KafkaConsumer::Impl {
   PartitionSet* const set_;
   bool reset_earliest_ = true;
   bool closed_ = false;
+  bool waiting_ = false;  // a partition's restore or retry pause is due to end
   kafka::Client consumer_;
   std::unique_ptr<ChangelogProducer> producer_;
   std::unique_ptr<kafka::PartitionRestorer> restorer_;
@@ -714,11 +806,12 @@ class KafkaConsumer::Impl {
   std::atomic<uint64_t> assignments_{0}, revocations_{0}, lost_{0};
   std::atomic<uint64_t> restores_{0}, catch_ups_{0}, claims_{0}, claims_lost_{0}, restore_failures_{0};
   std::atomic<uint64_t> restored_batches_fenced_{0}, data_loss_partitions_{0}, store_pauses_{0};
+  std::atomic<uint64_t> partial_batches_{0};
   LatencyHistogram step_latency_;
+  KafkaPartitionView::Overlay overlay_;
 };
 
-absl::StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(KafkaConsumerOptions options,
-                                                                     PartitionSet* set) {
+absl::StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(KafkaConsumerOptions options, PartitionSet* set) {
   if (set == nullptr) return absl::InvalidArgumentError("KafkaConsumer needs a PartitionSet");
   if (options.bootstrap_servers.empty() || options.group_id.empty() || options.input_topic.empty()) {
     return absl::InvalidArgumentError("KafkaConsumerOptions needs bootstrap_servers, group_id and input_topic");
@@ -741,6 +834,47 @@ absl::Status KafkaConsumer::Close() { return impl_->Close(); }
 std::vector<int32_t> KafkaConsumer::ActivePartitions() const { return impl_->ActivePartitions(); }
 KafkaConsumerStats KafkaConsumer::GetStats() const { return impl_->GetStats(); }
 std::string KafkaConsumer::ToPrometheus() const { return impl_->ToPrometheus(); }
+
+absl::StatusOr<KafkaRestoreResult> RestoreFromChangelog(const KafkaRestoreOptions& options, PartitionSet* set,
+                                                        int32_t partition) {
+  if (set == nullptr || options.bootstrap_servers.empty() || options.group_id.empty() || options.input_topic.empty() ||
+      options.changelog_topic.empty()) {
+    return absl::InvalidArgumentError(
+        "RestoreFromChangelog needs a set, bootstrap_servers, group_id, input_topic and changelog_topic");
+  }
+  kafka::Settings settings = {{"bootstrap.servers", options.bootstrap_servers}, {"group.id", options.group_id}};
+  settings.insert(settings.end(), options.client_config.begin(), options.client_config.end());
+  absl::StatusOr<kafka::Conf> conf = kafka::MakeConf(settings);
+  if (!conf.ok()) return conf.status();
+  // A consumer of the group that never subscribes: it reads the group's committed offsets, no more.
+  absl::StatusOr<kafka::Client> group = kafka::MakeClient(RD_KAFKA_CONSUMER, *std::move(conf));
+  if (!group.ok()) return group.status();
+  kafka::PartitionRestorer::Config rc;
+  rc.bootstrap_servers = options.bootstrap_servers;
+  rc.input_topic = options.input_topic;
+  rc.changelog_topic = options.changelog_topic;
+  rc.reader_settings = options.client_config;
+  rc.timeout = options.timeout;
+  absl::StatusOr<std::unique_ptr<kafka::PartitionRestorer>> restorer =
+      kafka::PartitionRestorer::Create(rc, set, group->get(), nullptr, nullptr);
+  if (!restorer.ok()) return restorer.status();
+  auto job = std::make_shared<RestoreJob>();
+  job->partition = partition;
+  job->layout = PartitionLayout{absl::StrCat(options.input_topic, "/", partition), options.effect_families};
+  job->claim_it = false;
+  (*restorer)->Submit(job);
+  (*restorer)->Await(*job);
+  restorer->reset();
+  rd_kafka_consumer_close(group->get());
+  if (!job->status.ok()) return job->status;
+  KafkaRestoreResult result;
+  result.how = job->how;
+  result.claim = job->claim;
+  result.committed = job->committed;
+  result.batches_fenced = job->batches_fenced;
+  result.changelog_bytes = job->log_bytes;
+  return result;
+}
 
 std::string KafkaConsumerStats::ToPrometheus() const {
   engine::Metrics m;
@@ -773,6 +907,9 @@ std::string KafkaConsumerStats::ToPrometheus() const {
           "Changelog batches ignored by restores: written by superseded owners.", restored_batches_fenced);
   counter("idem_kafka_data_loss_partitions_total", "Partitions left paused: their changelog lost their state.",
           data_loss_partitions);
+  counter("idem_kafka_partial_batches_total",
+          "Batches where an event lost its lease while later ones, which may have read its effects, committed.",
+          partial_batches);
   counter("idem_kafka_store_pauses_total", "Partitions paused by a store failure.", store_pauses);
   counter("idem_kafka_fenced_total", "Store calls refused below the token floor.", fenced);
   m.Add("idem_kafka_active_partitions", "Partitions restored, claimed and consumed.", engine::MetricType::kGauge, "",

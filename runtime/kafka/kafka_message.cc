@@ -34,7 +34,9 @@ namespace {
 constexpr std::string_view kPointerPrefix = "idem1 snapshot=";
 }  // namespace
 
-std::string EncodeSnapshotPointer(int64_t changelog_offset) { return absl::StrCat(engine::ToAbsl(kPointerPrefix), changelog_offset); }
+std::string EncodeSnapshotPointer(int64_t changelog_offset) {
+  return absl::StrCat(engine::ToAbsl(kPointerPrefix), changelog_offset);
+}
 
 std::optional<int64_t> DecodeSnapshotPointer(std::string_view metadata) {
   if (metadata.substr(0, kPointerPrefix.size()) != kPointerPrefix) return std::nullopt;

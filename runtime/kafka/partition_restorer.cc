@@ -25,10 +25,9 @@ int Millis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PartitionRestorer>> PartitionRestorer::Create(Config config, PartitionSet* set,
-                                                                             rd_kafka_t* group,
-                                                                             ChangelogProducer* producer,
-                                                                             std::function<void(std::string_view)> log) {
+absl::StatusOr<std::unique_ptr<PartitionRestorer>> PartitionRestorer::Create(
+    Config config, PartitionSet* set, rd_kafka_t* group, ChangelogProducer* producer,
+    std::function<void(std::string_view)> log) {
   std::unique_ptr<PartitionRestorer> r(new PartitionRestorer());
   r->config_ = std::move(config);
   r->set_ = set;
@@ -46,6 +45,9 @@ absl::StatusOr<std::unique_ptr<PartitionRestorer>> PartitionRestorer::Create(Con
         {"enable.partition.eof", "true"},
         {"auto.offset.reset", "error"},
         {"reconnect.backoff.max.ms", "1000"},
+        // A restore waits on the log's end (its own claim): the broker should answer at once, not hold
+        // an empty fetch for its default 500 ms.
+        {"fetch.wait.max.ms", "10"},
     };
     settings.insert(settings.end(), r->config_.reader_settings.begin(), r->config_.reader_settings.end());
     absl::StatusOr<Conf> conf = MakeConf(settings);
@@ -149,12 +151,12 @@ void PartitionRestorer::Run(RestoreJob& job) {
     return;
   }
 
-  if (copy && copy->clean && copy->claim.ordinal > 0 && copy->changelog_offset >= low &&
+  if (job.claim_it && copy && copy->clean && copy->claim.ordinal > 0 && copy->changelog_offset >= low &&
       copy->changelog_offset <= high && copy->layout.effect_families == job.layout.effect_families &&
       (!pointer || *pointer < copy->changelog_offset)) {
     const absl::Status s = set_->CatchUp(job.layout, [&](ChangelogReplayer::Sink* sink) {
       ChangelogReplayer replayer(copy->claim, sink);
-      return Replay(job, replayer, copy->changelog_offset, high, /*claim=*/true);
+      return Replay(job, replayer, copy->changelog_offset, high, job.claim_it);
     });
     if (s.ok()) {
       job.caught_up = true;
@@ -182,7 +184,7 @@ void PartitionRestorer::Run(RestoreJob& job) {
   job.status = set_->Restore(job.layout, [&](ChangelogReplayer::Sink* sink) {
     ChangelogReplayer replayer(pointer ? ChangelogReplayer::Start::kSnapshot : ChangelogReplayer::Start::kLogStart,
                                sink);
-    return Replay(job, replayer, pointer.value_or(0), high, /*claim=*/true);
+    return Replay(job, replayer, pointer.value_or(0), high, job.claim_it);
   });
   job.how = pointer ? absl::StrCat("snapshot at changelog offset ", *pointer, " + tail to ", high)
                     : absl::StrCat("changelog from its start, ", high, " records");
@@ -211,11 +213,13 @@ absl::Status PartitionRestorer::Replay(RestoreJob& job, ChangelogReplayer& repla
     if (replayer.current_claim() != mine) {
       job.claim_lost = true;
       return absl::AbortedError(absl::StrCat("claim ", mine.ordinal, " at changelog offset ", *offset,
-                                             " lost: another member claimed ordinal ",
-                                             replayer.current_claim().ordinal, " first"));
+                                             " lost: another member claimed ordinal ", replayer.current_claim().ordinal,
+                                             " first"));
     }
     job.claim = mine;
     job.claim_offset = *offset;
+  } else {
+    job.claim = replayer.current_claim();
   }
   job.batches_fenced = replayer.batches_fenced();
   return replayer.Finish();
@@ -246,8 +250,8 @@ absl::Status PartitionRestorer::ReadRange(RestoreJob& job, ChangelogReplayer& re
       continue;
     }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const absl::Status s = KafkaError(m->err, absl::StrCat("reading changelog ", config_.changelog_topic, "/",
-                                                             job.partition, " at offset ", next));
+      const absl::Status s = KafkaError(
+          m->err, absl::StrCat("reading changelog ", config_.changelog_topic, "/", job.partition, " at offset ", next));
       if (s.code() == absl::StatusCode::kDataLoss) return s;
       if (log_) log_(s.ToString());
       continue;

@@ -33,6 +33,7 @@ struct RestoreJob {
   int32_t partition = -1;
   PartitionLayout layout;
   std::shared_ptr<RecordTrack> track;  // the claim is tracked with the partition's records
+  bool claim_it = true;                // false: restore only (verifiers, operators), no local copy used
   std::atomic<bool> cancel{false};
 
   // Filled in by the restore thread; `done` last.
@@ -43,9 +44,9 @@ struct RestoreJob {
   std::string how;              // "catch-up", "snapshot", "log", for logs
   uint64_t batches_fenced = 0;  // ignored by the replay: written under a superseded claim
   bool claim_lost = false;
-  bool caught_up = false;             // from the local copy, not a restore
-  std::optional<int64_t> pointer;     // the snapshot pointer the committed metadata held
-  uint64_t log_bytes = 0;             // changelog bytes read
+  bool caught_up = false;          // from the local copy, not a restore
+  std::optional<int64_t> pointer;  // the snapshot pointer the committed metadata held
+  uint64_t log_bytes = 0;          // changelog bytes read
   std::atomic<bool> done{false};
 };
 
