@@ -13,6 +13,7 @@
 #include "examples/kafka/ledger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "idem/fingerprint.h"
 #include "idem/kafka.h"
 #include "idem/kafka_mock.h"
 #include "tests/kafka_util.h"
@@ -86,6 +87,194 @@ TEST_F(KafkaTest, JoinsAppliesOnceAndANewMemberRestoresFromTheChangelog) {
   }
   ledger::Verdict after = ledger::Verify(deposits, RestoreAll(cluster_.get(), dir_.Sub("verify-2"), kPartitions));
   EXPECT_TRUE(after.ok()) << after.ToString();
+}
+
+// A second member joins while deposits keep arriving and the first commits: the cooperative rebalance
+// moves partitions with their state, and the union of the partitions' states (restored from the
+// changelog) holds every deposit exactly once. (The mock refuses offset commits during a rebalance:
+// that costs redeliveries, answered as duplicates, never a second application.)
+TEST_F(KafkaTest, ARebalanceWithCommitsInFlightLosesNothingAndAppliesNothingTwice) {
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(6000, 40);
+  std::atomic<bool> produced{false};
+  std::thread producer([&] {
+    for (size_t i = 0; i < deposits.size(); i += 300) {
+      std::vector<ledger::Deposit> part(deposits.begin() + i, deposits.begin() + std::min(deposits.size(), i + 300));
+      ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", part, 7), IsOk());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    produced = true;
+  });
+  Member a(Options("a"));
+  ASSERT_TRUE(WaitFor([&] { return a.Stats().applied > 500; }, absl::Seconds(60)));
+  Member b(Options("b"));
+  ASSERT_TRUE(WaitFor([&] { return !b.Active().empty() && a.Active().size() < kPartitions; }, absl::Seconds(60)));
+  producer.join();
+  ASSERT_TRUE(produced);
+  ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(90)));
+  const KafkaConsumerStats sa = a.Stats(), sb = b.Stats();
+  EXPECT_GT(sb.claims, 0u);
+  EXPECT_GT(sa.revocations + sa.lost, 0u);              // lost: the mock refuses commits during the rebalance
+  EXPECT_GE(sa.applied + sb.applied, deposits.size());  // a redelivery re-applied would fail Verify below
+  ASSERT_THAT(a.Stop(), IsOk());
+  ASSERT_THAT(b.Stop(), IsOk());
+  const ledger::Verdict v = ledger::Verify(deposits, RestoreAll(cluster_.get(), dir_.Sub("verify"), kPartitions));
+  EXPECT_TRUE(v.ok()) << v.ToString();
+}
+
+// With snapshots on, a new owner restores from the snapshot its pointer names (in the offset commit's
+// metadata) and the log after it, not from the log's first record.
+TEST_F(KafkaTest, ANewOwnerRestoresFromTheSnapshotThePointerNames) {
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(3000, 300);
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", deposits), IsOk());
+  {
+    MemberOptions m = Options("a");
+    m.snapshot_min_bytes = 8 << 10;
+    m.max_batch = 50;
+    Member a(m);
+    ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(60)));
+    // The last pointer is committed once the snapshot's end is acknowledged: a commit after it.
+    ASSERT_GT(a.Stats().snapshots, 0u);
+    ASSERT_THAT(a.Stop(), IsOk());
+  }
+  ScratchDir verify;
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(PartitionSetOptions(), verify.Sub("set")));
+  KafkaRestoreOptions r;
+  r.bootstrap_servers = cluster_->bootstrap_servers();
+  r.group_id = "ledger";
+  r.input_topic = "deposits";
+  r.changelog_topic = "deposits-changelog";
+  r.effect_families = ledger::Families();
+  std::vector<ledger::State> states;
+  for (int p = 0; p < kPartitions; ++p) {
+    IDEM_ASSERT_OK_AND_ASSIGN(KafkaRestoreResult restored, RestoreFromChangelog(r, set.get(), p));
+    EXPECT_THAT(restored.how, ::testing::StartsWith("snapshot")) << p;
+    IDEM_ASSERT_OK_AND_ASSIGN(ledger::State state, ledger::ReadCopy(set.get(), "deposits", p));
+    states.push_back(state);
+  }
+  const ledger::Verdict v = ledger::Verify(deposits, states);
+  EXPECT_TRUE(v.ok()) << v.ToString();
+}
+
+// A member whose partitions come back to it (it kept clean copies) catches up with what the other
+// owner wrote meanwhile, reading only the log's tail, instead of restoring.
+TEST_F(KafkaTest, ACleanLocalCopyCatchesUpWithTheTail) {
+  const std::vector<ledger::Deposit> first = ledger::Deposits(1000, 30, 0), second = ledger::Deposits(1000, 30, 1000),
+                                     third = ledger::Deposits(1000, 30, 2000);
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", first), IsOk());
+  {
+    Member a(Options("a"));
+    ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(60)));
+  }
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", second), IsOk());
+  {
+    Member b(Options("b"));
+    ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(60)));
+    EXPECT_EQ(b.Stats().restores, static_cast<uint64_t>(kPartitions));
+  }
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", third), IsOk());
+  {
+    Member a(Options("a"));  // its disk again
+    ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(60)));
+    const KafkaConsumerStats s = a.Stats();
+    EXPECT_EQ(s.catch_ups, static_cast<uint64_t>(kPartitions));
+    EXPECT_EQ(s.restores, 0u);
+    EXPECT_EQ(s.applied, third.size());
+  }
+  std::vector<ledger::Deposit> all = first;
+  all.insert(all.end(), second.begin(), second.end());
+  all.insert(all.end(), third.begin(), third.end());
+  const ledger::Verdict v = ledger::Verify(all, RestoreAll(cluster_.get(), dir_.Sub("verify"), kPartitions));
+  EXPECT_TRUE(v.ok()) << v.ToString();
+}
+
+// The changelog lost its start to retention (the mock keeps about 5 MiB per partition) and no snapshot
+// points past the loss: the partition is kDataLoss, stays paused, and is never restored empty.
+TEST_F(KafkaTest, ATruncatedChangelogIsDataLossAndThePartitionStaysPaused) {
+  ASSERT_THAT(cluster_->CreateTopic("fat", 1), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("fat-changelog", 1), IsOk());
+  auto fat = [](KafkaConsumerOptions& o) {
+    // 16 KiB of incompressible state per event: 500 events are about 8 MiB of changelog.
+    o.handler = [](const KafkaMessage& m, const EventContext& ctx,
+                   KafkaPartitionView& view) -> absl::StatusOr<std::string> {
+      std::string blob(16 << 10, '\0');
+      uint64_t x = Fingerprint(ctx.event_id);
+      for (char& c : blob) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        c = static_cast<char>(x >> 56);
+      }
+      ctx.effects->Put(view.family(1), std::string(m.key) + std::string(ctx.event_id), blob);
+      ctx.effects->Put(view.family(2), std::string(ctx.event_id), "1");
+      return std::string("ok");
+    };
+    o.snapshot_min_bytes = size_t{1} << 40;  // never: nothing points past the loss
+  };
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(500, 5);
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "fat", deposits), IsOk());
+  {
+    MemberOptions m = Options("a");
+    m.input = "fat";
+    m.changelog = "fat-changelog";
+    m.adjust = fat;
+    Member a(m);
+    ASSERT_TRUE(
+        WaitFor([&] { return testing::kafka::AllCommitted(cluster_.get(), "ledger", "fat", 1); }, absl::Seconds(60)));
+  }
+  IDEM_ASSERT_OK_AND_ASSIGN(auto marks, cluster_->Watermarks("fat-changelog", 0));
+  ASSERT_GT(marks.first, 0) << "the mock kept the whole changelog: the test did not truncate it";
+
+  MemberOptions m = Options("b");
+  m.input = "fat";
+  m.changelog = "fat-changelog";
+  m.adjust = fat;
+  Member b(m);
+  ASSERT_TRUE(WaitFor([&] { return b.Stats().data_loss_partitions == 1; }, absl::Seconds(60)));
+  EXPECT_TRUE(b.Active().empty());
+  EXPECT_EQ(b.Stats().applied, 0u);
+
+  ScratchDir verify;
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(PartitionSetOptions(), verify.Sub("set")));
+  KafkaRestoreOptions r;
+  r.bootstrap_servers = cluster_->bootstrap_servers();
+  r.group_id = "ledger";
+  r.input_topic = "fat";
+  r.changelog_topic = "fat-changelog";
+  r.effect_families = ledger::Families();
+  EXPECT_THAT(RestoreFromChangelog(r, set.get(), 0), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+// Many partitions per process: 64 input partitions, one member, each restored, claimed and consumed; a
+// second member on an empty disk restores all 64.
+TEST_F(KafkaTest, SixtyFourPartitionsInOneProcess) {
+  constexpr int kMany = 64;
+  ASSERT_THAT(cluster_->CreateTopic("wide", kMany), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("wide-changelog", kMany), IsOk());
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(6400, 640);
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "wide", deposits), IsOk());
+  auto options = [&](const std::string& name) {
+    MemberOptions m = Options(name);
+    m.input = "wide";
+    m.changelog = "wide-changelog";
+    return m;
+  };
+  {
+    Member a(options("a"));
+    ASSERT_TRUE(WaitFor([&] { return testing::kafka::AllCommitted(cluster_.get(), "ledger", "wide", kMany); },
+                        absl::Seconds(120)));
+    EXPECT_EQ(a.Active().size(), static_cast<size_t>(kMany));
+    EXPECT_EQ(a.Stats().applied, deposits.size());
+  }
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "wide", deposits), IsOk());
+  {
+    Member b(options("b"));
+    ASSERT_TRUE(WaitFor([&] { return testing::kafka::AllCommitted(cluster_.get(), "ledger", "wide", kMany); },
+                        absl::Seconds(120)));
+    EXPECT_EQ(b.Stats().restores, static_cast<uint64_t>(kMany));
+    EXPECT_EQ(b.Stats().applied, 0u);
+    EXPECT_EQ(b.Stats().duplicates, deposits.size());
+  }
+  const ledger::Verdict v = ledger::Verify(
+      deposits, RestoreAll(cluster_.get(), dir_.Sub("verify"), kMany, "ledger", "wide", "wide-changelog"));
+  EXPECT_TRUE(v.ok()) << v.ToString();
 }
 
 }  // namespace

@@ -114,7 +114,10 @@ void ChangelogProducer::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* messag
                                           " failed: ", rd_kafka_err2str(message->err)));
     }
   }
-  if (ticket->track != nullptr) ticket->track->Settle(ticket->seq, ticket->kind, message->offset, ok);
+  if (ticket->track != nullptr) {
+    if (message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) ticket->track->TooLarge();
+    ticket->track->Settle(ticket->seq, ticket->kind, message->offset, ok);
+  }
   if (ticket->waiter != nullptr) {
     if (ok) {
       ticket->waiter->Set(static_cast<int64_t>(message->offset));
@@ -157,6 +160,7 @@ absl::Status ChangelogProducer::Produce(const std::string& topic, int32_t partit
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || std::chrono::steady_clock::now() >= deadline) {
       failures_.fetch_add(1, std::memory_order_relaxed);
       if (track != nullptr) {
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) track->TooLarge();
         track->Settle(ticket->seq, kind, -1, false);
       }
       if (ticket->waiter != nullptr) ticket->waiter->Set(KafkaError(err, "producing to the changelog"));

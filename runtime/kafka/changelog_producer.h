@@ -33,6 +33,9 @@ class RecordTrack {
   uint64_t Issue(size_t bytes);
   void Settle(uint64_t seq, RecordKind kind, int64_t offset, bool ok);
   void Fail();  // a record could not even be enqueued
+  // A record was refused for its size (larger than message.max.bytes): the batch that made it was too big.
+  void TooLarge() { too_large_.store(true, std::memory_order_release); }
+  bool too_large() const { return too_large_.load(std::memory_order_acquire); }
   // Whether every record issued up to `seq` was acknowledged (and none failed).
   bool AcknowledgedThrough(uint64_t seq) const;
   bool AllAcknowledged() const { return AcknowledgedThrough(last_issued()); }
@@ -47,6 +50,7 @@ class RecordTrack {
   uint64_t next_ = 0;
   std::set<uint64_t> outstanding_;
   std::atomic<bool> failed_{false};
+  std::atomic<bool> too_large_{false};
   std::atomic<int64_t> pointer_{-1};
   std::atomic<uint64_t> bytes_{0};
   int64_t begin_offset_ = -1;  // of the snapshot being written

@@ -40,9 +40,11 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
+// The group refused the commit because this member is no longer (or, in this generation, not) the
+// owner: what fences a zombie's offsets.
 bool RefusedByGroup(rd_kafka_resp_err_t err) {
   return err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-         err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+         err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
 }
 
 RecordKind KindOf(ChangelogRecord::Type type) {
@@ -114,6 +116,7 @@ struct OwnedPartition {
   int64_t claim_offset = -1;
   std::optional<int64_t> inherited_pointer;  // the pointer committed before this member's claim
   int64_t next_offset = -1;                  // the next input offset to handle (-1: the first one that comes)
+  size_t max_run = SIZE_MAX;                 // events per commit, halved when a record was too large
   // (offset to commit, last changelog record it waits for), oldest first.
   std::deque<std::pair<int64_t, uint64_t>> pending;
   int64_t ackable = -1;  // the highest offset whose records are all acknowledged
@@ -469,10 +472,11 @@ class KafkaConsumer::Impl {
         record.input_offset = op->batch_end.load(std::memory_order_relaxed);
         record.ops = *commit.ops;
         // A record not enqueued marks the track failed: the partition is then stopped and restored.
-        producer_
-            ->Produce(options_.changelog_topic, op->number, EncodeChangelogRecord(record), op->track,
-                      RecordKind::kBatch)
-            .IgnoreError();
+        if (absl::Status s = producer_->Produce(options_.changelog_topic, op->number, EncodeChangelogRecord(record),
+                                                op->track, RecordKind::kBatch);
+            !s.ok()) {
+          options_.log(absl::StrCat(op->layout.name, ": changelog record not sent: ", s.ToString()));
+        }
       };
     }
     absl::StatusOr<Partition*> p = set_->Activate(o.layout, a);
@@ -550,6 +554,14 @@ class KafkaConsumer::Impl {
       if (o.state != State::kActive) continue;
       if (o.track->failed()) {
         ++changelog_failures_;
+        if (o.track->too_large()) {
+          // One commit's record must be one message: its events come back in runs half as long.
+          o.max_run = std::max<size_t>(1, std::min(o.max_run, options_.max_batch) / 2);
+          options_.log(absl::StrCat(o.layout.name,
+                                    ": a batch's changelog record was larger than the producer's message.max.bytes; "
+                                    "runs of at most ",
+                                    o.max_run, " events from now (raise message.max.bytes, or lower max_batch)"));
+        }
         options_.log(absl::StrCat(o.layout.name,
                                   ": a changelog record was not acknowledged; the partition stops, "
                                   "drops its local copy and is restored from its changelog"));
@@ -557,6 +569,7 @@ class KafkaConsumer::Impl {
         o.processor.reset();
         set_->Deactivate(o.layout.name, KeepLocalCopy::kDrop).IgnoreError();
         o.pending.clear();
+        o.ackable = o.sent = -1;
         o.track = std::make_shared<RecordTrack>();
         o.restart_at = Steady::now() + absl::ToChronoMilliseconds(o.restart_backoff);
         o.assigned_at = Steady::now();
@@ -596,7 +609,7 @@ class KafkaConsumer::Impl {
       std::unordered_set<std::string_view> ids;
       std::vector<std::optional<Event>> events;
       size_t end = begin;
-      for (; end < kms.size(); ++end) {
+      for (; end < kms.size() && end - begin < o.max_run; ++end) {
         std::optional<Event> e = options_.event_of(kms[end]);
         if (e && !ids.insert(e->id).second) break;
         events.push_back(std::move(e));
@@ -782,7 +795,8 @@ class KafkaConsumer::Impl {
     }
     if (!refused.empty()) {
       options_.log(absl::StrCat("offset commit refused by the group (", why, ") for [", absl::StrJoin(refused, " "),
-                                "]: this member was replaced; its changelog batches since are ignored"));
+                                "]: this member's generation is over (replaced, or a rebalance moved on); "
+                                "its changelog batches after a newer claim are ignored by every replay"));
     }
   }
 
