@@ -99,6 +99,17 @@ class Child {
 
   const std::string& output() const { return output_; }
 
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
+  // Whether the child is stopped (by SIGSTOP, its own or another's).
+  bool Stopped() const {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    return waitpid(pid_, &status, WUNTRACED | WNOHANG) == pid_ && WIFSTOPPED(status);
+  }
+
  private:
   pid_t pid_ = -1;
   int fd_ = -1;

@@ -158,7 +158,7 @@ inline bool AllCommitted(KafkaMockCluster* cluster, const std::string& group, co
 inline std::vector<ledger::State> RestoreAll(KafkaMockCluster* cluster, const std::string& dir, int partitions,
                                              const std::string& group = "ledger", const std::string& input = "deposits",
                                              const std::string& changelog = "deposits-changelog",
-                                             uint64_t* batches_fenced = nullptr) {
+                                             uint64_t* batches_fenced = nullptr, bool from_log_start = false) {
   std::vector<ledger::State> out;
   auto set = PartitionSet::Open(PartitionSetOptions(), dir);
   if (!set.ok()) return out;
@@ -168,6 +168,7 @@ inline std::vector<ledger::State> RestoreAll(KafkaMockCluster* cluster, const st
   r.input_topic = input;
   r.changelog_topic = changelog;
   r.effect_families = ledger::Families();
+  r.from_log_start = from_log_start;
   for (int p = 0; p < partitions; ++p) {
     absl::StatusOr<KafkaRestoreResult> restored = RestoreFromChangelog(r, set->get(), p);
     if (!restored.ok()) {

@@ -54,12 +54,29 @@ inline int MemberMain(int argc, char** argv) {
   app.add_option("--session-timeout-ms", session_ms, "session.timeout.ms (the mock needs > 3000)");
   app.add_option("--snapshot-bytes", snapshot_bytes, "snapshot once the changelog grew by this much");
   app.add_option("--max-batch", o.max_batch, "messages per poll");
+  std::string stall_on;
+  int delay_us = 0;
+  app.add_option("--stall-on", stall_on,
+                 "stop this process (SIGSTOP) inside the handler of this event ID, once: a member paused "
+                 "mid-batch, as by a long GC pause, to be continued (SIGCONT) by its parent");
+  app.add_option("--handler-delay-us", delay_us, "work each event costs, in microseconds");
   if (int code = example::ParseFlags(app, argc, argv); code >= 0) return code;
 
   std::signal(SIGTERM, OnMemberSignal);
   std::signal(SIGINT, OnMemberSignal);
   o.effect_families = Families();
-  o.handler = Handler();
+  o.handler = [inner = Handler(), stall_on, delay_us](const KafkaMessage& m, const EventContext& ctx,
+                                                      KafkaPartitionView& view) -> absl::StatusOr<std::string> {
+    static bool stalled = false;
+    if (!stall_on.empty() && !stalled && ctx.event_id == stall_on) {
+      stalled = true;
+      std::fprintf(stderr, "[member] stalling in %s (token %llu)\n", stall_on.c_str(),
+                   static_cast<unsigned long long>(ctx.token));
+      std::raise(SIGSTOP);
+    }
+    if (delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+    return inner(m, ctx, view);
+  };
   o.snapshot_min_bytes = snapshot_bytes;
   o.consumer_config = {{"session.timeout.ms", std::to_string(session_ms)},
                        {"heartbeat.interval.ms", std::to_string(session_ms / 10)},

@@ -234,6 +234,9 @@ struct KafkaRestoreOptions {
   std::vector<std::string> effect_families;
   std::vector<std::pair<std::string, std::string>> client_config;
   absl::Duration timeout = absl::Seconds(30);
+  // Replay the whole log, ignoring the snapshot pointer (an audit: every batch a superseded owner
+  // wrote is seen and counted); kDataLoss once retention has removed the log's start.
+  bool from_log_start = false;
 };
 struct KafkaRestoreResult {
   std::string how;              // where it started from

@@ -876,6 +876,7 @@ absl::StatusOr<KafkaRestoreResult> RestoreFromChangelog(const KafkaRestoreOption
   job->partition = partition;
   job->layout = PartitionLayout{absl::StrCat(options.input_topic, "/", partition), options.effect_families};
   job->claim_it = false;
+  job->from_log_start = options.from_log_start;
   (*restorer)->Submit(job);
   (*restorer)->Await(*job);
   restorer->reset();

@@ -177,6 +177,7 @@ void PartitionRestorer::Run(RestoreJob& job) {
       return;
     }
   }
+  if (job.from_log_start) pointer.reset();
   if (absl::Status s = CheckReplayable(pointer, low); !s.ok()) {
     job.status = absl::DataLossError(absl::StrCat(job.layout.name, ": ", s.message()));
     return;

@@ -34,6 +34,7 @@ struct RestoreJob {
   PartitionLayout layout;
   std::shared_ptr<RecordTrack> track;  // the claim is tracked with the partition's records
   bool claim_it = true;                // false: restore only (verifiers, operators), no local copy used
+  bool from_log_start = false;         // ignore the snapshot pointer: replay the whole log (audits)
   std::atomic<bool> cancel{false};
 
   // Filled in by the restore thread; `done` last.
