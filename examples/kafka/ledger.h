@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "idem/kafka.h"
+#include "idem/kafka_mock.h"
 #include "idem/partition_set.h"
 #include "rocksdb/db.h"
 
@@ -184,6 +185,67 @@ inline Verdict Verify(const std::vector<Deposit>& deposits, const std::vector<St
     if (balance[account] != b) ++v.wrong_balances;
   }
   return v;
+}
+
+// The group's committed offsets, by partition (RD_KAFKA_OFFSET_INVALID: none), read by a consumer of
+// the group that never joins it.
+inline std::vector<int64_t> Committed(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                                      int partitions) {
+  std::vector<int64_t> out(partitions, RD_KAFKA_OFFSET_INVALID);
+  char error[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  if (rk == nullptr) return out;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  if (rd_kafka_committed(rk, list, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < list->cnt; ++i) out[list->elems[i].partition] = list->elems[i].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  return out;
+}
+
+inline bool AllCommitted(KafkaMockCluster* cluster, const std::string& group, const std::string& topic,
+                         int partitions) {
+  const std::vector<int64_t> committed = Committed(cluster->bootstrap_servers(), group, topic, partitions);
+  for (int p = 0; p < partitions; ++p) {
+    absl::StatusOr<std::pair<int64_t, int64_t>> w = cluster->Watermarks(topic, p);
+    if (!w.ok() || committed[p] < w->second) return false;
+  }
+  return true;
+}
+
+// Every partition restored from the changelog (as a new owner would, without claiming) into a fresh set
+// at `dir`, and read. A partition that does not restore is left out (and reported on stderr).
+inline std::vector<State> RestoreAll(KafkaMockCluster* cluster, const std::string& dir, int partitions,
+                                     const std::string& group = "ledger", const std::string& input = "deposits",
+                                     const std::string& changelog = "deposits-changelog",
+                                     uint64_t* batches_fenced = nullptr, bool from_log_start = false) {
+  std::vector<State> out;
+  auto set = PartitionSet::Open(PartitionSetOptions(), dir);
+  if (!set.ok()) return out;
+  KafkaRestoreOptions r;
+  r.bootstrap_servers = cluster->bootstrap_servers();
+  r.group_id = group;
+  r.input_topic = input;
+  r.changelog_topic = changelog;
+  r.effect_families = Families();
+  r.from_log_start = from_log_start;
+  for (int p = 0; p < partitions; ++p) {
+    absl::StatusOr<KafkaRestoreResult> restored = RestoreFromChangelog(r, set->get(), p);
+    if (!restored.ok()) {
+      std::fprintf(stderr, "verifier: partition %d: %s\n", p, restored.status().ToString().c_str());
+      continue;
+    }
+    if (batches_fenced != nullptr) *batches_fenced += restored->batches_fenced;
+    absl::StatusOr<State> state = ReadCopy(set->get(), input, p);
+    if (state.ok()) out.push_back(*std::move(state));
+  }
+  (*set)->Close().IgnoreError();
+  return out;
 }
 
 }  // namespace idem::ledger

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -54,24 +55,31 @@ inline int MemberMain(int argc, char** argv) {
   app.add_option("--session-timeout-ms", session_ms, "session.timeout.ms (the mock needs > 3000)");
   app.add_option("--snapshot-bytes", snapshot_bytes, "snapshot once the changelog grew by this much");
   app.add_option("--max-batch", o.max_batch, "messages per poll");
-  std::string stall_on;
+  std::string stall_on, stall_when;
   int delay_us = 0;
   app.add_option("--stall-on", stall_on,
                  "stop this process (SIGSTOP) inside the handler of this event ID, once: a member paused "
                  "mid-batch, as by a long GC pause, to be continued (SIGCONT) by its parent");
+  app.add_option("--stall-when", stall_when, "the same, in the first handler call after this file appears");
   app.add_option("--handler-delay-us", delay_us, "work each event costs, in microseconds");
   if (int code = example::ParseFlags(app, argc, argv); code >= 0) return code;
 
   std::signal(SIGTERM, OnMemberSignal);
   std::signal(SIGINT, OnMemberSignal);
   o.effect_families = Families();
-  o.handler = [inner = Handler(), stall_on, delay_us](const KafkaMessage& m, const EventContext& ctx,
-                                                      KafkaPartitionView& view) -> absl::StatusOr<std::string> {
+  o.handler = [inner = Handler(), stall_on, stall_when, delay_us, stats](
+                  const KafkaMessage& m, const EventContext& ctx,
+                  KafkaPartitionView& view) -> absl::StatusOr<std::string> {
     static bool stalled = false;
-    if (!stall_on.empty() && !stalled && ctx.event_id == stall_on) {
+    if (!stalled && ((!stall_on.empty() && ctx.event_id == stall_on) ||
+                     (!stall_when.empty() && std::filesystem::exists(stall_when)))) {
       stalled = true;
-      std::fprintf(stderr, "[member] stalling in %s (token %llu)\n", stall_on.c_str(),
+      std::fprintf(stderr, "[member] stalling in %.*s of partition %d (token %llu)\n",
+                   static_cast<int>(ctx.event_id.size()), ctx.event_id.data(), m.partition,
                    static_cast<unsigned long long>(ctx.token));
+      if (!stats.empty()) {
+        std::ofstream(stats + ".stall") << "stall_partition " << m.partition << "\nstall_token " << ctx.token << "\n";
+      }
       std::raise(SIGSTOP);
     }
     if (delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));

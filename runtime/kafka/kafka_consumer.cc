@@ -152,6 +152,7 @@ class KafkaConsumer::Impl {
         {"auto.offset.reset", "earliest"},
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"reconnect.backoff.max.ms", "1000"},
+        {"statistics.interval.ms", "100"},
     };
     settings.insert(settings.end(), options_.consumer_config.begin(), options_.consumer_config.end());
     for (const auto& [k, v] : settings) {
@@ -163,6 +164,10 @@ class KafkaConsumer::Impl {
     rd_kafka_conf_set_rebalance_cb(conf->get(), &Impl::OnRebalance);
     rd_kafka_conf_set_offset_commit_cb(conf->get(), &Impl::OnCommitted);
     rd_kafka_conf_set_error_cb(conf->get(), &Impl::OnError);
+    // The group's join state, from librdkafka's statistics: 2.0.2 takes a commit refused during a
+    // cooperative rebalance (ILLEGAL_GENERATION) for a lost assignment (its bug #4059, fixed in 2.10),
+    // so periodic commits wait while the member is not in the steady state.
+    rd_kafka_conf_set_stats_cb(conf->get(), &Impl::OnStatistics);
     absl::StatusOr<kafka::Client> consumer = kafka::MakeClient(RD_KAFKA_CONSUMER, *std::move(conf));
     if (!consumer.ok()) return consumer.status();
     consumer_ = *std::move(consumer);
@@ -243,7 +248,7 @@ class KafkaConsumer::Impl {
     size_t handled = 0;
     for (auto& [number, messages] : by_partition) handled += HandlePartition(number, messages);
     MaybeSnapshot();
-    if (Steady::now() >= next_commit_) {
+    if (Steady::now() >= next_commit_ && steady_.load(std::memory_order_relaxed)) {
       CommitProgress(nullptr, /*sync=*/false);
       next_commit_ = Steady::now() + absl::ToChronoMilliseconds(options_.commit_interval);
     }
@@ -264,8 +269,13 @@ class KafkaConsumer::Impl {
     for (const auto& [number, o] : owned_) left.push_back(number);
     for (int32_t number : left) Stop(number, /*lost=*/false);
     restorer_.reset();
-    if (producer_ != nullptr) producer_->Flush(absl::Seconds(5)).IgnoreError();
-    producer_.reset();
+    if (producer_ != nullptr) {
+      producer_->Flush(absl::Seconds(5)).IgnoreError();
+      std::lock_guard<std::mutex> lock(mu_);
+      changelog_records_closed_ = producer_->records();
+      changelog_bytes_closed_ = producer_->bytes();
+      producer_.reset();
+    }
     consumer_.reset();
     return status;
   }
@@ -316,6 +326,8 @@ class KafkaConsumer::Impl {
           ++s.paused_partitions;
         }
       }
+      s.changelog_records = changelog_records_closed_;
+      s.changelog_bytes = changelog_bytes_closed_;
       if (producer_ != nullptr) {
         s.changelog_records = producer_->records();
         s.changelog_bytes = producer_->bytes();
@@ -337,6 +349,17 @@ class KafkaConsumer::Impl {
   static void OnCommitted(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
                           void* opaque) {
     static_cast<Impl*>(opaque)->Committed(err, offsets);
+  }
+  static int OnStatistics(rd_kafka_t*, char* json, size_t json_len, void* opaque) {
+    // ... "cgrp": { "state": "up", "stateage": 97, "join_state": "steady", ...
+    const std::string_view stats(json, json_len);
+    constexpr std::string_view kKey = "\"join_state\": \"";
+    const size_t at = stats.find(kKey);
+    if (at != std::string_view::npos) {
+      const bool steady = stats.substr(at + kKey.size(), 7) == "steady\"";
+      static_cast<Impl*>(opaque)->steady_.store(steady, std::memory_order_relaxed);
+    }
+    return 0;  // librdkafka frees the JSON
   }
   static void OnError(rd_kafka_t*, int err, const char* reason, void* opaque) {
     static_cast<Impl*>(opaque)->options_.log(
@@ -804,7 +827,8 @@ class KafkaConsumer::Impl {
   PartitionSet* const set_;
   bool reset_earliest_ = true;
   bool closed_ = false;
-  bool waiting_ = false;  // a partition's restore or retry pause is due to end
+  bool waiting_ = false;            // a partition's restore or retry pause is due to end
+  std::atomic<bool> steady_{true};  // the group's join state, as librdkafka's statistics last said
   kafka::Client consumer_;
   std::unique_ptr<ChangelogProducer> producer_;
   std::unique_ptr<kafka::PartitionRestorer> restorer_;
@@ -813,6 +837,7 @@ class KafkaConsumer::Impl {
   mutable std::mutex mu_;  // owned_'s shape and states, for readers on other threads
   std::map<int32_t, std::unique_ptr<OwnedPartition>> owned_;
   double last_restore_seconds_ = 0, max_restore_seconds_ = 0;
+  uint64_t changelog_records_closed_ = 0, changelog_bytes_closed_ = 0;  // the producer's, once it is gone
 
   std::atomic<uint64_t> messages_{0}, applied_{0}, duplicates_{0}, retried_{0}, dead_letters_{0}, unavailable_{0};
   std::atomic<uint64_t> offset_commits_{0}, offset_commits_refused_{0}, offset_commit_errors_{0};
