@@ -60,7 +60,8 @@ class RecordTrack {
 class DeliveryWaiter {
  public:
   void Set(absl::StatusOr<int64_t> offset);
-  absl::StatusOr<int64_t> Wait(absl::Duration timeout);
+  // The record's offset or error once it is settled; nullopt if it is not within `timeout`.
+  std::optional<absl::StatusOr<int64_t>> Wait(absl::Duration timeout);
 
  private:
   std::mutex mu_;

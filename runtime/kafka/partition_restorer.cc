@@ -21,7 +21,19 @@ uint64_t RandomClaimant() {
   return v;
 }
 
-int Millis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
+// Runs a blocking librdkafka call in slices of at most 200 ms until it answers something other than a
+// timeout, the job is cancelled (its partition revoked: the member may be closing, and a call on its
+// consumer would wait until the whole timeout), or `timeout` passes.
+rd_kafka_resp_err_t Sliced(const RestoreJob& job, absl::Duration timeout,
+                           const std::function<rd_kafka_resp_err_t(int slice_ms)>& call) {
+  const auto end = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(timeout);
+  for (;;) {
+    const rd_kafka_resp_err_t err = call(200);
+    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT) return err;
+    if (job.cancel) return RD_KAFKA_RESP_ERR__DESTROY;
+    if (std::chrono::steady_clock::now() >= end) return err;
+  }
+}
 
 }  // namespace
 
@@ -108,12 +120,12 @@ void PartitionRestorer::Loop() {
 }
 
 void PartitionRestorer::Run(RestoreJob& job) {
-  const int timeout = Millis(config_.timeout);
   // Where the group says processing resumes, and the snapshot pointer kept with it.
   std::optional<int64_t> pointer;
   {
     PartitionList list = OnePartition(config_.input_topic, job.partition, RD_KAFKA_OFFSET_INVALID);
-    const rd_kafka_resp_err_t err = rd_kafka_committed(group_, list.get(), timeout);
+    const rd_kafka_resp_err_t err =
+        Sliced(job, config_.timeout, [&](int ms) { return rd_kafka_committed(group_, list.get(), ms); });
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       job.status = KafkaError(err, "reading the committed offset");
       return;
@@ -144,9 +156,13 @@ void PartitionRestorer::Run(RestoreJob& job) {
   }
 
   int64_t low = 0, high = 0;
-  if (rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(reader_.get(), config_.changelog_topic.c_str(),
-                                                                 job.partition, &low, &high, timeout);
-      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  auto watermarks = [&] {
+    return Sliced(job, config_.timeout, [&](int ms) {
+      return rd_kafka_query_watermark_offsets(reader_.get(), config_.changelog_topic.c_str(), job.partition, &low,
+                                              &high, ms);
+    });
+  };
+  if (rd_kafka_resp_err_t err = watermarks(); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     job.status = KafkaError(err, "reading the changelog's watermarks");
     return;
   }
@@ -170,9 +186,7 @@ void PartitionRestorer::Run(RestoreJob& job) {
     }
     if (log_) log_(absl::StrCat(job.layout.name, ": local copy not used (", s.ToString(), "); restoring"));
     // The refused copy was dropped; the watermarks may have moved on.
-    if (rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(reader_.get(), config_.changelog_topic.c_str(),
-                                                                   job.partition, &low, &high, timeout);
-        err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_resp_err_t err = watermarks(); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       job.status = KafkaError(err, "reading the changelog's watermarks");
       return;
     }
@@ -205,7 +219,14 @@ absl::Status PartitionRestorer::Replay(RestoreJob& job, ChangelogReplayer& repla
         !s.ok()) {
       return s;
     }
-    absl::StatusOr<int64_t> offset = waiter->Wait(config_.timeout);
+    std::optional<absl::StatusOr<int64_t>> acked;
+    for (const auto end = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(config_.timeout);
+         !acked && std::chrono::steady_clock::now() < end;) {
+      acked = waiter->Wait(absl::Milliseconds(200));
+      if (!acked && job.cancel) return absl::CancelledError("revoked while its claim was in flight");
+    }
+    if (!acked) return absl::UnavailableError("the changelog did not acknowledge the claim in time");
+    const absl::StatusOr<int64_t>& offset = *acked;
     if (!offset.ok()) return offset.status();
     // What others wrote between the end we read to and our claim counts before it.
     if (absl::Status s = ReadRange(job, replayer, std::max(replayer.last_offset() + 1, high), *offset + 1); !s.ok()) {
