@@ -242,6 +242,38 @@ TEST_F(KafkaTest, ATruncatedChangelogIsDataLossAndThePartitionStaysPaused) {
   EXPECT_THAT(RestoreFromChangelog(r, set.get(), 0), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+// Messages with no event ID, and payloads the handler rejects, go to the dead-letter topic with the
+// reason, and their offsets are committed: the partition does not stop on them.
+TEST_F(KafkaTest, PoisonMessagesAreDeadLetteredAndThePartitionGoesOn) {
+  ASSERT_THAT(cluster_->CreateTopic("dead", 1), IsOk());
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(300, 10);
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", deposits), IsOk());
+  // Poison: one with neither key nor idem-id, one whose amount does not parse.
+  std::vector<ledger::Deposit> bad = {{"", "", 1}};
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", bad), IsOk());
+  {
+    char error[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", cluster_->bootstrap_servers().c_str(), error, sizeof error);
+    rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("deposits"), RD_KAFKA_V_KEY("acct-1", 6),
+                                RD_KAFKA_V_VALUE(const_cast<char*>("not-a-number"), 12),
+                                RD_KAFKA_V_HEADER("idem-id", "evt-bad", 7), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_flush(p, 10000);
+    rd_kafka_destroy(p);
+  }
+  MemberOptions m = Options("a");
+  m.adjust = [](KafkaConsumerOptions& o) { o.dead_letter_topic = "dead"; };
+  Member a(m);
+  ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(60)));
+  EXPECT_EQ(a.Stats().dead_letters, 2u);
+  EXPECT_EQ(a.Stats().applied, deposits.size());
+  IDEM_ASSERT_OK_AND_ASSIGN(auto marks, cluster_->Watermarks("dead", 0));
+  EXPECT_EQ(marks.second, 2);
+}
+
 // Many partitions per process: 64 input partitions, one member, each restored, claimed and consumed; a
 // second member on an empty disk restores all 64.
 TEST_F(KafkaTest, SixtyFourPartitionsInOneProcess) {

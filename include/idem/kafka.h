@@ -130,7 +130,9 @@ struct KafkaConsumerOptions {
   // that wrote it, so a partition that moves starts empty there (for measurements and one-member groups).
   std::string changelog_topic;
   // Where dead letters go (the message, with an `idem-dead-letter` header giving the reason). Empty: they
-  // are logged and counted only. Either way their offsets are committed.
+  // are logged and counted only. Either way their offsets are committed, after the dead letter is
+  // acknowledged; one that cannot be produced is logged with its partition and offset (the message is
+  // still in the input topic) and does not stop the partition.
   std::string dead_letter_topic;
   // The partition-local column families the handler writes, in order (family index 1, 2, ...).
   std::vector<std::string> effect_families;

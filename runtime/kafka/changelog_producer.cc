@@ -30,6 +30,11 @@ uint64_t RecordTrack::Issue(size_t bytes) {
 void RecordTrack::Settle(uint64_t seq, RecordKind kind, int64_t offset, bool ok) {
   std::lock_guard<std::mutex> lock(mu_);
   outstanding_.erase(seq);
+  if (!ok && kind == RecordKind::kDeadLetter) {
+    // Not the partition's state: the message stays in its input topic; the failure is logged and counted.
+    dead_letter_failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   if (!ok) {
     failed_.store(true, std::memory_order_release);
     return;
@@ -108,7 +113,8 @@ void ChangelogProducer::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* messag
   if (!ok) {
     ticket->producer->failures_.fetch_add(1, std::memory_order_relaxed);
     if (ticket->producer->log_) {
-      ticket->producer->log_(absl::StrCat("changelog record to partition ", message->partition,
+      ticket->producer->log_(absl::StrCat(ticket->kind == RecordKind::kDeadLetter ? "dead letter" : "changelog record",
+                                          " to ", rd_kafka_topic_name(message->rkt), "/", message->partition,
                                           " failed: ", rd_kafka_err2str(message->err)));
     }
   }

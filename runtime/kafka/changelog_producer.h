@@ -44,6 +44,7 @@ class RecordTrack {
   // The changelog offset of the last complete snapshot's Begin (both ends acknowledged), or -1.
   int64_t pointer() const { return pointer_.load(std::memory_order_acquire); }
   uint64_t bytes_issued() const { return bytes_.load(std::memory_order_relaxed); }
+  uint64_t dead_letter_failures() const { return dead_letter_failures_.load(std::memory_order_relaxed); }
 
  private:
   mutable std::mutex mu_;
@@ -53,6 +54,7 @@ class RecordTrack {
   std::atomic<bool> too_large_{false};
   std::atomic<int64_t> pointer_{-1};
   std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> dead_letter_failures_{0};
   int64_t begin_offset_ = -1;  // of the snapshot being written
 };
 
