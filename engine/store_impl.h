@@ -83,6 +83,11 @@ class Store::Impl {
 
   rocksdb::DB* db() const { return lifecycle_ ? lifecycle_->db() : nullptr; }
   engine::DbLifecycle* lifecycle() const { return lifecycle_.get(); }
+  // The DB this store's claim names was reopened by its owner (a PartitionSet): the claim follows it,
+  // or the next store attached to the new DB would be taken for one on another instance of it.
+  void RebindClaim(const void* db, const std::string& column_family) {
+    if (claim_ != nullptr) claim_->Bind(db, column_family);
+  }
   rocksdb::ColumnFamilyHandle* family(std::string_view name) const {
     Operation op(*lifecycle_);
     if (!op.ok()) return nullptr;

@@ -266,6 +266,7 @@ void StoreAccess::WithCommitOrder(Store& store, const std::function<void()>& fn)
 void StoreAccess::Suspend(Store& store) { store.impl_->lifecycle()->Suspend(); }
 
 absl::Status StoreAccess::Adopt(Store& store, rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records) {
+  store.impl_->RebindClaim(db, records->GetName());
   return store.impl_->lifecycle()->Adopt(db, records);
 }
 

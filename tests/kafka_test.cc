@@ -16,6 +16,7 @@
 #include "idem/fingerprint.h"
 #include "idem/kafka.h"
 #include "idem/kafka_mock.h"
+#include "testing/fault_fs.h"
 #include "tests/kafka_util.h"
 #include "tests/test_util.h"
 
@@ -272,6 +273,43 @@ TEST_F(KafkaTest, PoisonMessagesAreDeadLetteredAndThePartitionGoesOn) {
   EXPECT_EQ(a.Stats().applied, deposits.size());
   IDEM_ASSERT_OK_AND_ASSIGN(auto marks, cluster_->Watermarks("dead", 0));
   EXPECT_EQ(marks.second, 2);
+}
+
+// The store fails (every write an I/O error for a while) with deposits flowing: the partitions pause,
+// and once the store has recovered each is rebuilt from its changelog (the failed write's outcome is
+// unknown) and resumed. Nothing is missing and nothing is applied twice.
+TEST_F(KafkaTest, AStoreFailurePausesThePartitionsWhichAreRebuiltWhenItRecovers) {
+  auto fs = std::make_shared<testing::FaultFs>();
+  std::unique_ptr<rocksdb::Env> env = testing::EnvOver(fs);
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(4000, 40);
+  std::atomic<bool> produced{false};
+  std::thread producer([&] {
+    for (size_t i = 0; i < deposits.size(); i += 200) {
+      std::vector<ledger::Deposit> part(deposits.begin() + i, deposits.begin() + std::min(deposits.size(), i + 200));
+      EXPECT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", part, 5), IsOk());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    produced = true;
+  });
+  MemberOptions m = Options("a");
+  m.adjust_set = [&](PartitionSetOptions& so) {
+    so.store.env = env.get();
+    so.maintenance_interval = absl::ZeroDuration();
+  };
+  Member a(m);
+  ASSERT_TRUE(WaitFor([&] { return a.Stats().applied > 800; }, absl::Seconds(60)));
+  fs->Arm(testing::Fault::kIoError);
+  ASSERT_TRUE(WaitFor([&] { return a.Stats().store_pauses > 0; }, absl::Seconds(30)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  fs->Clear();
+  producer.join();
+  ASSERT_TRUE(produced);
+  ASSERT_TRUE(WaitFor([&] { return AllCommitted(); }, absl::Seconds(90)));
+  EXPECT_GT(a.Stats().restarts, 0u);
+  EXPECT_EQ(a.Active().size(), static_cast<size_t>(kPartitions));
+  ASSERT_THAT(a.Stop(), IsOk());
+  const ledger::Verdict v = ledger::Verify(deposits, RestoreAll(cluster_.get(), dir_.Sub("verify"), kPartitions));
+  EXPECT_TRUE(v.ok()) << v.ToString();
 }
 
 // Many partitions per process: 64 input partitions, one member, each restored, claimed and consumed; a

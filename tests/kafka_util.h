@@ -33,6 +33,7 @@ struct MemberOptions {
   int session_timeout_ms = 4000;
   std::vector<std::pair<std::string, std::string>> consumer_config;
   std::function<void(KafkaConsumerOptions&)> adjust;
+  std::function<void(PartitionSetOptions&)> adjust_set;
 };
 
 inline KafkaConsumerOptions ConsumerOptions(const MemberOptions& m) {
@@ -65,6 +66,7 @@ class Member {
     PartitionSetOptions so;
     so.block_cache_bytes = 16 << 20;
     so.write_buffer_budget_bytes = 64 << 20;
+    if (m.adjust_set) m.adjust_set(so);
     auto set = PartitionSet::Open(so, m.state_dir);
     if (!set.ok()) {
       error_ = set.status();

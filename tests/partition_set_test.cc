@@ -514,6 +514,11 @@ TEST(PartitionSetFailureTest, AFatalWriteErrorIsRecoveredByReopeningTheSetsDb) {
   }
   EXPECT_THAT(partitions[2]->store().Commit("held", held.token), IsOk());
   ASSERT_THAT(PartitionSetTest::CommitOne(partitions[1], "after"), IsOk());
+  // After the reopen, partitions are activated on the new DB instance as before (the stores that were
+  // active moved their claims to it: a stale one made every later activation refuse the "other" DB).
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * fresh, set->Activate(LayoutOf(7), ActivateOptions{}));
+  ASSERT_THAT(PartitionSetTest::CommitOne(fresh, "on-the-new-db"), IsOk());
+  ASSERT_THAT(set->Deactivate(LayoutOf(7).name, KeepLocalCopy::kDrop), IsOk());
 
   for (int i = 0; i < 3; ++i) ASSERT_THAT(set->Deactivate(LayoutOf(i).name, KeepLocalCopy::kKeep), IsOk());
   std::map<std::string, bool> clean;

@@ -33,12 +33,13 @@
 // new owner's token floor (the new owner's floor is its claim's ordinal << 40), so a downstream system
 // that fences by token refuses it too.
 //
-// Failures. A store failure pauses the affected partitions (librdkafka's pause) and resumes them when
-// the store has recovered (the Processor's own backoff). A changelog record that cannot be produced
-// stops the partition: it commits no offset after the failure, drops its local copy, and is restored
-// from the log again. A changelog that no longer holds what a restore must read (retention removed it)
-// is kDataLoss for that partition: it stays paused, the log callback and `data_loss_partitions` say so,
-// and it is never restored empty.
+// Failures. A store failure pauses the affected partitions (librdkafka's pause); once the store has
+// recovered (the Processor's own backoff), each is rebuilt from its changelog, because the failed
+// write's outcome is unknown (it may be in the local state without its changelog record), and resumed
+// at the group's committed offset. A changelog record that cannot be produced stops the partition the
+// same way: no offset is committed after it, its local copy is dropped, and it is restored from the log. A changelog
+// that no longer holds what a restore must read (retention removed it) is kDataLoss for that partition: it stays
+// paused, the log callback and `data_loss_partitions` say so, and it is never restored empty.
 //
 // Needs librdkafka (Debian librdkafka-dev); built as idem::kafka when it is found.
 //
@@ -188,6 +189,7 @@ struct KafkaConsumerStats {
   // Processor renews leases while handlers run).
   uint64_t partial_batches = 0;
   uint64_t store_pauses = 0;        // partitions paused by a store failure
+  uint64_t restarts = 0;            // partitions rebuilt from the changelog (a failed record or store write)
   uint64_t fenced = 0;              // store calls refused below the token floor, all partitions
   double last_restore_seconds = 0;  // assignment to resumption, the last partition
   double max_restore_seconds = 0;

@@ -314,6 +314,7 @@ class KafkaConsumer::Impl {
     s.data_loss_partitions = data_loss_partitions_;
     s.store_pauses = store_pauses_;
     s.partial_batches = partial_batches_;
+    s.restarts = restarts_;
     s.step_latency = step_latency_.Summary();
     s.fenced = set_->GetStats().fenced;
     {
@@ -585,27 +586,35 @@ class KafkaConsumer::Impl {
                                     "runs of at most ",
                                     o.max_run, " events from now (raise message.max.bytes, or lower max_batch)"));
         }
-        options_.log(absl::StrCat(o.layout.name,
-                                  ": a changelog record was not acknowledged; the partition stops, "
-                                  "drops its local copy and is restored from its changelog"));
-        PausePartition(o, Pause::kRetry);
-        o.processor.reset();
-        set_->Deactivate(o.layout.name, KeepLocalCopy::kDrop).IgnoreError();
-        o.pending.clear();
-        o.ackable = o.sent = -1;
-        o.track = std::make_shared<RecordTrack>();
-        o.restart_at = Steady::now() + absl::ToChronoMilliseconds(o.restart_backoff);
-        o.assigned_at = Steady::now();
-        SetState(o, State::kRestoring);
+        Restart(o, "a changelog record was not acknowledged");
         continue;
       }
       if (o.pause == Pause::kStore && o.processor->healthy()) {
-        options_.log(absl::StrCat(o.layout.name, ": store recovered; resuming at offset ", o.next_offset));
-        Resume(o, o.next_offset);
+        // The failed write's outcome is unknown: it may have landed here without its changelog record
+        // (the hook runs only for writes that returned OK), and later commits would build on it. The
+        // local state is not trusted past it: the partition is rebuilt from its changelog.
+        Restart(o, "the store recovered from a failed write whose outcome is unknown");
       } else if (o.pause == Pause::kRetry && Steady::now() >= o.resume_at) {
         Resume(o, o.next_offset);
       }
     }
+  }
+
+  // Stops an active partition, drops its local copy and restores it from its changelog (the events
+  // since the group's committed offset come back).
+  void Restart(OwnedPartition& o, std::string_view why) {
+    options_.log(absl::StrCat(o.layout.name, ": ", engine::ToAbsl(why),
+                              "; the partition stops, drops its local copy and is restored from its changelog"));
+    if (o.pause == Pause::kNone) PausePartition(o, Pause::kRetry);
+    o.processor.reset();
+    set_->Deactivate(o.layout.name, KeepLocalCopy::kDrop).IgnoreError();
+    o.pending.clear();
+    o.ackable = o.sent = -1;
+    o.track = std::make_shared<RecordTrack>();
+    o.restart_at = Steady::now() + absl::ToChronoMilliseconds(o.restart_backoff);
+    o.assigned_at = Steady::now();
+    ++restarts_;
+    SetState(o, State::kRestoring);
   }
 
   size_t HandlePartition(int32_t number, const std::vector<rd_kafka_message_t*>& messages) {
@@ -845,7 +854,7 @@ class KafkaConsumer::Impl {
   std::atomic<uint64_t> assignments_{0}, revocations_{0}, lost_{0};
   std::atomic<uint64_t> restores_{0}, catch_ups_{0}, claims_{0}, claims_lost_{0}, restore_failures_{0};
   std::atomic<uint64_t> restored_batches_fenced_{0}, data_loss_partitions_{0}, store_pauses_{0};
-  std::atomic<uint64_t> partial_batches_{0};
+  std::atomic<uint64_t> partial_batches_{0}, restarts_{0};
   LatencyHistogram step_latency_;
   KafkaPartitionView::Overlay overlay_;
 };
@@ -950,6 +959,8 @@ std::string KafkaConsumerStats::ToPrometheus() const {
   counter("idem_kafka_partial_batches_total",
           "Batches where an event lost its lease while later ones, which may have read its effects, committed.",
           partial_batches);
+  counter("idem_kafka_restarts_total",
+          "Partitions rebuilt from their changelog after a failed record or a failed store write.", restarts);
   counter("idem_kafka_store_pauses_total", "Partitions paused by a store failure.", store_pauses);
   counter("idem_kafka_fenced_total", "Store calls refused below the token floor.", fenced);
   m.Add("idem_kafka_active_partitions", "Partitions restored, claimed and consumed.", engine::MetricType::kGauge, "",
