@@ -430,6 +430,12 @@ class KafkaConsumer::Impl {
       o.job->cancel = true;
       restorer_->Await(*o.job);
     }
+    if (o.state == State::kRestoring && o.job != nullptr && o.job->done && o.job->status.ok()) {
+      // Restored and claimed before the revocation came: kept as a clean copy under that claim (the
+      // last in the log), so that a member it comes back to catches up instead of restoring.
+      std::shared_ptr<RestoreJob> job = std::move(o.job);
+      Activate(o, *job, /*resume=*/false);
+    }
     if (o.state == State::kActive) {
       // Every record of the handled events in the log, then (unless the group gave the partition away)
       // their offsets committed, then the store closed.
@@ -480,7 +486,8 @@ class KafkaConsumer::Impl {
     }
   }
 
-  void Activate(OwnedPartition& o, const RestoreJob& job) {
+  // `resume`: false when the partition is being revoked (activated only to be kept with its claim).
+  void Activate(OwnedPartition& o, const RestoreJob& job, bool resume = true) {
     ActivateOptions a;
     a.claim = job.claim;
     a.token_floor = job.claim.ordinal << 40;
@@ -529,7 +536,7 @@ class KafkaConsumer::Impl {
     // Processing resumes where the group's committed offset says.
     o.next_offset = job.committed >= 0 ? job.committed : -1;
     const int64_t seek = job.committed >= 0 ? job.committed : (reset_earliest_ ? RD_KAFKA_OFFSET_BEGINNING : -1);
-    Resume(o, seek);
+    if (resume) Resume(o, seek);
     const double seconds = SecondsSince(o.assigned_at);
     {
       std::lock_guard<std::mutex> lock(mu_);
