@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "examples/kafka/ledger.h"
+#include "examples/kafka/member.h"
 #include "gtest/gtest.h"
 #include "idem/kafka.h"
 #include "idem/kafka_mock.h"
@@ -36,15 +37,6 @@ using ::idem::testing::kafka::RestoreAll;
 
 constexpr int kPartitions = 4;
 
-std::map<std::string, double> ReadStats(const std::string& path) {
-  std::map<std::string, double> out;
-  std::ifstream in(path);
-  std::string key;
-  double value = 0;
-  while (in >> key >> value) out[key] = value;
-  return out;
-}
-
 class KafkaFailoverTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -66,31 +58,19 @@ class KafkaFailoverTest : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<Child>(args);
   }
-  std::map<std::string, double> Stats(const std::string& stats) { return ReadStats(dir_.Sub(stats + ".stats")); }
+  std::map<std::string, double> Stats(const std::string& stats) {
+    return ledger::ReadMemberStats(dir_.Sub(stats + ".stats"));
+  }
 
-  // Produces `deposits` in chunks, a little apart, with duplicates: a stream that goes on while members
-  // come and go.
   std::thread Stream(const std::vector<ledger::Deposit>& deposits, std::atomic<bool>* done) {
-    return std::thread([this, &deposits, done] {
-      for (size_t i = 0; i < deposits.size(); i += 250) {
-        std::vector<ledger::Deposit> part(deposits.begin() + i, deposits.begin() + std::min(deposits.size(), i + 250));
-        EXPECT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", part, 9), IsOk());
-        std::this_thread::sleep_for(std::chrono::milliseconds(150));
-      }
-      *done = true;
-    });
+    return ledger::Stream(cluster_->bootstrap_servers(), "deposits", deposits, 250, 150, 9, done);
   }
 
   // The final owners' clean copies equal what the changelog restores.
   void ExpectOwnersMatchTheChangelog(const std::vector<std::string>& disks) {
     ScratchDir verify;
     IDEM_ASSERT_OK_AND_ASSIGN(auto truth, PartitionSet::Open(PartitionSetOptions(), verify.Sub("set")));
-    KafkaRestoreOptions r;
-    r.bootstrap_servers = cluster_->bootstrap_servers();
-    r.group_id = "ledger";
-    r.input_topic = "deposits";
-    r.changelog_topic = "deposits-changelog";
-    r.effect_families = ledger::Families();
+    const KafkaRestoreOptions r = ledger::RestoreOptions(cluster_->bootstrap_servers());
     int compared = 0;
     for (int p = 0; p < kPartitions; ++p) {
       IDEM_ASSERT_OK_AND_ASSIGN(KafkaRestoreResult restored, RestoreFromChangelog(r, truth.get(), p));

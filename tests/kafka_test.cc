@@ -97,14 +97,7 @@ TEST_F(KafkaTest, JoinsAppliesOnceAndANewMemberRestoresFromTheChangelog) {
 TEST_F(KafkaTest, ARebalanceWithCommitsInFlightLosesNothingAndAppliesNothingTwice) {
   const std::vector<ledger::Deposit> deposits = ledger::Deposits(6000, 40);
   std::atomic<bool> produced{false};
-  std::thread producer([&] {
-    for (size_t i = 0; i < deposits.size(); i += 300) {
-      std::vector<ledger::Deposit> part(deposits.begin() + i, deposits.begin() + std::min(deposits.size(), i + 300));
-      ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", part, 7), IsOk());
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    produced = true;
-  });
+  std::thread producer = ledger::Stream(cluster_->bootstrap_servers(), "deposits", deposits, 300, 200, 7, &produced);
   Member a(Options("a"));
   ASSERT_TRUE(WaitFor([&] { return a.Stats().applied > 500; }, absl::Seconds(60)));
   Member b(Options("b"));
@@ -139,12 +132,7 @@ TEST_F(KafkaTest, ANewOwnerRestoresFromTheSnapshotThePointerNames) {
   }
   ScratchDir verify;
   IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(PartitionSetOptions(), verify.Sub("set")));
-  KafkaRestoreOptions r;
-  r.bootstrap_servers = cluster_->bootstrap_servers();
-  r.group_id = "ledger";
-  r.input_topic = "deposits";
-  r.changelog_topic = "deposits-changelog";
-  r.effect_families = ledger::Families();
+  KafkaRestoreOptions r = ledger::RestoreOptions(cluster_->bootstrap_servers());
   std::vector<ledger::State> states;
   for (int p = 0; p < kPartitions; ++p) {
     IDEM_ASSERT_OK_AND_ASSIGN(KafkaRestoreResult restored, RestoreFromChangelog(r, set.get(), p));
@@ -234,12 +222,7 @@ TEST_F(KafkaTest, ATruncatedChangelogIsDataLossAndThePartitionStaysPaused) {
 
   ScratchDir verify;
   IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(PartitionSetOptions(), verify.Sub("set")));
-  KafkaRestoreOptions r;
-  r.bootstrap_servers = cluster_->bootstrap_servers();
-  r.group_id = "ledger";
-  r.input_topic = "fat";
-  r.changelog_topic = "fat-changelog";
-  r.effect_families = ledger::Families();
+  KafkaRestoreOptions r = ledger::RestoreOptions(cluster_->bootstrap_servers(), "ledger", "fat", "fat-changelog");
   EXPECT_THAT(RestoreFromChangelog(r, set.get(), 0), StatusIs(absl::StatusCode::kDataLoss));
 }
 
@@ -283,14 +266,7 @@ TEST_F(KafkaTest, AStoreFailurePausesThePartitionsWhichAreRebuiltWhenItRecovers)
   std::unique_ptr<rocksdb::Env> env = testing::EnvOver(fs);
   const std::vector<ledger::Deposit> deposits = ledger::Deposits(4000, 40);
   std::atomic<bool> produced{false};
-  std::thread producer([&] {
-    for (size_t i = 0; i < deposits.size(); i += 200) {
-      std::vector<ledger::Deposit> part(deposits.begin() + i, deposits.begin() + std::min(deposits.size(), i + 200));
-      EXPECT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "deposits", part, 5), IsOk());
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    produced = true;
-  });
+  std::thread producer = ledger::Stream(cluster_->bootstrap_servers(), "deposits", deposits, 200, 100, 5, &produced);
   MemberOptions m = Options("a");
   m.adjust_set = [&](PartitionSetOptions& so) {
     so.store.env = env.get();

@@ -39,15 +39,6 @@ constexpr int kPartitions = 8;
 
 double Since(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
 
-std::map<std::string, double> ReadStats(const std::string& path) {
-  std::map<std::string, double> out;
-  std::ifstream in(path);
-  std::string key;
-  double value = 0;
-  while (in >> key >> value) out[key] = value;
-  return out;
-}
-
 class MemberProcess {
  public:
   MemberProcess(const std::string& name, const std::string& bootstrap, const std::string& dir,
@@ -89,7 +80,7 @@ class MemberProcess {
     int status = 0;
     return pid_ > 0 && waitpid(pid_, &status, WUNTRACED | WNOHANG) == pid_ && WIFSTOPPED(status);
   }
-  std::map<std::string, double> Stats() const { return ReadStats(stats_); }
+  std::map<std::string, double> Stats() const { return idem::ledger::ReadMemberStats(stats_); }
   const std::string& name() const { return name_; }
 
  private:
@@ -127,20 +118,10 @@ int Orchestrate(int events, int accounts, std::string dir) {
 
   const std::vector<idem::ledger::Deposit> deposits = idem::ledger::Deposits(events, accounts);
   std::atomic<bool> produced{false};
-  std::thread producer([&] {
-    // Paced, so that the members come and go while the stream runs; every 10th deposit sent twice.
-    // The stream lasts about 40 s for 20 000 deposits: long enough for every phase below.
-    const size_t chunk = std::max<size_t>(1, deposits.size() / 80);
-    for (size_t i = 0; i < deposits.size(); i += chunk) {
-      std::vector<idem::ledger::Deposit> part(deposits.begin() + i,
-                                              deposits.begin() + std::min(deposits.size(), i + chunk));
-      if (absl::Status s = idem::ledger::Produce(bootstrap, "deposits", part, 10); !s.ok()) {
-        std::fprintf(stderr, "producer: %s\n", s.ToString().c_str());
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    }
-    produced = true;
-  });
+  // Paced so that the members come and go while the stream runs (about 40 s for 20 000 deposits);
+  // every 10th deposit sent twice.
+  std::thread producer = idem::ledger::Stream(bootstrap, "deposits", deposits,
+                                              std::max<size_t>(1, deposits.size() / 80), 500, 10, &produced);
   std::printf("== producer: %d deposits over %d accounts, every 10th sent twice\n", events, accounts);
 
   const std::vector<std::string> busy = {"--handler-delay-us=150"};  // a little work per event
@@ -209,12 +190,7 @@ int Orchestrate(int events, int accounts, std::string dir) {
   int owners_checked = 0, owners_differ = 0;
   {
     auto truth = idem::PartitionSet::Open(idem::PartitionSetOptions(), dir + "/verify");
-    idem::KafkaRestoreOptions r;
-    r.bootstrap_servers = bootstrap;
-    r.group_id = "ledger";
-    r.input_topic = "deposits";
-    r.changelog_topic = "deposits-changelog";
-    r.effect_families = idem::ledger::Families();
+    const idem::KafkaRestoreOptions r = idem::ledger::RestoreOptions(bootstrap);
     std::vector<std::unique_ptr<idem::PartitionSet>> owners;
     for (const char* name : {"m1", "m2", "m3", "m4"}) {
       auto set = idem::PartitionSet::Open(idem::PartitionSetOptions(), dir + "/" + name);
@@ -239,17 +215,12 @@ int Orchestrate(int events, int accounts, std::string dir) {
   const idem::ledger::Verdict verdict = idem::ledger::Verify(deposits, from_changelog);
   const idem::ledger::Verdict audited = idem::ledger::Verify(deposits, audit);
   auto z = m3.Stats();
-  auto stall = ReadStats(dir + "/m3.stats.stall");
+  auto stall = idem::ledger::ReadMemberStats(dir + "/m3.stats.stall");
   // The zombie's token against the floor of its partition's owner now (its claim's ordinal << 40).
   std::string token_line;
   {
     auto check = idem::PartitionSet::Open(idem::PartitionSetOptions(), dir + "/check");
-    idem::KafkaRestoreOptions r;
-    r.bootstrap_servers = bootstrap;
-    r.group_id = "ledger";
-    r.input_topic = "deposits";
-    r.changelog_topic = "deposits-changelog";
-    r.effect_families = idem::ledger::Families();
+    const idem::KafkaRestoreOptions r = idem::ledger::RestoreOptions(bootstrap);
     if (check.ok() && stall.count("stall_token") != 0) {
       auto restored = idem::RestoreFromChangelog(r, check->get(), static_cast<int32_t>(stall["stall_partition"]));
       if (restored.ok()) {

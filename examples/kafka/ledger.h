@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -218,6 +219,36 @@ inline bool AllCommitted(KafkaMockCluster* cluster, const std::string& group, co
   return true;
 }
 
+// The options that restore the ledger's partitions from its changelog (RestoreFromChangelog).
+inline KafkaRestoreOptions RestoreOptions(const std::string& bootstrap, const std::string& group = "ledger",
+                                          const std::string& input = "deposits",
+                                          const std::string& changelog = "deposits-changelog") {
+  KafkaRestoreOptions r;
+  r.bootstrap_servers = bootstrap;
+  r.group_id = group;
+  r.input_topic = input;
+  r.changelog_topic = changelog;
+  r.effect_families = Families();
+  return r;
+}
+
+// Produces `deposits` in chunks of `chunk`, `pause_ms` apart, each `duplicate_every`-th twice: a stream
+// that goes on while members come and go. Sets *done at the end; a failure is reported on stderr.
+inline std::thread Stream(const std::string& bootstrap, const std::string& topic, const std::vector<Deposit>& deposits,
+                          size_t chunk, int pause_ms, int duplicate_every, std::atomic<bool>* done) {
+  return std::thread([=, &deposits] {
+    for (size_t i = 0; i < deposits.size(); i += chunk) {
+      std::vector<Deposit> part(deposits.begin() + i, deposits.begin() + std::min(deposits.size(), i + chunk));
+      if (absl::Status s = Produce(bootstrap, topic, part, duplicate_every); !s.ok()) {
+        std::fprintf(stderr, "producer: %s\n", s.ToString().c_str());
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    }
+    *done = true;
+  });
+}
+
 // Every partition restored from the changelog (as a new owner would, without claiming) into a fresh set
 // at `dir`, and read. A partition that does not restore is left out (and reported on stderr).
 inline std::vector<State> RestoreAll(KafkaMockCluster* cluster, const std::string& dir, int partitions,
@@ -227,12 +258,7 @@ inline std::vector<State> RestoreAll(KafkaMockCluster* cluster, const std::strin
   std::vector<State> out;
   auto set = PartitionSet::Open(PartitionSetOptions(), dir);
   if (!set.ok()) return out;
-  KafkaRestoreOptions r;
-  r.bootstrap_servers = cluster->bootstrap_servers();
-  r.group_id = group;
-  r.input_topic = input;
-  r.changelog_topic = changelog;
-  r.effect_families = Families();
+  KafkaRestoreOptions r = RestoreOptions(cluster->bootstrap_servers(), group, input, changelog);
   r.from_log_start = from_log_start;
   for (int p = 0; p < partitions; ++p) {
     absl::StatusOr<KafkaRestoreResult> restored = RestoreFromChangelog(r, set->get(), p);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -22,6 +23,16 @@ namespace idem::ledger {
 
 inline volatile std::sig_atomic_t member_stop = 0;
 inline void OnMemberSignal(int) { member_stop = 1; }
+
+// What WriteMemberStats wrote (empty when there is no file yet).
+inline std::map<std::string, double> ReadMemberStats(const std::string& path) {
+  std::map<std::string, double> out;
+  std::ifstream in(path);
+  std::string key;
+  double value = 0;
+  while (in >> key >> value) out[key] = value;
+  return out;
+}
 
 inline void WriteMemberStats(const std::string& path, const KafkaConsumerStats& s, bool final) {
   if (path.empty()) return;

@@ -18,7 +18,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
-#include "engine/metrics.h"
 #include "engine/status_util.h"
 #include "idem/kafka.h"
 #include "idem/latency_histogram.h"
@@ -889,100 +888,5 @@ absl::Status KafkaConsumer::Close() { return impl_->Close(); }
 std::vector<int32_t> KafkaConsumer::ActivePartitions() const { return impl_->ActivePartitions(); }
 KafkaConsumerStats KafkaConsumer::GetStats() const { return impl_->GetStats(); }
 std::string KafkaConsumer::ToPrometheus() const { return impl_->ToPrometheus(); }
-
-absl::StatusOr<KafkaRestoreResult> RestoreFromChangelog(const KafkaRestoreOptions& options, PartitionSet* set,
-                                                        int32_t partition) {
-  if (set == nullptr || options.bootstrap_servers.empty() || options.group_id.empty() || options.input_topic.empty() ||
-      options.changelog_topic.empty()) {
-    return absl::InvalidArgumentError(
-        "RestoreFromChangelog needs a set, bootstrap_servers, group_id, input_topic and changelog_topic");
-  }
-  kafka::Settings settings = {{"bootstrap.servers", options.bootstrap_servers}, {"group.id", options.group_id}};
-  settings.insert(settings.end(), options.client_config.begin(), options.client_config.end());
-  absl::StatusOr<kafka::Conf> conf = kafka::MakeConf(settings);
-  if (!conf.ok()) return conf.status();
-  // A consumer of the group that never subscribes: it reads the group's committed offsets, no more.
-  absl::StatusOr<kafka::Client> group = kafka::MakeClient(RD_KAFKA_CONSUMER, *std::move(conf));
-  if (!group.ok()) return group.status();
-  kafka::PartitionRestorer::Config rc;
-  rc.bootstrap_servers = options.bootstrap_servers;
-  rc.input_topic = options.input_topic;
-  rc.changelog_topic = options.changelog_topic;
-  rc.reader_settings = options.client_config;
-  rc.timeout = options.timeout;
-  absl::StatusOr<std::unique_ptr<kafka::PartitionRestorer>> restorer =
-      kafka::PartitionRestorer::Create(rc, set, group->get(), nullptr, nullptr);
-  if (!restorer.ok()) return restorer.status();
-  auto job = std::make_shared<RestoreJob>();
-  job->partition = partition;
-  job->layout = PartitionLayout{absl::StrCat(options.input_topic, "/", partition), options.effect_families};
-  job->claim_it = false;
-  job->from_log_start = options.from_log_start;
-  (*restorer)->Submit(job);
-  (*restorer)->Await(*job);
-  restorer->reset();
-  rd_kafka_consumer_close(group->get());
-  if (!job->status.ok()) return job->status;
-  KafkaRestoreResult result;
-  result.how = job->how;
-  result.claim = job->claim;
-  result.committed = job->committed;
-  result.batches_fenced = job->batches_fenced;
-  result.changelog_bytes = job->log_bytes;
-  return result;
-}
-
-std::string KafkaConsumerStats::ToPrometheus() const {
-  engine::Metrics m;
-  auto counter = [&](const char* name, const char* help, uint64_t v) {
-    m.Add(name, help, engine::MetricType::kCounter, "", v);
-  };
-  counter("idem_kafka_messages_total", "Input messages handled (applied, duplicate or dead-lettered).", messages);
-  counter("idem_kafka_applied_total", "Events applied.", applied);
-  counter("idem_kafka_duplicates_total", "Events answered as duplicates.", duplicates);
-  counter("idem_kafka_retried_total", "Batches stopped to be read again (handler retry, lease lost).", retried);
-  counter("idem_kafka_dead_letters_total", "Messages dead-lettered.", dead_letters);
-  counter("idem_kafka_offset_commits_total", "Partition offsets committed and accepted.", offset_commits);
-  counter("idem_kafka_offset_commits_refused_total",
-          "Offset commits refused by the group: this member had been replaced (a zombie).", offset_commits_refused);
-  counter("idem_kafka_offset_commit_errors_total", "Offset commits that failed otherwise.", offset_commit_errors);
-  counter("idem_kafka_changelog_records_total", "Changelog records produced.", changelog_records);
-  counter("idem_kafka_changelog_bytes_total", "Changelog record bytes produced.", changelog_bytes);
-  counter("idem_kafka_changelog_failures_total", "Partitions stopped because a changelog record failed.",
-          changelog_failures);
-  counter("idem_kafka_snapshots_total", "Snapshots written to the changelog.", snapshots);
-  counter("idem_kafka_assignments_total", "Partitions assigned.", assignments);
-  counter("idem_kafka_revocations_total", "Partitions revoked.", revocations);
-  counter("idem_kafka_lost_total", "Partitions whose assignment was lost.", lost);
-  counter("idem_kafka_restores_total", "Partitions restored from a snapshot or the log.", restores);
-  counter("idem_kafka_catch_ups_total", "Partitions resumed from their local copy and the log's tail.", catch_ups);
-  counter("idem_kafka_claims_total", "Claims this member won.", claims);
-  counter("idem_kafka_claims_lost_total", "Claims this member lost to another.", claims_lost);
-  counter("idem_kafka_restore_failures_total", "Restores that failed and were retried.", restore_failures);
-  counter("idem_kafka_restored_batches_fenced_total",
-          "Changelog batches ignored by restores: written by superseded owners.", restored_batches_fenced);
-  counter("idem_kafka_data_loss_partitions_total", "Partitions left paused: their changelog lost their state.",
-          data_loss_partitions);
-  counter("idem_kafka_partial_batches_total",
-          "Batches where an event lost its lease while later ones, which may have read its effects, committed.",
-          partial_batches);
-  counter("idem_kafka_restarts_total",
-          "Partitions rebuilt from their changelog after a failed record or a failed store write.", restarts);
-  counter("idem_kafka_store_pauses_total", "Partitions paused by a store failure.", store_pauses);
-  counter("idem_kafka_fenced_total", "Store calls refused below the token floor.", fenced);
-  m.Add("idem_kafka_active_partitions", "Partitions restored, claimed and consumed.", engine::MetricType::kGauge, "",
-        static_cast<uint64_t>(active_partitions));
-  m.Add("idem_kafka_paused_partitions", "Partitions assigned but not consumed (restoring, paused, stopped).",
-        engine::MetricType::kGauge, "", static_cast<uint64_t>(paused_partitions));
-  m.Add("idem_kafka_restore_seconds_max", "The longest assignment-to-resumption time.", engine::MetricType::kGauge, "",
-        max_restore_seconds);
-  const char* step = "idem_kafka_step_seconds";
-  const char* help = "One partition batch: reserve, handlers, commit, changelog enqueue.";
-  m.Add(step, help, engine::MetricType::kSummary, "quantile=\"0.5\"", absl::ToDoubleSeconds(step_latency.p50));
-  m.Add(step, help, engine::MetricType::kSummary, "quantile=\"0.99\"", absl::ToDoubleSeconds(step_latency.p99));
-  m.Add(step, help, engine::MetricType::kSummary, "", absl::ToDoubleSeconds(step_latency.sum), "_sum");
-  m.Add(step, help, engine::MetricType::kSummary, "", step_latency.count, "_count");
-  return m.Prometheus();
-}
 
 }  // namespace idem
