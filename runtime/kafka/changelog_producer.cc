@@ -140,16 +140,16 @@ absl::Status ChangelogProducer::Produce(const std::string& topic, int32_t partit
   auto* ticket = new Ticket{track, 0, kind, std::move(waiter), this};
   if (track != nullptr) ticket->seq = track->Issue(value.size());
   const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(queue_wait);
+  const std::string name(header_name);  // librdkafka wants it NUL-terminated
   for (;;) {
     rd_kafka_resp_err_t err;
     if (!header_name.empty()) {
-      err = rd_kafka_producev(client_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                              RD_KAFKA_V_KEY(key.data(), key.size()),
-                              RD_KAFKA_V_HEADER(std::string(header_name).c_str(), header_value.data(),
-                                                static_cast<ssize_t>(header_value.size())),
-                              RD_KAFKA_V_OPAQUE(ticket), RD_KAFKA_V_END);
+      err = rd_kafka_producev(
+          client_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_HEADER(name.c_str(), header_value.data(), static_cast<ssize_t>(header_value.size())),
+          RD_KAFKA_V_OPAQUE(ticket), RD_KAFKA_V_END);
     } else {
       err = rd_kafka_producev(client_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
