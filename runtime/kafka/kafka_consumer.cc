@@ -219,6 +219,11 @@ class KafkaConsumer::Impl {
     if (rd_kafka_resp_err_t err = rd_kafka_fatal_error(consumer_.get(), fatal, sizeof fatal); err) {
       return absl::UnavailableError(absl::StrCat("fatal Kafka consumer error: ", fatal));
     }
+    // An idempotent producer's fatal error (e.g. its sequence broken by the broker) ends every later
+    // produce: the member cannot replicate, so it must not consume. Close and create it again.
+    if (rd_kafka_resp_err_t err = rd_kafka_fatal_error(producer_->client(), fatal, sizeof fatal); err) {
+      return absl::UnavailableError(absl::StrCat("fatal changelog producer error: ", fatal));
+    }
     AdvanceRestores();
     CheckPartitions();
     waiting_ = false;
