@@ -51,8 +51,8 @@
 // names it) and kUnavailable when the topics' metadata cannot be read in time; kFailedPrecondition when
 // the changelog topic's partition count differs from the input's. Poll returns kFailedPrecondition after
 // Close, kUnavailable for a fatal error of the consumer or the changelog producer (Close the consumer and
-// create a new one: its partitions come back through the group, restored); per-partition trouble is never an error of Poll (it is
-// logged, counted and handled per partition).
+// create a new one: its partitions come back through the group, restored); per-partition trouble is never an error of
+// Poll (it is logged, counted and handled per partition).
 #ifndef IDEM_KAFKA_H_
 #define IDEM_KAFKA_H_
 
