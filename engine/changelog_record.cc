@@ -2,13 +2,17 @@
 //
 //   record := 0xC7 version(1) type(1) varint(ordinal) varint(claimant) body
 //   Claim          body := (empty)
-//   Batch          body := varint(sequence) varint(input_offset + 1) varint(n) op^n
+//   Batch          body := varint(sequence) varint(input_offset + 1) varint(n) op^n          (version 1)
+//   Batch          body := varint(sequence) varint(previous_sequence) varint(input_offset + 1) varint(n) op^n
+//                                                                                          (version 2)
 //   SnapshotBegin  body := varint(sequence) varint(input_offset + 1)
 //   SnapshotChunk  body := varint(sequence) varint(n) op^n
 //   SnapshotEnd    body := varint(sequence) varint(entry_count) fixed64-le(checksum)
 //   op             := kind(1) varint(family) varint(|key|) key [varint(|value|) value]   (value: puts)
 //
-// Varints are LEB128 (RocksDB's and protobuf's). Nothing may follow the body.
+// Varints are LEB128 (RocksDB's and protobuf's). Nothing may follow the body. Version 2 differs from
+// version 1 only in the Batch's previous_sequence; a batch without one is written as version 1, every
+// other record as version 2, and both are read.
 #include <optional>
 #include <string>
 #include <utility>
@@ -25,7 +29,7 @@ namespace idem {
 namespace {
 
 constexpr uint8_t kMagic = 0xC7;
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // the newest this release reads and writes
 
 using engine::PutVarint;
 
@@ -109,7 +113,8 @@ class Reader {
 std::string EncodeChangelogRecord(const ChangelogRecord& record) {
   std::string out;
   out.push_back(static_cast<char>(kMagic));
-  out.push_back(static_cast<char>(kVersion));
+  const bool v1 = record.type == ChangelogRecord::Type::kBatch && !record.previous_sequence.has_value();
+  out.push_back(static_cast<char>(v1 ? 1 : kVersion));
   out.push_back(static_cast<char>(record.type));
   PutVarint(&out, record.claim.ordinal);
   PutVarint(&out, record.claim.claimant);
@@ -118,6 +123,7 @@ std::string EncodeChangelogRecord(const ChangelogRecord& record) {
     case Type::kClaim: break;
     case Type::kBatch:
       PutVarint(&out, record.sequence);
+      if (!v1) PutVarint(&out, *record.previous_sequence);
       PutVarint(&out, static_cast<uint64_t>(record.input_offset + 1));
       PutVarint(&out, record.ops.size());
       for (const ChangelogOp& op : record.ops) PutOp(&out, op);
@@ -149,9 +155,9 @@ absl::StatusOr<ChangelogRecord> DecodeChangelogRecord(std::string_view bytes) {
   if (!in.error().empty() || magic != kMagic) {
     return absl::DataLossError("not an idem changelog record (bad magic byte or too short)");
   }
-  if (version != kVersion) {
+  if (version < 1 || version > kVersion) {
     return absl::DataLossError(
-        absl::StrCat("changelog record of version ", version, "; this release reads version ", kVersion));
+        absl::StrCat("changelog record of version ", version, "; this release reads versions 1 to ", kVersion));
   }
   if (type < 1 || type > 5) return absl::DataLossError(absl::StrCat("changelog record of unknown type ", type));
   record.type = static_cast<ChangelogRecord::Type>(type);
@@ -162,6 +168,7 @@ absl::StatusOr<ChangelogRecord> DecodeChangelogRecord(std::string_view bytes) {
     case Type::kClaim: break;
     case Type::kBatch:
       record.sequence = in.Varint();
+      if (version >= 2) record.previous_sequence = in.Varint();
       record.input_offset = static_cast<int64_t>(in.Varint()) - 1;
       in.Ops(&record.ops);
       break;

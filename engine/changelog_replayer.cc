@@ -1,6 +1,7 @@
 // The fence rule and the restore order of idem/changelog.h. Why each rule holds is in docs/SCALING.md
 // ("Why the rule is safe"); the randomized model test (tests/changelog_model_test.cc) checks them
 // against a reference model of "exactly the accepted commits, once".
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,10 @@ absl::Status ChangelogReplayer::Feed(int64_t offset, const ChangelogRecord& reco
     case Type::kClaim:
       if (record.claim.ordinal == current_.ordinal + 1) {
         current_ = record.claim;
+        claim_last_ = 0;  // its batches start here
+        claim_broken_ = false;
+      } else if (record.claim == current_ && start_ == Start::kLocalCopy && applied_ == 0 && fenced_ == 0) {
+        claim_last_ = 0;  // a local copy's catch-up that starts at its own claim: the order is known
       } else {
         ++claims_lost_;  // the ordinal was taken by an earlier claim, or skips one
       }
@@ -83,10 +88,22 @@ absl::Status ChangelogReplayer::Accept(const ChangelogRecord& batch) {
     ++fenced_;  // its writer had been replaced (or never claimed) when the batch reached the log
     return absl::OkStatus();
   }
+  if (claim_broken_) return AfterGap();
   // A batch of the snapshot's writer at or below the snapshot's sequence is in the snapshot already.
-  if (start_ == Start::kSnapshot && batch.claim == snapshot_claim_ && batch.sequence <= snapshot_id_) {
-    return absl::OkStatus();
+  const bool snapshot_writer = start_ == Start::kSnapshot && batch.claim == snapshot_claim_;
+  if (snapshot_writer && batch.sequence <= snapshot_id_) return absl::OkStatus();
+  if (batch.previous_sequence.has_value()) {
+    // Its predecessor must be the last batch of the claim that counted; replay that started inside the
+    // claim knows only that a snapshot's writer had every batch at or below the snapshot in it.
+    const uint64_t previous = *batch.previous_sequence;
+    const bool in_order =
+        claim_last_.has_value() ? previous == *claim_last_ : !snapshot_writer || previous <= snapshot_id_;
+    if (!in_order) {
+      claim_broken_ = true;
+      return AfterGap();
+    }
   }
+  claim_last_ = batch.sequence;
   ++applied_;
   if (batch.input_offset >= 0) input_offset_ = batch.input_offset;
   if (in_snapshot_ && !snapshot_done_) {
@@ -94,6 +111,18 @@ absl::Status ChangelogReplayer::Accept(const ChangelogRecord& batch) {
     return absl::OkStatus();
   }
   return sink_->Apply(batch);
+}
+
+absl::Status ChangelogReplayer::AfterGap() {
+  ++after_gap_;
+  // A local copy holds every batch of its own claim, the missing one too: the log counts less than the
+  // copy has, so the copy cannot be caught up.
+  if (start_ == Start::kLocalCopy && current_ == copy_claim_) {
+    return absl::AbortedError(absl::StrCat("the local copy is stale: a batch of its claim ", copy_claim_.ordinal,
+                                           " is missing from the changelog before offset ", last_offset_,
+                                           ", so the log does not count what the copy holds"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ChangelogReplayer::OnSnapshotRecord(const ChangelogRecord& record) {
@@ -139,6 +168,19 @@ absl::Status ChangelogReplayer::Finish() {
                                             " entries read): the log was cut inside it"));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckRestorable(std::optional<int64_t> pointer, int64_t recorded_end, int64_t log_start_offset,
+                             int64_t log_end_offset) {
+  const int64_t needed = std::max(recorded_end, pointer ? *pointer + 1 : 0);
+  if (log_end_offset < needed) {
+    return absl::DataLossError(absl::StrCat(
+        "the changelog ends at offset ", log_end_offset, " but offset ", needed - 1,
+        " was recorded as written (by the group's committed offsets, a local copy or a snapshot pointer): the "
+        "log was recreated, renamed or truncated; restoring would silently forget committed IDs and apply their "
+        "redeliveries again"));
+  }
+  return CheckReplayable(pointer, log_start_offset);
 }
 
 absl::Status CheckReplayable(std::optional<int64_t> pointer, int64_t log_start_offset) {

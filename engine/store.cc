@@ -93,6 +93,15 @@ absl::Status Store::Impl::CheckEffectsOf(const CommitRequest& request) const {
   return engine::CheckEffects(*request.effects, protect);
 }
 
+absl::Status Store::Impl::ValidateCommit(std::string_view result, const rocksdb::WriteBatch* effects) const {
+  // A well-formed ID and token, so that only the result and the effects are judged.
+  CommitRequest request{std::string_view("-"), 1, result, const_cast<rocksdb::WriteBatch*>(effects)};
+  if (absl::Status s = CheckCommit(request); !s.ok()) return s;
+  Operation op(*lifecycle_);
+  if (!op.ok()) return op.status();
+  return CheckEffectsOf(request);
+}
+
 absl::StatusOr<Store::Impl::Lookup> Store::Impl::Read(const engine::IdKey& key, bool count_fast_path) const {
   const std::string_view id = key.id;
   Lookup lookup;

@@ -64,6 +64,7 @@ class Store::Impl {
 
   absl::StatusOr<Reservation> Reserve(std::string_view id, const ReserveOptions& options);
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects);
+  absl::Status ValidateCommit(std::string_view result, const rocksdb::WriteBatch* effects) const;
   absl::Status Release(std::string_view id, uint64_t token);
   absl::Status Extend(std::string_view id, uint64_t token);
   std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);

@@ -279,6 +279,9 @@ absl::StatusOr<Reservation> Store::Reserve(std::string_view id, const ReserveOpt
 absl::Status Store::Commit(std::string_view id, uint64_t token, std::string_view result, rocksdb::WriteBatch* effects) {
   return impl_->Commit(id, token, result, effects);
 }
+absl::Status Store::ValidateCommit(std::string_view result, const rocksdb::WriteBatch* effects) const {
+  return impl_->ValidateCommit(result, effects);
+}
 absl::Status Store::Release(std::string_view id, uint64_t token) { return impl_->Release(id, token); }
 absl::Status Store::Extend(std::string_view id, uint64_t token) { return impl_->Extend(id, token); }
 std::vector<absl::StatusOr<Reservation>> Store::ReserveBatch(absl::Span<const std::string_view> ids) {

@@ -4,12 +4,16 @@
 // log's start), claims the next ordinal through the log, reads up to its claim, then commits. Older
 // owners keep running as zombies: they commit, write batches late, snapshot, die with records unsent.
 // Producers interleave their records in the log in any order that keeps each producer's own order (as
-// Kafka does), and retention cuts the log's start. Checked against a reference model of "exactly the
-// accepted commits, once", computed by its own few lines from the full log:
+// Kafka does), and retention cuts the log's start. The log also loses: a record of an owner can fail
+// to be produced while the ones it sent after it land (a gap inside one claim: that owner stops and
+// the partition is claimed again), and the log can come back recreated empty or cut below its end.
+// Checked against a reference model of "exactly the accepted commits, once", computed by its own few
+// lines from the full log:
 //   * every restore (from the pointer, and from offset 0 while the log is whole) gives the reference
 //     state of the log it read;
 //   * the current owner, once all it sent is in the log, holds exactly the reference state;
-//   * a restore whose start retention removed is kDataLoss, never a silent partial state.
+//   * a restore whose start retention removed, or whose log ends below the end an owner recorded with
+//     its committed offsets, is kDataLoss, never a silent partial state.
 // IDEM_CHANGELOG_MODEL_OPS and IDEM_CHANGELOG_MODEL_SEEDS scale the run (the default: 10^5 operations).
 #include <cstdlib>
 #include <deque>
@@ -70,21 +74,33 @@ class StateSink : public ChangelogReplayer::Sink {
 };
 
 // The reference: the state of applying, once, every batch whose claim is the last claim that counted
-// before it, where a claim counts when its ordinal is one more than the last that counted.
+// before it and none of whose claim's earlier batches was lost, where a claim counts when its ordinal is
+// one more than the last that counted.
 class Reference {
  public:
   void Append(const ChangelogRecord& r) {
     if (r.type == ChangelogRecord::Type::kClaim && r.claim.ordinal == current_.ordinal + 1) current_ = r.claim;
-    if (r.type == ChangelogRecord::Type::kBatch && current_.ordinal > 0 && r.claim == current_) {
+    if (r.type == ChangelogRecord::Type::kBatch && current_.ordinal > 0 && r.claim == current_ && !Broken(r.claim)) {
       ApplyOps(r.ops, &state_);
       ++accepted_;
     }
+  }
+  // A batch of `claim` never reached the log: what its writer sent after it was computed on it.
+  void Lost(const ChangelogRecord& r) {
+    if (r.type == ChangelogRecord::Type::kBatch) broken_.push_back(r.claim);
   }
   const State& state() const { return state_; }
   uint64_t accepted() const { return accepted_; }
 
  private:
+  bool Broken(const ClaimId& claim) const {
+    for (const ClaimId& b : broken_) {
+      if (b == claim) return true;
+    }
+    return false;
+  }
   ClaimId current_;
+  std::vector<ClaimId> broken_;
   State state_;
   uint64_t accepted_ = 0;
 };
@@ -94,11 +110,13 @@ struct Owner {
   bool assigned_latest = false;  // the group's current assignee (only it can save a pointer)
   bool alive = true;
   bool caught_up = false;  // has read its own claim back, and won it
+  bool failed = false;     // a record of its own was lost: it produces nothing new (the member restarts)
   State local;
   std::unique_ptr<StateSink> sink;
   std::unique_ptr<ChangelogReplayer> replayer;  // reading toward its own claim
   std::deque<ChangelogRecord> outbox;           // sent, not yet in the log
   uint64_t sequence = 0;
+  uint64_t last_batch = 0;              // the sequence of its last batch (the next one's previous_sequence)
   int64_t pending_snapshot_begin = -1;  // log offset of its snapshot's Begin, once there
   // A snapshot being sent: the state it copies, and how far it got.
   std::unique_ptr<State> snapshot;
@@ -126,8 +144,12 @@ class Model {
         SnapshotProgress();
       } else if (dice < 93) {
         KillSomeZombie();
-      } else if (dice < 96) {
+      } else if (dice < 95) {
         Truncate();
+      } else if (dice < 96) {
+        LoseRecord();
+      } else if (dice < 97) {
+        LogComesBackShort();
       } else {
         CheckCurrentOwner();
       }
@@ -157,7 +179,7 @@ class Model {
     if (state == nullptr) state = &scratch;
     if (sink == nullptr) sink = &scratch_sink;
     *sink = std::make_unique<StateSink>(state);
-    EXPECT_TRUE(CheckReplayable(pointer_, log_start_).ok());
+    EXPECT_TRUE(CheckRestorable(pointer_, recorded_end_, log_start_, static_cast<int64_t>(log_.size())).ok());
     auto replayer = std::make_unique<ChangelogReplayer>(
         pointer_ ? ChangelogReplayer::Start::kSnapshot : ChangelogReplayer::Start::kLogStart, sink->get());
     for (int64_t offset = pointer_.value_or(0); offset < static_cast<int64_t>(log_.size()); ++offset) {
@@ -213,11 +235,13 @@ class Model {
 
   void Commit() {
     Owner* o = RandomOwner(false);
-    if (o == nullptr || !o->caught_up) return;  // an owner processes only once it read its claim
+    if (o == nullptr || !o->caught_up || o->failed) return;  // an owner processes only once it read its claim
     ChangelogRecord batch;
     batch.type = ChangelogRecord::Type::kBatch;
     batch.claim = o->claim;
     batch.sequence = ++o->sequence;
+    batch.previous_sequence = o->last_batch;
+    o->last_batch = batch.sequence;
     const int event = next_event_++;
     // The marker (family 0) and effects that depend on the local state (family 1): a batch applied
     // twice, or one applied that should not have been, shows in the state.
@@ -240,7 +264,7 @@ class Model {
   // interleave with the chunks in the log.
   void Snapshot() {
     Owner* o = RandomOwner(false);
-    if (o == nullptr || !o->caught_up || o->snapshot) return;
+    if (o == nullptr || !o->caught_up || o->snapshot || o->failed) return;
     o->snapshot_id = o->sequence;
     o->outbox.push_back(Rec(ChangelogRecord::Type::kSnapshotBegin, o->claim, o->snapshot_id, next_event_));
     o->snapshot = std::make_unique<State>(o->local);
@@ -251,7 +275,7 @@ class Model {
   // The next chunk of a snapshot being sent, or its end.
   void SnapshotProgress() {
     Owner* o = RandomOwner(false);
-    if (o != nullptr && o->snapshot) SnapshotProgressOf(o);
+    if (o != nullptr && o->snapshot && !o->failed) SnapshotProgressOf(o);
   }
 
   void SnapshotProgressOf(Owner* o) {
@@ -293,9 +317,13 @@ class Model {
     if (record.type == ChangelogRecord::Type::kSnapshotBegin) o->pending_snapshot_begin = offset;
     // The snapshot is whole in the log: its owner saves the pointer, which only the group's current
     // assignee can (a zombie's offset commit is fenced by the group's generation).
-    if (record.type == ChangelogRecord::Type::kSnapshotEnd && o->assigned_latest && o->pending_snapshot_begin >= 0) {
+    // A failed owner saves no pointer (its record track failed before the End was acknowledged).
+    if (record.type == ChangelogRecord::Type::kSnapshotEnd && o->assigned_latest && !o->failed &&
+        o->pending_snapshot_begin >= 0) {
       pointer_ = o->pending_snapshot_begin;
     }
+    // The assignee's offset commits record the log's end it has seen acknowledged.
+    if (o->assigned_latest && !o->failed && o->caught_up) recorded_end_ = offset + 1;
     // Owners still reading toward their claim read the new record.
     for (Owner& reader : owners_) {
       if (!reader.alive || reader.caught_up || reader.replayer == nullptr) continue;
@@ -312,6 +340,61 @@ class Model {
           ++claims_lost_;
         }
       }
+    }
+  }
+
+  // The record at the head of an owner's outbox is never produced (too large, refused by the broker),
+  // while those behind it are already on their way. The owner stops producing new records and, when it
+  // is the assignee, the partition is restored and claimed again (by the same member, or another).
+  void LoseRecord() {
+    Owner* o = RandomOwner(true);
+    if (o == nullptr || !o->caught_up || o->outbox.front().type != ChangelogRecord::Type::kBatch) return;
+    reference_.Lost(o->outbox.front());
+    losses_.emplace_back(static_cast<int64_t>(log_.size()), o->outbox.front());
+    o->outbox.pop_front();
+    o->failed = true;
+    o->snapshot.reset();  // chunks not yet sent are never sent; the pointer is never saved
+    if (o->assigned_latest && Uniform(0, 1) == 0) NewOwner();
+  }
+
+  // The log comes back without what was recorded: recreated empty (a topic deleted and made again),
+  // or cut below the end the assignee recorded. A restore from it must refuse, or (when nothing was
+  // committed yet) give the reference state.
+  void LogComesBackShort() {
+    const int64_t end = Uniform(0, 1) == 0 ? 0 : Uniform(0, static_cast<int>(log_.size()));
+    const std::vector<std::string> shortened(log_.begin(), log_.begin() + end);
+    const int64_t start = std::min<int64_t>(log_start_, end);
+    State state;
+    StateSink sink(&state);
+    absl::Status s = CheckRestorable(pointer_, recorded_end_, start, end);
+    if (s.ok()) {
+      ChangelogReplayer replayer(pointer_ ? ChangelogReplayer::Start::kSnapshot : ChangelogReplayer::Start::kLogStart,
+                                 &sink);
+      for (int64_t offset = pointer_.value_or(0); offset < end && s.ok(); ++offset) {
+        s = replayer.Feed(offset, shortened[offset]);
+      }
+      if (s.ok()) s = replayer.Finish();
+    }
+    if (s.ok()) {
+      // Accepted: it gives the reference state of what it read, and that holds every batch the group
+      // recorded as committed (whose input offsets will not come again).
+      Reference read, recorded;
+      size_t loss = 0;
+      for (int64_t offset = 0; offset < static_cast<int64_t>(log_.size()); ++offset) {
+        for (; loss < losses_.size() && losses_[loss].first <= offset; ++loss) {
+          read.Lost(losses_[loss].second);
+          recorded.Lost(losses_[loss].second);
+        }
+        const ChangelogRecord r = *DecodeChangelogRecord(log_[offset]);
+        if (offset < end) read.Append(r);
+        if (offset < recorded_end_) recorded.Append(r);
+      }
+      EXPECT_EQ(state, read.state()) << "a restore of a log cut at " << end;
+      EXPECT_GE(read.accepted(), recorded.accepted())
+          << "a restore accepted a log cut at " << end << " of " << log_.size() << ", below the end " << recorded_end_
+          << " its committed offsets recorded: it forgot committed batches";
+    } else {
+      EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
     }
   }
 
@@ -337,7 +420,7 @@ class Model {
 
   void CheckCurrentOwner() {
     for (Owner& o : owners_) {
-      if (!o.assigned_latest || !o.alive || !o.caught_up) continue;
+      if (!o.assigned_latest || !o.alive || !o.caught_up || o.failed) continue;
       // Records of zombies still in flight would be fenced: only its own must all be in the log.
       if (!o.outbox.empty()) return;
       EXPECT_EQ(o.local, reference_.state()) << "the current owner's state";
@@ -349,6 +432,8 @@ class Model {
   std::vector<std::string> log_;
   int64_t log_start_ = 0;
   std::optional<int64_t> pointer_;
+  int64_t recorded_end_ = 0;                                 // the log's end the assignee's last offset commit recorded
+  std::vector<std::pair<int64_t, ChangelogRecord>> losses_;  // (log size when lost, the lost record)
   Reference reference_;
   int next_event_ = 0;
   int restores_ = 0;

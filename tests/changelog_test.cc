@@ -65,6 +65,26 @@ TEST(ChangelogRecordTest, EveryTypeRoundTrips) {
   }
 }
 
+// A batch that states its predecessor is written as version 2; one that does not (as the previous
+// release wrote every batch) as version 1, and both read back as written.
+TEST(ChangelogRecordTest, BatchesWithAndWithoutTheirPredecessorRoundTrip) {
+  ChangelogRecord ordered = Samples()[1];
+  ordered.previous_sequence = 123456700;
+  const std::string v2 = EncodeChangelogRecord(ordered);
+  EXPECT_EQ(v2[1], 2);
+  IDEM_ASSERT_OK_AND_ASSIGN(ChangelogRecord back, DecodeChangelogRecord(v2));
+  EXPECT_EQ(back.previous_sequence, std::optional<uint64_t>(123456700));
+  ExpectSame(ordered, back);
+  const std::string v1 = EncodeChangelogRecord(Samples()[1]);
+  EXPECT_EQ(v1[1], 1);
+  IDEM_ASSERT_OK_AND_ASSIGN(ChangelogRecord old, DecodeChangelogRecord(v1));
+  EXPECT_FALSE(old.previous_sequence.has_value());
+  ExpectSame(Samples()[1], old);
+  ordered.previous_sequence = 0;  // the first batch of a claim
+  IDEM_ASSERT_OK_AND_ASSIGN(back, DecodeChangelogRecord(EncodeChangelogRecord(ordered)));
+  EXPECT_EQ(back.previous_sequence, std::optional<uint64_t>(0));
+}
+
 TEST(ChangelogRecordTest, EveryTruncationAndExtensionIsDataLoss) {
   for (const ChangelogRecord& r : Samples()) {
     const std::string bytes = EncodeChangelogRecord(r);
@@ -84,9 +104,9 @@ TEST(ChangelogRecordTest, UnknownMagicVersionTypeOrOperationIsDataLoss) {
     absl::StatusOr<ChangelogRecord> r = DecodeChangelogRecord(bad);
     EXPECT_THAT(r, StatusIs(absl::StatusCode::kDataLoss)) << "byte " << at;
   }
-  std::string version2 = good;
-  version2[1] = 2;
-  EXPECT_THAT(std::string(DecodeChangelogRecord(version2).status().message()), ::testing::HasSubstr("version 2"));
+  std::string version3 = good;
+  version3[1] = 3;
+  EXPECT_THAT(std::string(DecodeChangelogRecord(version3).status().message()), ::testing::HasSubstr("version 3"));
   // A delete inside a snapshot chunk: a snapshot holds values only.
   ChangelogRecord chunk = Rec(Type::kSnapshotChunk, {1, 1}, 5);
   chunk.ops = {ChangelogOp{Kind::kDelete, 0, "k", ""}};
@@ -238,6 +258,89 @@ std::vector<ChangelogRecord> SnapshotOf(ClaimId claim, uint64_t id, const std::v
   end.checksum = checksum;
   out.push_back(end);
   return out;
+}
+
+// A batch that names its predecessor under its claim (as writers of this release do).
+ChangelogRecord Ordered(ClaimId claim, uint64_t sequence, uint64_t previous, std::string key) {
+  ChangelogRecord r = Batch(claim, sequence, std::move(key), static_cast<int64_t>(sequence));
+  r.previous_sequence = previous;
+  return r;
+}
+
+// A record that could not be produced (a10 -> [a20 missing] -> a30): a30 and every later batch of the
+// claim were computed on a20's effects and must not count; the next claim's batches do.
+TEST(ChangelogReplayerTest, ABatchWhosePredecessorIsMissingDoesNotCountNorDoesAnyLaterOneOfItsClaim) {
+  const ClaimId a{1, 11}, b{2, 22};
+  Recorder sink;
+  ChangelogReplayer replayer(ChangelogReplayer::Start::kLogStart, &sink);
+  const std::vector<ChangelogRecord> log = {
+      Claim(a.ordinal, a.claimant),
+      Ordered(a, 10, 0, "a10"),
+      /* a20 never reached the log */ Ordered(a, 30, 20, "a30"),
+      Ordered(a, 40, 30, "a40"),
+      Claim(b.ordinal, b.claimant),
+      Ordered(b, 5, 0, "b5"),
+      Ordered(b, 6, 5, "b6"),
+  };
+  ASSERT_THAT(FeedAll(&replayer, log), IsOk());
+  EXPECT_EQ(sink.events, (std::vector<std::string>{"apply a10", "apply b5", "apply b6"}));
+  EXPECT_EQ(replayer.batches_after_gap(), 2u);
+  EXPECT_EQ(replayer.batches_applied(), 3u);
+  EXPECT_EQ(replayer.input_offset(), 6);
+
+  // The claim's first batch must say it is the first: one whose predecessor is missing is a gap too.
+  Recorder first_sink;
+  ChangelogReplayer first(ChangelogReplayer::Start::kLogStart, &first_sink);
+  ASSERT_THAT(FeedAll(&first, {Claim(a.ordinal, a.claimant), Ordered(a, 20, 10, "a20")}), IsOk());
+  EXPECT_TRUE(first_sink.events.empty());
+  EXPECT_EQ(first.batches_after_gap(), 1u);
+}
+
+// From a snapshot, the writer's first batch after it must follow a batch the snapshot holds.
+TEST(ChangelogReplayerTest, FromASnapshotAGapAfterItIsSeen) {
+  const ClaimId a{3, 1};
+  std::vector<ChangelogRecord> log = SnapshotOf(a, 50, {"k1"}, 1);
+  log.push_back(Ordered(a, 60, 45, "a60"));  // its predecessor (45) is in the snapshot
+  log.push_back(Ordered(a, 70, 60, "a70"));
+  log.push_back(Ordered(a, 90, 80, "a90"));  // a80 is missing
+  Recorder sink;
+  ChangelogReplayer replayer(ChangelogReplayer::Start::kSnapshot, &sink);
+  ASSERT_THAT(FeedAll(&replayer, log, 100), IsOk());
+  EXPECT_EQ(sink.events, (std::vector<std::string>{"entry k1", "done", "apply a60", "apply a70"}));
+  EXPECT_EQ(replayer.batches_after_gap(), 1u);
+
+  std::vector<ChangelogRecord> after = SnapshotOf(a, 50, {"k1"}, 1);
+  after.push_back(Ordered(a, 60, 55, "a60"));  // a55 came after the snapshot began and is missing
+  Recorder after_sink;
+  ChangelogReplayer from_snapshot(ChangelogReplayer::Start::kSnapshot, &after_sink);
+  ASSERT_THAT(FeedAll(&from_snapshot, after, 100), IsOk());
+  EXPECT_EQ(after_sink.events, (std::vector<std::string>{"entry k1", "done"}));
+}
+
+// A local copy holds every batch of its own claim; when one of them is missing from the log, the log
+// counts less than the copy holds: the copy is stale.
+TEST(ChangelogReplayerTest, ALocalCopyWhoseClaimHasAGapInTheLogIsStale) {
+  const ClaimId mine{5, 1};
+  Recorder sink;
+  ChangelogReplayer replayer(mine, &sink);
+  const std::vector<ChangelogRecord> log = {Claim(mine.ordinal, mine.claimant), Ordered(mine, 1, 0, "m1"),
+                                            Ordered(mine, 3, 2, "m3")};
+  EXPECT_THAT(FeedAll(&replayer, log, 70), StatusIs(absl::StatusCode::kAborted));
+}
+
+// A restore proves the log still holds what was recorded as written: a log recreated empty, renamed or
+// cut below a recorded end is kDataLoss, however small the partition (no snapshot pointer yet).
+TEST(ChangelogReplayerTest, ALogEndingBelowARecordedEndIsDataLoss) {
+  EXPECT_THAT(CheckRestorable(std::nullopt, 0, 0, 0), IsOk());  // nothing recorded, nothing there
+  EXPECT_THAT(CheckRestorable(std::nullopt, 3, 0, 3), IsOk());
+  EXPECT_THAT(CheckRestorable(std::nullopt, 3, 0, 10), IsOk());
+  absl::Status empty = CheckRestorable(std::nullopt, 3, 0, 0);  // recreated: empty, starting at 0 again
+  EXPECT_THAT(empty, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(std::string(empty.message()), ::testing::HasSubstr("recreated"));
+  EXPECT_THAT(CheckRestorable(std::nullopt, 3, 0, 2), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(CheckRestorable(7, 0, 0, 7), StatusIs(absl::StatusCode::kDataLoss));  // the pointer's record is gone
+  EXPECT_THAT(CheckRestorable(7, 0, 0, 8), IsOk());
+  EXPECT_THAT(CheckRestorable(7, 20, 8, 20), StatusIs(absl::StatusCode::kDataLoss));  // retention: as before
 }
 
 TEST(ChangelogReplayerTest, FromASnapshotBatchesReadDuringItAreAppliedAfterIt) {

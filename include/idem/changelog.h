@@ -11,9 +11,15 @@
 //   Batch          one per local commit write (Options::commit_hook): its operations, by partition
 //                  family index (0 = idem's records, 1.. = the partition's effect families, in declared
 //                  order: column family IDs differ from DB to DB), the writer's claim, its local
-//                  sequence and the input offset it covers up to. A batch counts only if it carries the
+//                  sequence, the sequence of the writer's previous batch under the same claim (0: its
+//                  first) and the input offset it covers up to. A batch counts only if it carries the
 //                  claim that counted last before it in log order: a zombie's batches written after a
 //                  newer owner's claim are ignored, its earlier ones (complete local commits) are kept.
+//                  And a batch counts only if its predecessor under its claim counted: once a batch is
+//                  missing from the log (it could not be produced, or was lost), every later batch of
+//                  that claim is ignored, because each was computed on a state that held the missing
+//                  one. A writer whose record failed must stop producing and be rebuilt from the log
+//                  under a new claim; its input offsets past the failed record must never be committed.
 //   SnapshotBegin  a sorted copy of the writer's state starts: {snapshot (its local sequence),
 //   SnapshotChunk  input offset}; chunks of entries, sorted by (family, key); then the end with the
 //   SnapshotEnd    entry count and a checksum. A snapshot bounds how much log a restore reads and feeds
@@ -80,6 +86,10 @@ struct ChangelogRecord {
   uint64_t sequence = 0;
   // kBatch, kSnapshotBegin: the input offset processing resumes at once this record counts (-1: none).
   int64_t input_offset = -1;
+  // kBatch: the writer's `sequence` of its previous batch under the same claim, 0 for its first (the
+  // order a replay checks: a batch whose predecessor is missing does not count). nullopt: not stated —
+  // a record of format version 1, replayed without the check. Writers of this release always set it.
+  std::optional<uint64_t> previous_sequence;
   // kBatch: the operations, in batch order. kSnapshotChunk: puts, sorted by (family, key), each
   // chunk continuing where the previous one ended.
   std::vector<ChangelogOp> ops;
@@ -146,10 +156,13 @@ class ChangelogReplayer {
   uint64_t batches_applied() const { return applied_; }
   uint64_t batches_fenced() const { return fenced_; }    // ignored: written under an outdated claim
   uint64_t claims_lost() const { return claims_lost_; }  // a claim whose ordinal was taken or skipped
-  int64_t last_offset() const { return last_offset_; }   // the last offset fed (-1: none)
+  // Batches ignored because an earlier batch of their claim is missing from the log (a gap).
+  uint64_t batches_after_gap() const { return after_gap_; }
+  int64_t last_offset() const { return last_offset_; }  // the last offset fed (-1: none)
 
  private:
   absl::Status Accept(const ChangelogRecord& record);
+  absl::Status AfterGap();
   absl::Status OnSnapshotRecord(const ChangelogRecord& record);
 
   const Start start_;
@@ -159,7 +172,12 @@ class ChangelogReplayer {
   bool started_ = false;
   ClaimId current_;
   int64_t input_offset_ = -1;
-  uint64_t applied_ = 0, fenced_ = 0, claims_lost_ = 0;
+  uint64_t applied_ = 0, fenced_ = 0, claims_lost_ = 0, after_gap_ = 0;
+  // The order of the current claim's batches: the sequence of the last one that counted (0: none yet;
+  // nullopt: not known — replay started inside the claim, from a snapshot or a local copy), and
+  // whether one went missing.
+  std::optional<uint64_t> claim_last_;
+  bool claim_broken_ = false;
   // The snapshot we started from, while it arrives.
   bool in_snapshot_ = false;
   bool snapshot_done_ = false;
@@ -174,6 +192,17 @@ class ChangelogReplayer {
 // log's start (its retention moved it) is past it, so the restore would silently miss state.
 // `pointer`: the offset of the snapshot to start from, or nullopt (from the log's first record, 0).
 absl::Status CheckReplayable(std::optional<int64_t> pointer, int64_t log_start_offset);
+
+// What a restore must prove before it reads: that the log still holds everything anyone recorded as
+// committed. `recorded_end`: the highest end (last offset + 1) of the log that any owner recorded —
+// the group's committed metadata (the log's end when the offset was committed), a local copy's
+// noted offset + 1, a snapshot pointer + 1 — or 0 when nothing was recorded. kDataLoss when the log
+// ends below it (the topic was recreated or renamed, or truncated: restoring would silently give a
+// state that forgot committed IDs, and their redeliveries would apply again), or when its start is
+// past `pointer` (CheckReplayable). A restore refused here must stay refused until an operator
+// decides; it is never retried into an empty state.
+absl::Status CheckRestorable(std::optional<int64_t> pointer, int64_t recorded_end, int64_t log_start_offset,
+                             int64_t log_end_offset);
 
 }  // namespace idem
 

@@ -184,7 +184,10 @@ struct KafkaConsumerStats {
   uint64_t restores = 0, catch_ups = 0, claims = 0, claims_lost = 0;
   uint64_t restore_failures = 0;
   uint64_t restored_batches_fenced = 0;  // changelog batches a restore ignored: written under a superseded claim
-  uint64_t data_loss_partitions = 0;     // partitions left paused: their changelog no longer holds their state
+  // Changelog batches a restore ignored because an earlier batch of their claim is missing from the log
+  // (its record failed; the events they carried are handled again from the committed offset).
+  uint64_t restored_batches_after_gap = 0;
+  uint64_t data_loss_partitions = 0;  // partitions left paused: their changelog no longer holds their state
   // Batches in which an event's commit was refused (its lease lost) while a later event, which may have
   // read its effects through KafkaPartitionView::Get, committed. Logged; expected to stay 0 (the
   // Processor renews leases while handlers run).
@@ -255,8 +258,20 @@ struct KafkaRestoreResult {
 absl::StatusOr<KafkaRestoreResult> RestoreFromChangelog(const KafkaRestoreOptions& options, PartitionSet* set,
                                                         int32_t partition);
 
-// The snapshot pointer as it is kept in an offset commit's metadata ("idem1 snapshot=<offset>"):
-// nullopt for metadata that holds none (empty, or another tool's).
+// What an offset commit's metadata carries for a restore ("idem2 log=<end> snapshot=<offset>", a few
+// dozen bytes of Kafka's 4 KiB): the changelog's end (last acknowledged offset + 1) when the offset was
+// committed — a restore that finds the log ending below it refuses with kDataLoss (the topic was
+// recreated, renamed or truncated) — and the snapshot pointer, when a snapshot is complete in the log.
+// Fields a later release adds are ignored; metadata of the previous format ("idem1 snapshot=<offset>")
+// reads as log end = pointer + 1.
+struct CommitMetadata {
+  int64_t log_end = 0;
+  std::optional<int64_t> snapshot;
+};
+std::string EncodeCommitMetadata(const CommitMetadata& metadata);
+// nullopt for metadata that is not idem's (empty, or another tool's).
+std::optional<CommitMetadata> DecodeCommitMetadata(std::string_view metadata);
+// The snapshot pointer alone, in the previous format (still read), and from either format.
 std::string EncodeSnapshotPointer(int64_t changelog_offset);
 std::optional<int64_t> DecodeSnapshotPointer(std::string_view metadata);
 

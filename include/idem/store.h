@@ -216,6 +216,14 @@ class Store {
   absl::Status Commit(std::string_view id, uint64_t token, std::string_view result = {},
                       rocksdb::WriteBatch* effects = nullptr);
 
+  // What Commit would refuse with kInvalidArgument whatever the reservation's state — a result over
+  // max_result_bytes, effects that write idem's records or metadata or outside effect_column_families —
+  // checked without writing anything. A caller that lets other work see an event's effects before they
+  // commit (a batch whose later events read the earlier ones' writes) validates them here first, so an
+  // event refused at commit was never seen. Errors: kInvalidArgument (as Commit's), kFailedPrecondition
+  // (closed), kUnavailable (reopening).
+  absl::Status ValidateCommit(std::string_view result, const rocksdb::WriteBatch* effects) const;
+
   // Drops the reservation so the ID is new again at once (the handler failed; let the redelivery retry).
   // Errors: kAborted (not held by token), kFailedPrecondition (already committed), kUnavailable.
   absl::Status Release(std::string_view id, uint64_t token);

@@ -39,6 +39,7 @@ void RecordTrack::Settle(uint64_t seq, RecordKind kind, int64_t offset, bool ok)
     failed_.store(true, std::memory_order_release);
     return;
   }
+  if (offset + 1 > acked_end_.load(std::memory_order_relaxed)) acked_end_.store(offset + 1, std::memory_order_release);
   // A partition's records are acknowledged in produce order (idempotent producer), so a snapshot's
   // Begin is settled before its End.
   if (kind == RecordKind::kSnapshotBegin) begin_offset_ = offset;
@@ -47,11 +48,16 @@ void RecordTrack::Settle(uint64_t seq, RecordKind kind, int64_t offset, bool ok)
   }
 }
 
-void RecordTrack::Fail() { failed_.store(true, std::memory_order_release); }
+void RecordTrack::Fail() {
+  std::lock_guard<std::mutex> lock(mu_);
+  failed_.store(true, std::memory_order_release);
+}
 
 bool RecordTrack::AcknowledgedThrough(uint64_t seq) const {
-  if (failed()) return false;
+  // failed_ is read under the lock: Settle erases a failed record and marks the failure in one step,
+  // so an outstanding set that looks settled always comes with the failure that settled it.
   std::lock_guard<std::mutex> lock(mu_);
+  if (failed()) return false;
   return outstanding_.empty() || *outstanding_.begin() > seq;
 }
 

@@ -43,6 +43,9 @@ class RecordTrack {
   bool failed() const { return failed_.load(std::memory_order_acquire); }
   // The changelog offset of the last complete snapshot's Begin (both ends acknowledged), or -1.
   int64_t pointer() const { return pointer_.load(std::memory_order_acquire); }
+  // One past the highest changelog offset acknowledged for this track's records (0: none): what an
+  // offset commit records as the log's end, for a later restore to prove it read everything.
+  int64_t acknowledged_end() const { return acked_end_.load(std::memory_order_acquire); }
   uint64_t bytes_issued() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t dead_letter_failures() const { return dead_letter_failures_.load(std::memory_order_relaxed); }
 
@@ -53,6 +56,7 @@ class RecordTrack {
   std::atomic<bool> failed_{false};
   std::atomic<bool> too_large_{false};
   std::atomic<int64_t> pointer_{-1};
+  std::atomic<int64_t> acked_end_{0};
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> dead_letter_failures_{0};
   int64_t begin_offset_ = -1;  // of the snapshot being written

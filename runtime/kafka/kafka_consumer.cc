@@ -315,6 +315,7 @@ class KafkaConsumer::Impl {
     s.claims_lost = claims_lost_;
     s.restore_failures = restore_failures_;
     s.restored_batches_fenced = restored_batches_fenced_;
+    s.restored_batches_after_gap = restored_batches_after_gap_;
     s.data_loss_partitions = data_loss_partitions_;
     s.store_pauses = store_pauses_;
     s.partial_batches = partial_batches_;
@@ -468,6 +469,7 @@ class KafkaConsumer::Impl {
       if (!o.job->done) continue;
       std::shared_ptr<RestoreJob> job = std::move(o.job);
       restored_batches_fenced_ += job->batches_fenced;
+      restored_batches_after_gap_ += job->batches_after_gap;
       if (job->status.ok()) {
         Activate(o, *job);
         continue;
@@ -499,16 +501,25 @@ class KafkaConsumer::Impl {
     a.use_local_copy = true;
     if (!options_.changelog_topic.empty()) {
       OwnedPartition* op = &o;
-      a.commit_hook = [this, op, claim = job.claim](const PartitionCommit& commit) {
+      // Hooks run one at a time, in WAL order: `previous` orders this claim's batches in the log, so a
+      // replay never counts a batch whose predecessor is missing.
+      auto previous = std::make_shared<uint64_t>(0);
+      std::shared_ptr<RecordTrack> track = o.track;
+      a.commit_hook = [this, op, track, previous, claim = job.claim](const PartitionCommit& commit) {
+        // Once a record of the partition failed, nothing more is produced for it: later records would
+        // build on the missing one. The partition is stopped and rebuilt from the log (CheckPartitions).
+        if (track->failed()) return;
         ChangelogRecord record;
         record.type = ChangelogRecord::Type::kBatch;
         record.claim = claim;
         record.sequence = commit.sequence;
+        record.previous_sequence = *previous;
         record.input_offset = op->batch_end.load(std::memory_order_relaxed);
         record.ops = *commit.ops;
+        *previous = commit.sequence;
         // A record not enqueued marks the track failed: the partition is then stopped and restored.
         if (absl::Status s = producer_->Produce(options_.changelog_topic, op->number, EncodeChangelogRecord(record),
-                                                op->track, RecordKind::kBatch);
+                                                track, RecordKind::kBatch);
             !s.ok()) {
           options_.log(absl::StrCat(op->layout.name, ": changelog record not sent: ", s.ToString()));
         }
@@ -686,8 +697,13 @@ class KafkaConsumer::Impl {
     if (!events.empty()) {
       results = o.processor->HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
         absl::StatusOr<std::string> result = handler(*by_id.at(ctx.event_id), ctx, view);
-        // What a later event of the batch reads: this one's effects commit with it, in the same write.
-        if (result.ok() && ctx.effects != nullptr) overlay_.Add(*ctx.effects);
+        // What a later event of the batch reads: this one's effects, which commit with it in the same
+        // write — but only if the commit will take them. An event the commit refuses (its result too
+        // large, a write outside the partition's families) is dead-lettered, and no later event may have
+        // seen its effects.
+        if (result.ok() && ctx.effects != nullptr && o.partition->store().ValidateCommit(*result, ctx.effects).ok()) {
+          overlay_.Add(*ctx.effects);
+        }
         return result;
       });
     }
@@ -793,8 +809,12 @@ class KafkaConsumer::Impl {
       rd_kafka_topic_partition_t* tp =
           rd_kafka_topic_partition_list_add(list.get(), options_.input_topic.c_str(), o.number);
       tp->offset = o.ackable;
-      if (pointer >= 0) {
-        const std::string metadata = EncodeSnapshotPointer(pointer);
+      if (!options_.changelog_topic.empty()) {
+        // The log's end as acknowledged now: a restore that finds the log shorter refuses (kDataLoss).
+        CommitMetadata m;
+        m.log_end = o.track->acknowledged_end();
+        if (pointer >= 0) m.snapshot = pointer;
+        const std::string metadata = EncodeCommitMetadata(m);
         tp->metadata = malloc(metadata.size());
         std::memcpy(tp->metadata, metadata.data(), metadata.size());
         tp->metadata_size = metadata.size();
@@ -864,7 +884,8 @@ class KafkaConsumer::Impl {
   std::atomic<uint64_t> changelog_failures_{0}, snapshots_{0};
   std::atomic<uint64_t> assignments_{0}, revocations_{0}, lost_{0};
   std::atomic<uint64_t> restores_{0}, catch_ups_{0}, claims_{0}, claims_lost_{0}, restore_failures_{0};
-  std::atomic<uint64_t> restored_batches_fenced_{0}, data_loss_partitions_{0}, store_pauses_{0};
+  std::atomic<uint64_t> restored_batches_fenced_{0}, restored_batches_after_gap_{0}, data_loss_partitions_{0};
+  std::atomic<uint64_t> store_pauses_{0};
   std::atomic<uint64_t> partial_batches_{0}, restarts_{0};
   LatencyHistogram step_latency_;
   KafkaPartitionView::Overlay overlay_;

@@ -34,6 +34,9 @@ std::string KafkaConsumerStats::ToPrometheus() const {
   counter("idem_kafka_restore_failures_total", "Restores that failed and were retried.", restore_failures);
   counter("idem_kafka_restored_batches_fenced_total",
           "Changelog batches ignored by restores: written by superseded owners.", restored_batches_fenced);
+  counter("idem_kafka_restored_batches_after_gap_total",
+          "Changelog batches ignored by restores: an earlier batch of their claim is missing from the log.",
+          restored_batches_after_gap);
   counter("idem_kafka_data_loss_partitions_total", "Partitions left paused: their changelog lost their state.",
           data_loss_partitions);
   counter("idem_kafka_partial_batches_total",

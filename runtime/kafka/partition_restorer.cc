@@ -1,5 +1,6 @@
 #include "runtime/kafka/partition_restorer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <random>
@@ -120,8 +121,10 @@ void PartitionRestorer::Loop() {
 }
 
 void PartitionRestorer::Run(RestoreJob& job) {
-  // Where the group says processing resumes, and the snapshot pointer kept with it.
+  // Where the group says processing resumes, the snapshot pointer kept with it, and the highest log
+  // end anyone recorded: the restore must prove the log still reaches it.
   std::optional<int64_t> pointer;
+  int64_t recorded_end = 0;
   {
     PartitionList list = OnePartition(config_.input_topic, job.partition, RD_KAFKA_OFFSET_INVALID);
     const rd_kafka_resp_err_t err =
@@ -132,8 +135,17 @@ void PartitionRestorer::Run(RestoreJob& job) {
     }
     const rd_kafka_topic_partition_t& tp = list->elems[0];
     job.committed = tp.offset;
+    std::optional<CommitMetadata> metadata;
     if (tp.metadata != nullptr && tp.metadata_size > 0) {
-      pointer = DecodeSnapshotPointer(std::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
+      metadata = DecodeCommitMetadata(std::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
+    }
+    if (metadata) {
+      pointer = metadata->snapshot;
+      recorded_end = metadata->log_end;
+    } else if (tp.offset >= 0) {
+      // Offsets committed with no record of the log's end (another tool, or a group that ran without
+      // a changelog): something was processed, so an empty log cannot hold it.
+      recorded_end = 1;
     }
     job.pointer = pointer;
   }
@@ -141,6 +153,8 @@ void PartitionRestorer::Run(RestoreJob& job) {
   for (LocalCopy& c : set_->LocalCopies()) {
     if (c.layout.name == job.layout.name) copy = std::move(c);
   }
+  // A kept copy noted the offset its claim had in the log: the log reached it.
+  if (copy && copy->changelog_offset >= 0) recorded_end = std::max(recorded_end, copy->changelog_offset + 1);
 
   if (config_.changelog_topic.empty()) {
     // No changelog: the state is this member's own, if it has a clean copy.
@@ -167,6 +181,13 @@ void PartitionRestorer::Run(RestoreJob& job) {
     return;
   }
 
+  // Before anything is read or dropped: a log that ends below what was recorded (recreated, renamed,
+  // truncated) would restore a state that forgot committed IDs.
+  if (absl::Status s = CheckRestorable(std::nullopt, recorded_end, low, high); !s.ok()) {
+    job.status = absl::DataLossError(
+        absl::StrCat(job.layout.name, ": changelog ", config_.changelog_topic, "/", job.partition, ": ", s.message()));
+    return;
+  }
   if (job.claim_it && copy && copy->clean && copy->claim.ordinal > 0 && copy->changelog_offset >= low &&
       copy->changelog_offset <= high && copy->layout.effect_families == job.layout.effect_families &&
       (!pointer || *pointer < copy->changelog_offset)) {
@@ -192,7 +213,7 @@ void PartitionRestorer::Run(RestoreJob& job) {
     }
   }
   if (job.from_log_start) pointer.reset();
-  if (absl::Status s = CheckReplayable(pointer, low); !s.ok()) {
+  if (absl::Status s = CheckRestorable(pointer, recorded_end, low, high); !s.ok()) {
     job.status = absl::DataLossError(absl::StrCat(job.layout.name, ": ", s.message()));
     return;
   }
@@ -244,6 +265,7 @@ absl::Status PartitionRestorer::Replay(RestoreJob& job, ChangelogReplayer& repla
     job.claim = replayer.current_claim();
   }
   job.batches_fenced = replayer.batches_fenced();
+  job.batches_after_gap = replayer.batches_after_gap();
   return replayer.Finish();
 }
 

@@ -39,11 +39,12 @@ struct RestoreJob {
 
   // Filled in by the restore thread; `done` last.
   absl::Status status;
-  ClaimId claim;                // the claim this member now holds
-  int64_t claim_offset = -1;    // its changelog offset
-  int64_t committed = -1001;    // the group's committed input offset (RD_KAFKA_OFFSET_INVALID: none)
-  std::string how;              // "catch-up", "snapshot", "log", for logs
-  uint64_t batches_fenced = 0;  // ignored by the replay: written under a superseded claim
+  ClaimId claim;                   // the claim this member now holds
+  int64_t claim_offset = -1;       // its changelog offset
+  int64_t committed = -1001;       // the group's committed input offset (RD_KAFKA_OFFSET_INVALID: none)
+  std::string how;                 // "catch-up", "snapshot", "log", for logs
+  uint64_t batches_fenced = 0;     // ignored by the replay: written under a superseded claim
+  uint64_t batches_after_gap = 0;  // ignored by the replay: an earlier batch of their claim is missing
   bool claim_lost = false;
   bool caught_up = false;          // from the local copy, not a restore
   std::optional<int64_t> pointer;  // the snapshot pointer the committed metadata held

@@ -1,0 +1,127 @@
+// The Kafka member's exactly-once promises where the log or a handler's output would break them, on
+// librdkafka 2.0.2's mock cluster: a changelog that comes back empty (recreated or renamed) is data
+// loss, never an empty restore; an event the commit refuses is never seen by the later events of its
+// batch. (The changelog's own order under a claim is checked by changelog_test and the model check.)
+#include <string>
+#include <vector>
+
+#include "examples/kafka/ledger.h"
+#include "gtest/gtest.h"
+#include "idem/kafka.h"
+#include "idem/kafka_mock.h"
+#include "tests/kafka_util.h"
+#include "tests/test_util.h"
+
+namespace idem {
+namespace {
+
+using ::idem::testing::IsOk;
+using ::idem::testing::ScratchDir;
+using ::idem::testing::WaitFor;
+using ::idem::testing::kafka::Member;
+using ::idem::testing::kafka::MemberOptions;
+
+class KafkaPromisesTest : public ::testing::Test {
+ protected:
+  void SetUp() override { IDEM_ASSERT_OK_AND_ASSIGN(cluster_, KafkaMockCluster::Create(1)); }
+
+  MemberOptions Options(const std::string& name, const std::string& input, const std::string& changelog) {
+    MemberOptions m;
+    m.bootstrap = cluster_->bootstrap_servers();
+    m.state_dir = dir_.Sub(name);
+    m.name = name;
+    m.input = input;
+    m.changelog = changelog;
+    return m;
+  }
+  bool AllCommitted(const std::string& input, int partitions) {
+    return testing::kafka::AllCommitted(cluster_.get(), "ledger", input, partitions);
+  }
+
+  ScratchDir dir_;
+  std::unique_ptr<KafkaMockCluster> cluster_;
+};
+
+// The changelog topic is recreated (here: the member is pointed at a new, empty one) while the group's
+// offsets are kept. Neither a new owner nor the old owner with its clean local copy may restore an empty
+// partition: the deposits sent again would all apply a second time. Both refuse, and stay paused.
+TEST_F(KafkaPromisesTest, AChangelogThatComesBackEmptyIsDataLossNotAnEmptyRestore) {
+  constexpr int kPartitions = 2;
+  ASSERT_THAT(cluster_->CreateTopic("in", kPartitions), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("log-1", kPartitions), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("log-2", kPartitions), IsOk());
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(100, 10);
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "in", deposits), IsOk());
+  {
+    Member a(Options("a", "in", "log-1"));
+    ASSERT_TRUE(WaitFor([&] { return AllCommitted("in", kPartitions); }, absl::Seconds(60)));
+    ASSERT_EQ(a.Stats().applied, deposits.size());
+    ASSERT_THAT(a.Stop(), IsOk());  // leaves clean local copies
+  }
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "in", deposits), IsOk());  // sent again
+  {
+    Member b(Options("b", "in", "log-2"));  // a new owner, empty disk
+    ASSERT_TRUE(WaitFor([&] { return b.Stats().data_loss_partitions == kPartitions; }, absl::Seconds(60)))
+        << "data loss partitions: " << b.Stats().data_loss_partitions << ", applied " << b.Stats().applied;
+    EXPECT_TRUE(b.Active().empty());
+    EXPECT_EQ(b.Stats().applied, 0u);
+    ASSERT_THAT(b.Stop(), IsOk());
+  }
+  {
+    Member a(Options("a", "in", "log-2"));  // the old owner, its clean copies noted in log-1
+    ASSERT_TRUE(WaitFor([&] { return a.Stats().data_loss_partitions == kPartitions; }, absl::Seconds(60)))
+        << "data loss partitions: " << a.Stats().data_loss_partitions << ", applied " << a.Stats().applied;
+    EXPECT_TRUE(a.Active().empty());
+    EXPECT_EQ(a.Stats().applied, 0u);
+    ASSERT_THAT(a.Stop(), IsOk());
+  }
+  // Its copies were not touched: with the right changelog, they come back whole.
+  Member again(Options("a", "in", "log-1"));
+  ASSERT_TRUE(WaitFor([&] { return AllCommitted("in", kPartitions); }, absl::Seconds(60)));
+  EXPECT_EQ(again.Stats().applied, 0u);
+  EXPECT_EQ(again.Stats().duplicates, deposits.size());
+  EXPECT_EQ(again.Stats().data_loss_partitions, 0u);
+}
+
+// Events of one batch read each other's effects through KafkaPartitionView. One whose commit is
+// refused — its result over max_result_bytes, or an effect outside the partition's families — is
+// dead-lettered, and the balance the later events computed must not hold its deposit.
+TEST_F(KafkaPromisesTest, AnEventRefusedAtCommitWasNeverSeenByTheLaterEventsOfItsBatch) {
+  ASSERT_THAT(cluster_->CreateTopic("refuse", 1), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("refuse-log", 1), IsOk());
+  std::vector<ledger::Deposit> deposits = ledger::Deposits(10, 1);  // one account: each reads the last
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "refuse", deposits), IsOk());
+  const std::string too_large = deposits[3].id, outside = deposits[6].id;
+  MemberOptions m = Options("a", "refuse", "refuse-log");
+  m.max_batch = 100;
+  m.adjust = [=](KafkaConsumerOptions& o) {
+    KafkaHandler ledger = ledger::Handler();
+    o.handler = [=](const KafkaMessage& msg, const EventContext& ctx,
+                    KafkaPartitionView& view) -> absl::StatusOr<std::string> {
+      absl::StatusOr<std::string> r = ledger(msg, ctx, view);
+      if (!r.ok()) return r;
+      if (ctx.event_id == too_large) return std::string(idem::Options().max_result_bytes + 1, 'r');
+      if (ctx.event_id == outside) ctx.effects->Put(view.family(0), "not-yours", "x");  // idem's records
+      return r;
+    };
+  };
+  Member a(m);
+  ASSERT_TRUE(WaitFor([&] { return AllCommitted("refuse", 1); }, absl::Seconds(60)));
+  EXPECT_EQ(a.Stats().dead_letters, 2u);
+  EXPECT_EQ(a.Stats().applied, deposits.size() - 2);
+  ASSERT_THAT(a.Stop(), IsOk());
+
+  int64_t expected = 0;
+  for (const ledger::Deposit& d : deposits) {
+    if (d.id != too_large && d.id != outside) expected += d.amount;
+  }
+  std::vector<ledger::State> states =
+      ledger::RestoreAll(cluster_.get(), dir_.Sub("verify"), 1, "ledger", "refuse", "refuse-log");
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0].balances[deposits[0].account], expected);
+  EXPECT_EQ(states[0].applied.count(too_large), 0u);
+  EXPECT_EQ(states[0].applied.count(outside), 0u);
+}
+
+}  // namespace
+}  // namespace idem
