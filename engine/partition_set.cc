@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,23 +127,57 @@ absl::StatusOr<Marker> DecodeMarker(std::string_view in) {
 
 // ---------------------------------------------------------------------------------------------------
 
+// The set's DB as its users borrow it: readers of the DB outside a Store (a restore's sink, a snapshot,
+// a partition's reads) hold `mu` shared for each use; closing or reopening the DB holds it exclusively,
+// so no use ever meets a closed DB or a destroyed handle. `db` is the open DB (null: closed or down).
+struct DbPin {
+  mutable std::shared_mutex mu;
+  rocksdb::DB* db = nullptr;  // guarded by mu
+  uint64_t generation = 0;    // guarded by mu; +1 at every close or reopen
+};
+
 class PartitionImpl : public Partition {
  public:
   PartitionImpl(PartitionLayout layout, std::vector<rocksdb::ColumnFamilyHandle*> families, ClaimId claim,
-                std::shared_ptr<Clock> clock)
-      : layout_(std::move(layout)), families_(std::move(families)), claim_(claim), clock_(std::move(clock)) {}
+                std::shared_ptr<Clock> clock, DbPin* pin)
+      : layout_(std::move(layout)),
+        families_(std::move(families)),
+        claim_(claim),
+        clock_(std::move(clock)),
+        pin_(pin) {}
+
+  absl::StatusOr<std::optional<std::string>> Get(size_t index, std::string_view key) const override {
+    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
+    if (retired_.load(std::memory_order_acquire)) {
+      return absl::FailedPreconditionError(absl::StrCat("partition '", layout_.name, "' is no longer active"));
+    }
+    if (pin_->db == nullptr) return absl::UnavailableError("the partition set is reopening its DB");
+    rocksdb::ColumnFamilyHandle* cf = family(index);
+    if (cf == nullptr) return absl::InvalidArgumentError(absl::StrCat("partition family ", index, " does not exist"));
+    std::string value;
+    const rocksdb::Status s = pin_->db->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return engine::FromRocks(s, "reading partition state");
+    return std::optional<std::string>(std::move(value));
+  }
 
   const PartitionLayout& layout() const override { return layout_; }
   Store& store() override { return *store_; }
   rocksdb::ColumnFamilyHandle* family(size_t index) const override {
     std::lock_guard<std::mutex> lock(families_mu_);
+    if (retired_.load(std::memory_order_acquire)) return nullptr;  // dropped or closed with the set
     return index < families_.size() ? families_[index] : nullptr;
   }
 
   absl::Status WriteSnapshot(ClaimId claim, int64_t input_offset, size_t chunk_bytes,
                              const std::function<absl::Status(const ChangelogRecord&)>& emit) override {
-    rocksdb::DB* db = store_->db();
-    if (db == nullptr) return absl::UnavailableError("the partition set is reopening its DB");
+    // The DB and its handles stay as they are until the snapshot is released.
+    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
+    if (retired_.load(std::memory_order_acquire)) {
+      return absl::FailedPreconditionError(absl::StrCat("partition '", layout_.name, "' is no longer active"));
+    }
+    rocksdb::DB* db = pin_->db;
+    if (db == nullptr || store_->db() != db) return absl::UnavailableError("the partition set is reopening its DB");
     const std::vector<rocksdb::ColumnFamilyHandle*> families = this->families();
     const rocksdb::Snapshot* snapshot = nullptr;
     absl::Status begun;
@@ -191,6 +226,10 @@ class PartitionImpl : public Partition {
     families_ = std::move(families);
   }
   ClaimId claim() const { return claim_; }
+  // Deactivated or closed: its Store answers kFailedPrecondition, its reads too. The object lives on
+  // (the set keeps it until it is destroyed) so that a caller still holding it never touches freed
+  // memory.
+  void Retire() { retired_.store(true, std::memory_order_release); }
   std::unique_ptr<Store> store_;
 
  private:
@@ -199,6 +238,44 @@ class PartitionImpl : public Partition {
   std::vector<rocksdb::ColumnFamilyHandle*> families_;  // replaced when the set reopens its DB
   const ClaimId claim_;
   const std::shared_ptr<Clock> clock_;
+  DbPin* const pin_;
+  std::atomic<bool> retired_{false};
+};
+
+// What a restore's feed writes through: every call runs with the DB pinned, and once the set closes or
+// reopens its DB (the handles the restore holds are gone) every later call is refused, so the feed
+// stops and the restore fails instead of writing through a destroyed handle.
+class PinnedSink : public ChangelogReplayer::Sink {
+ public:
+  PinnedSink(ChangelogReplayer::Sink* sink, DbPin* pin, uint64_t generation)
+      : sink_(sink), pin_(pin), generation_(generation) {}
+  absl::Status SnapshotEntry(const ChangelogOp& entry) override {
+    return Pinned([&] { return sink_->SnapshotEntry(entry); });
+  }
+  absl::Status SnapshotDone() override {
+    return Pinned([&] { return sink_->SnapshotDone(); });
+  }
+  absl::Status Apply(const ChangelogRecord& batch) override {
+    return Pinned([&] { return sink_->Apply(batch); });
+  }
+  // Whether the DB the restore began on is still the open one.
+  bool intact() const {
+    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
+    return pin_->db != nullptr && pin_->generation == generation_;
+  }
+
+ private:
+  template <typename F>
+  absl::Status Pinned(F&& f) {
+    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
+    if (pin_->db == nullptr || pin_->generation != generation_) {
+      return absl::UnavailableError("the partition set closed or reopened its DB during the restore");
+    }
+    return f();
+  }
+  ChangelogReplayer::Sink* const sink_;
+  DbPin* const pin_;
+  const uint64_t generation_;
 };
 
 class PartitionSet::Impl {
@@ -265,6 +342,10 @@ class PartitionSet::Impl {
     if (restoring_.count(layout.name) != 0) {
       return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is being restored"));
     }
+    if (deactivating_.count(layout.name) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is being deactivated"));
+    }
+    if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Activate again later");
     auto marker = markers_.find(layout.name);
     if (activate.use_local_copy) {
       if (marker == markers_.end()) {
@@ -292,7 +373,7 @@ class PartitionSet::Impl {
     if (absl::Status s = WriteMarker(layout.name, active); !s.ok()) return s;
 
     auto partition =
-        std::make_shared<PartitionImpl>(layout, *families, activate.claim, engine::ClockOf(options_.store));
+        std::make_shared<PartitionImpl>(layout, *families, activate.claim, engine::ClockOf(options_.store), &pin_);
     Options store = options_.store;
     store.column_family = (*families)[0]->GetName();
     store.create_if_missing = true;
@@ -334,15 +415,22 @@ class PartitionSet::Impl {
       }
       partition = it->second;
       active_.erase(it);
+      // Until its families are dropped or its marker says what the copy is, nothing else may touch
+      // the partition (a DropLocalCopy here would leave a copy marked clean with nothing in it).
+      deactivating_.insert(std::string(name));
     }
     // Closing waits for the store's calls (and a maintenance pass) to end; the families stay valid
     // until it returns.
     Store& store = partition->store();
     const Stats last = store.GetStats();
     absl::Status closed = store.Close();
+    partition->Retire();
     std::lock_guard<std::mutex> lock(mu_);
+    deactivating_.erase(std::string(name));
+    retired_.push_back(partition);
     fenced_closed_ += last.fenced;
     ++stats_.deactivations;
+    if (closed_) return absl::FailedPreconditionError("the partition set was closed during Deactivate");
     if (keep == KeepLocalCopy::kDrop) {
       absl::Status dropped = DropFamilies(std::string(name), partition->layout().effect_families);
       return closed.ok() ? dropped : closed;
@@ -362,8 +450,10 @@ class PartitionSet::Impl {
   absl::Status DropLocalCopy(std::string_view name) {
     std::lock_guard<std::mutex> lock(mu_);
     const std::string key(name);
-    if (active_.count(key) != 0 || restoring_.count(key) != 0) {
-      return absl::FailedPreconditionError(absl::StrCat("partition '", key, "' is active or being restored"));
+    if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+    if (active_.count(key) != 0 || restoring_.count(key) != 0 || deactivating_.count(key) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("partition '", key, "' is active, being deactivated or being restored"));
     }
     auto marker = markers_.find(key);
     if (marker == markers_.end()) return absl::NotFoundError(absl::StrCat("no local copy of partition '", key, "'"));
@@ -377,12 +467,16 @@ class PartitionSet::Impl {
     if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
     const auto started = std::chrono::steady_clock::now();
     std::unique_ptr<ChangelogRestore> restore;
+    uint64_t generation = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return absl::FailedPreconditionError("the partition set is closed");
-      if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0) {
-        return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is active"));
+      if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0 ||
+          deactivating_.count(layout.name) != 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("partition '", layout.name, "' is active, being deactivated or being restored"));
       }
+      if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Restore again later");
       auto marker = markers_.find(layout.name);
       if (onto_local_copy) {
         if (marker == markers_.end() ||
@@ -413,12 +507,22 @@ class PartitionSet::Impl {
       if (!created.ok()) return created.status();
       restore = *std::move(created);
       restoring_.insert(layout.name);
+      std::shared_lock<std::shared_mutex> pinned(pin_.mu);
+      generation = pin_.generation;
     }
-    // The replay runs without the set's lock: other partitions go on.
-    absl::Status fed = feed(restore.get());
-    std::error_code ec;
+    // The replay runs without the set's lock: other partitions go on. Its writes go through the pin: a
+    // Close or a reopening Resume meanwhile waits for the write in progress, then refuses the rest.
+    PinnedSink pinned(restore.get(), &pin_, generation);
+    absl::Status fed = feed(&pinned);
+    if (fed.ok() && !pinned.intact()) {
+      fed = absl::UnavailableError("the partition set closed or reopened its DB during the restore");
+    }
     std::lock_guard<std::mutex> lock(mu_);
     restoring_.erase(layout.name);
+    if (closed_) {
+      restore.reset();
+      return absl::FailedPreconditionError("the partition set was closed during the restore");
+    }
     if (!fed.ok()) {
       DropFamilies(layout.name, layout.effect_families).IgnoreError();
       if (onto_local_copy) ++stats_.local_copies_dropped;
@@ -513,12 +617,20 @@ class PartitionSet::Impl {
     absl::Status first;
     for (const auto& p : Active()) {
       absl::Status s = p->store().Close();
+      p->Retire();
       if (!s.ok() && first.ok()) first = s;
     }
     std::lock_guard<std::mutex> serial(resume_mu_);
     std::lock_guard<std::mutex> lock(mu_);
+    // Callers may still hold the partitions (a handler mid-run): their closed Stores answer
+    // kFailedPrecondition until the set is destroyed.
+    for (auto& [name, p] : active_) retired_.push_back(p);
     active_.clear();
     if (db_ != nullptr) {
+      // Waits for a restore's write or a snapshot in progress; later ones are refused.
+      std::unique_lock<std::shared_mutex> pinned(pin_.mu);
+      pin_.db = nullptr;
+      ++pin_.generation;
       for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
       handles_.clear();
       const rocksdb::Status s = db_->Close();
@@ -548,11 +660,16 @@ class PartitionSet::Impl {
     db_.reset(raw);
     claim_->Bind(db_.get(), std::string("\0partition set", 14));
     for (rocksdb::ColumnFamilyHandle* h : handles) handles_[h->GetName()] = h;
+    std::unique_lock<std::shared_mutex> pinned(pin_.mu);
+    pin_.db = db_.get();
     return absl::OkStatus();
   }
 
   void CloseDb() {
     if (db_ == nullptr) return;
+    std::unique_lock<std::shared_mutex> pinned(pin_.mu);  // after the DB's borrowers are done
+    pin_.db = nullptr;
+    ++pin_.generation;
     for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     handles_.clear();
     db_->Close().PermitUncheckedError();  // it reports the error being recovered from
@@ -568,9 +685,21 @@ class PartitionSet::Impl {
   // REQUIRES: resume_mu_ held. Every active partition's calls end and are refused while the DB is
   // closed and opened again (which replays its WAL); then each store re-reads its metadata.
   absl::Status Reopen() {
-    const std::vector<std::shared_ptr<PartitionImpl>> partitions = Active();
+    std::vector<std::shared_ptr<PartitionImpl>> partitions;
+    {
+      // No partition becomes active (or is restored into) while the DB goes away and comes back: a
+      // store attached to the old DB would keep its destroyed handles.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+      reopening_ = true;
+      for (const auto& [name, p] : active_) partitions.push_back(p);
+    }
     for (const auto& p : partitions) engine::StoreAccess::Suspend(p->store());
     std::lock_guard<std::mutex> lock(mu_);
+    struct Done {
+      bool* flag;
+      ~Done() { *flag = false; }
+    } done{&reopening_};
     if (closed_) return absl::FailedPreconditionError("the partition set is closed");
     CloseDb();
     if (absl::Status s = OpenDb(); !s.ok()) {
@@ -581,6 +710,9 @@ class PartitionSet::Impl {
     }
     absl::Status first;
     for (const auto& p : partitions) {
+      // Deactivated meanwhile: its store is closed, nothing to move.
+      auto it = active_.find(p->layout().name);
+      if (it == active_.end() || it->second != p) continue;
       std::vector<rocksdb::ColumnFamilyHandle*> families;
       families.push_back(handles_[RecordsFamilyName(p->layout().name)]);
       for (size_t i = 0; i < p->layout().effect_families.size(); ++i) {
@@ -727,10 +859,15 @@ class PartitionSet::Impl {
   mutable std::mutex mu_;
   bool closed_ = false;
   absl::Status close_status_;
+  DbPin pin_;  // before the partitions, which point to it
   std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
   std::map<std::string, Marker> markers_;  // local copies and active partitions
   std::map<std::string, std::shared_ptr<PartitionImpl>> active_;
+  // Deactivated or closed partitions, kept until the set is destroyed: a caller may still hold one.
+  std::vector<std::shared_ptr<PartitionImpl>> retired_;
   std::set<std::string> restoring_;
+  std::set<std::string> deactivating_;
+  bool reopening_ = false;
   uint64_t restore_counter_ = 0;
   uint64_t fenced_closed_ = 0;
   PartitionSetStats stats_;

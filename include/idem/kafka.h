@@ -115,7 +115,7 @@ class KafkaPartitionView {
  private:
   int32_t number_;
   Partition* partition_;
-  rocksdb::DB* db_;
+  [[maybe_unused]] rocksdb::DB* db_;  // reads go through partition_ (Partition::Get)
   const Overlay* overlay_;
 };
 

@@ -22,8 +22,14 @@
 // could not be written. LocalCopies() lists both; Activate reuses a clean copy only when asked to (the
 // caller checks it against the changelog), and never an unclean one.
 //
-// Thread safety: every method may be called from any thread. A Partition* stays valid until the
-// partition is deactivated or the set is closed; its Store is safe for concurrent use.
+// Thread safety: every method may be called from any thread, concurrently with any other, Close and
+// Resume included: lifecycle calls on one partition are serialized (one that meets another in progress
+// gets kFailedPrecondition: "being restored", "being deactivated"), a Resume that reopens the DB makes
+// Activate and Restore answer kUnavailable meanwhile, and a restore's feed that meets a Close or a
+// reopen is refused from then on (the restore fails and its families are dropped). A Partition* stays
+// a valid object until the set is destroyed: once the partition is deactivated or the set closed, its
+// Store and its reads answer kFailedPrecondition (a handler still running on it cannot commit), and its
+// family handles must no longer be used. Its Store is safe for concurrent use.
 // Ownership: the set owns the DB, the partitions and their Stores.
 //
 // Errors, beyond those of Store:
@@ -38,6 +44,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -127,6 +134,11 @@ class Partition {
   // The column family of family `index` (0: idem's records), or null past the last. Valid until the set
   // reopens its DB (PartitionSet::Resume): take it per use.
   virtual rocksdb::ColumnFamilyHandle* family(size_t index) const = 0;
+  // `key` in family `index` (0: idem's records) as committed, read with the set's DB held open, so a
+  // read never meets a DB that Resume is reopening or Close is closing. nullopt: absent.
+  // Errors: kInvalidArgument (no such family), kFailedPrecondition (the partition was deactivated or
+  // the set closed), kUnavailable (the set is reopening its DB, or the read failed: retry later).
+  virtual absl::StatusOr<std::optional<std::string>> Get(size_t index, std::string_view key) const = 0;
   // Emits a snapshot of the partition for its changelog (WriteChangelogSnapshot): its SnapshotBegin is
   // emitted while no commit hook of the partition runs, so every batch of the partition's hook is
   // either in the snapshot or after its Begin in the changelog. The rest streams while commits go on.

@@ -90,11 +90,9 @@ absl::StatusOr<std::optional<std::string>> KafkaPartitionView::Get(size_t index,
   rocksdb::ColumnFamilyHandle* cf = partition_->family(index);
   if (cf == nullptr) return absl::InvalidArgumentError(absl::StrCat("partition family ", index, " does not exist"));
   if (const std::optional<std::string>* v = overlay_->Find(cf->GetID(), key)) return *v;
-  std::string value;
-  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
-  if (s.IsNotFound()) return std::optional<std::string>();
-  if (!s.ok()) return absl::UnavailableError(absl::StrCat("reading partition state: ", s.ToString()));
-  return std::optional<std::string>(std::move(value));
+  // Through the partition: the set's DB is held open for the read (another partition's store failure
+  // may be reopening it).
+  return partition_->Get(index, key);
 }
 
 // One input partition this member was assigned.
