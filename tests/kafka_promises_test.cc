@@ -3,7 +3,10 @@
 // loss, never an empty restore; an event the commit refuses is never seen by the later events of its
 // batch. (The changelog's own order under a claim is checked by changelog_test and the model check.)
 #include <string>
+#include <tuple>
 #include <vector>
+
+#include <librdkafka/rdkafka.h>
 
 #include "examples/kafka/ledger.h"
 #include "gtest/gtest.h"
@@ -121,6 +124,88 @@ TEST_F(KafkaPromisesTest, AnEventRefusedAtCommitWasNeverSeenByTheLaterEventsOfIt
   EXPECT_EQ(states[0].balances[deposits[0].account], expected);
   EXPECT_EQ(states[0].applied.count(too_large), 0u);
   EXPECT_EQ(states[0].applied.count(outside), 0u);
+}
+
+// Reads every message of a one-partition topic: (key, idem-id header, idem-source header).
+std::vector<std::tuple<std::string, std::string, std::string>> ReadAll(const std::string& bootstrap,
+                                                                       const std::string& topic, int64_t end) {
+  std::vector<std::tuple<std::string, std::string, std::string>> out;
+  char error[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", "reader", error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  if (rk == nullptr) return out;
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  auto header = [](rd_kafka_message_t* m, const char* name) {
+    rd_kafka_headers_t* h = nullptr;
+    const void* v = nullptr;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return std::string();
+    }
+    return std::string(static_cast<const char*>(v), n);
+  };
+  for (int i = 0; i < 200 && static_cast<int64_t>(out.size()) < end; ++i) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.emplace_back(std::string(static_cast<const char*>(m->key), m->key_len), header(m, "idem-id"),
+                       header(m, "idem-source"));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return out;
+}
+
+// Two rejected deposits of one account go to the dead-letter topic each with its own idem-id (replayed
+// after a fix, they are two events again) and where it came from. One whose dead letter cannot be
+// produced (larger than the producer's message.max.bytes) is counted and logged, not silently dropped.
+TEST_F(KafkaPromisesTest, ADeadLetterCarriesTheMessageAsItCameAndOneNotWrittenIsCounted) {
+  ASSERT_THAT(cluster_->CreateTopic("poison", 1), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("poison-log", 1), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("poison-dead", 1), IsOk());
+  {
+    char error[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", cluster_->bootstrap_servers().c_str(), error, sizeof error);
+    rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+    ASSERT_NE(p, nullptr);
+    const std::string big_key(200 << 10, 'k');
+    for (const auto& [key, id] : std::vector<std::pair<std::string, std::string>>{
+             {"acct-1", "evt-bad-1"}, {"acct-1", "evt-bad-2"}, {big_key, "evt-bad-big"}}) {
+      ASSERT_EQ(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("poison"), RD_KAFKA_V_KEY(key.data(), key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>("not-a-number"), 12),
+                                  RD_KAFKA_V_HEADER("idem-id", id.data(), static_cast<ssize_t>(id.size())),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    rd_kafka_flush(p, 10000);
+    rd_kafka_destroy(p);
+  }
+  MemberOptions m = Options("a", "poison", "poison-log");
+  m.adjust = [](KafkaConsumerOptions& o) {
+    o.dead_letter_topic = "poison-dead";
+    o.producer_config.emplace_back("message.max.bytes", "100000");
+  };
+  Member a(m);
+  ASSERT_TRUE(WaitFor([&] { return AllCommitted("poison", 1); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return a.Stats().dead_letter_failures == 1; }, absl::Seconds(30)))
+      << a.Stats().dead_letter_failures;
+  EXPECT_EQ(a.Stats().dead_letters, 3u);
+  IDEM_ASSERT_OK_AND_ASSIGN(auto marks, cluster_->Watermarks("poison-dead", 0));
+  ASSERT_EQ(marks.second, 2);
+  const auto dead = ReadAll(cluster_->bootstrap_servers(), "poison-dead", 2);
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0], std::make_tuple(std::string("acct-1"), std::string("evt-bad-1"), std::string("poison/0@0")));
+  EXPECT_EQ(dead[1], std::make_tuple(std::string("acct-1"), std::string("evt-bad-2"), std::string("poison/0@1")));
 }
 
 }  // namespace

@@ -131,10 +131,13 @@ struct KafkaConsumerOptions {
   // One partition per input partition. Empty: no changelog — a partition's state stays with the member
   // that wrote it, so a partition that moves starts empty there (for measurements and one-member groups).
   std::string changelog_topic;
-  // Where dead letters go (the message, with an `idem-dead-letter` header giving the reason). Empty: they
-  // are logged and counted only. Either way their offsets are committed, after the dead letter is
-  // acknowledged; one that cannot be produced is logged with its partition and offset (the message is
-  // still in the input topic) and does not stop the partition.
+  // Where dead letters go: the message as it came — its key, its value and every header, `idem-id`
+  // among them, so that replaying it after a fix gives the same event — plus `idem-dead-letter` (why)
+  // and `idem-source` ("<topic>/<partition>@<offset>"). Empty: they are logged and counted only. A dead
+  // letter is not part of the partition's state: its offset is committed, and one that cannot be
+  // produced (refused at enqueue, e.g. larger than message.max.bytes, or by the broker) is counted in
+  // dead_letter_failures and logged loudly ("DEAD LETTER NOT WRITTEN") with its partition and offset; the
+  // message is still in the input topic until its retention ends. The partition does not stop.
   std::string dead_letter_topic;
   // The partition-local column families the handler writes, in order (family index 1, 2, ...).
   std::vector<std::string> effect_families;
@@ -174,6 +177,7 @@ struct KafkaConsumerOptions {
 struct KafkaConsumerStats {
   uint64_t messages = 0;  // input messages handled
   uint64_t applied = 0, duplicates = 0, retried = 0, dead_letters = 0, unavailable = 0;
+  uint64_t dead_letter_failures = 0;    // dead letters that could not be produced (logged; see dead_letter_topic)
   uint64_t offset_commits = 0;          // partitions' offsets committed and accepted
   uint64_t offset_commits_refused = 0;  // refused by the group: this member had been replaced
   uint64_t offset_commit_errors = 0;    // other failures (retried at the next commit)

@@ -118,6 +118,9 @@ void ChangelogProducer::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* messag
   const bool ok = message->err == RD_KAFKA_RESP_ERR_NO_ERROR;
   if (!ok) {
     ticket->producer->failures_.fetch_add(1, std::memory_order_relaxed);
+    if (ticket->kind == RecordKind::kDeadLetter) {
+      ticket->producer->dead_letter_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
     if (ticket->producer->log_) {
       ticket->producer->log_(absl::StrCat(ticket->kind == RecordKind::kDeadLetter ? "dead letter" : "changelog record",
                                           " to ", rd_kafka_topic_name(message->rkt), "/", message->partition,
@@ -178,6 +181,34 @@ absl::Status ChangelogProducer::Produce(const std::string& topic, int32_t partit
       return KafkaError(err, absl::StrCat("producing to ", topic, "/", partition));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the poller drains the queue
+  }
+}
+
+absl::Status ChangelogProducer::ProduceWithHeaders(const std::string& topic, std::string_view key,
+                                                   std::string_view value, rd_kafka_headers_t* headers,
+                                                   const std::shared_ptr<RecordTrack>& track, RecordKind kind) {
+  auto* ticket = new Ticket{track, 0, kind, nullptr, this};
+  if (track != nullptr) ticket->seq = track->Issue(value.size());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    const rd_kafka_resp_err_t err = rd_kafka_producev(
+        client_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+        RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(ticket), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {  // the headers are librdkafka's now
+      records_.fetch_add(1, std::memory_order_relaxed);
+      bytes_.fetch_add(value.size(), std::memory_order_relaxed);
+      return absl::OkStatus();
+    }
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || std::chrono::steady_clock::now() >= deadline) {
+      rd_kafka_headers_destroy(headers);
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      if (kind == RecordKind::kDeadLetter) dead_letter_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (track != nullptr) track->Settle(ticket->seq, kind, -1, false);
+      delete ticket;
+      return KafkaError(err, absl::StrCat("producing to ", topic));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 

@@ -91,6 +91,12 @@ class ChangelogProducer {
                        std::shared_ptr<DeliveryWaiter> waiter = nullptr, std::string_view header_name = {},
                        std::string_view header_value = {}, std::string_view key = {},
                        absl::Duration queue_wait = absl::Seconds(10));
+  // Enqueues a message with its own headers (taken over, also on failure): dead letters carry the
+  // input message's headers and key as they were. Failures are counted in dead_letter_failures() when
+  // `kind` is kDeadLetter.
+  absl::Status ProduceWithHeaders(const std::string& topic, std::string_view key, std::string_view value,
+                                  rd_kafka_headers_t* headers, const std::shared_ptr<RecordTrack>& track,
+                                  RecordKind kind);
   // Waits until every record enqueued so far is settled, up to `timeout` (kDeadlineExceeded).
   absl::Status Flush(absl::Duration timeout);
   rd_kafka_t* client() const { return client_.get(); }
@@ -98,6 +104,7 @@ class ChangelogProducer {
   uint64_t records() const { return records_.load(std::memory_order_relaxed); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
+  uint64_t dead_letter_failures() const { return dead_letter_failures_.load(std::memory_order_relaxed); }
 
  private:
   ChangelogProducer() = default;
@@ -107,7 +114,7 @@ class ChangelogProducer {
   std::function<void(std::string_view)> log_;
   std::atomic<bool> stop_{false};
   std::thread poller_;
-  std::atomic<uint64_t> records_{0}, bytes_{0}, failures_{0};
+  std::atomic<uint64_t> records_{0}, bytes_{0}, failures_{0}, dead_letter_failures_{0};
 };
 
 }  // namespace idem::kafka

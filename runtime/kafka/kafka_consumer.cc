@@ -276,6 +276,7 @@ class KafkaConsumer::Impl {
       std::lock_guard<std::mutex> lock(mu_);
       changelog_records_closed_ = producer_->records();
       changelog_bytes_closed_ = producer_->bytes();
+      dead_letter_failures_closed_ = producer_->dead_letter_failures();
       producer_.reset();
     }
     consumer_.reset();
@@ -298,6 +299,7 @@ class KafkaConsumer::Impl {
     s.duplicates = duplicates_;
     s.retried = retried_;
     s.dead_letters = dead_letters_;
+    s.dead_letter_failures = dead_letter_failures_closed_;
     s.unavailable = unavailable_;
     s.offset_commits = offset_commits_;
     s.offset_commits_refused = offset_commits_refused_;
@@ -335,6 +337,7 @@ class KafkaConsumer::Impl {
       if (producer_ != nullptr) {
         s.changelog_records = producer_->records();
         s.changelog_bytes = producer_->bytes();
+        s.dead_letter_failures = producer_->dead_letter_failures();
       }
     }
     return s;
@@ -763,10 +766,25 @@ class KafkaConsumer::Impl {
       options_.log(absl::StrCat(o.layout.name, " offset ", m.offset, ": dead letter: ", reason));
       return;
     }
-    producer_
-        ->Produce(options_.dead_letter_topic, RD_KAFKA_PARTITION_UA, m.value, o.track, RecordKind::kDeadLetter, nullptr,
-                  "idem-dead-letter", reason, m.key)
-        .IgnoreError();
+    // The message as it came — key, value and every header (its idem-id among them: replayed after a
+    // fix, each dead letter is its own event again) — plus why and where from.
+    rd_kafka_headers_t* headers = nullptr;
+    rd_kafka_headers_t* original = nullptr;
+    auto* native = static_cast<rd_kafka_message_t*>(const_cast<void*>(m.native));
+    if (native != nullptr && rd_kafka_message_headers(native, &original) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      headers = rd_kafka_headers_copy(original);
+    } else {
+      headers = rd_kafka_headers_new(3);
+    }
+    const std::string source = absl::StrCat(options_.input_topic, "/", m.partition, "@", m.offset);
+    rd_kafka_header_add(headers, "idem-dead-letter", -1, reason.data(), static_cast<ssize_t>(reason.size()));
+    rd_kafka_header_add(headers, "idem-source", -1, source.data(), static_cast<ssize_t>(source.size()));
+    if (absl::Status s = producer_->ProduceWithHeaders(options_.dead_letter_topic, m.key, m.value, headers, o.track,
+                                                       RecordKind::kDeadLetter);
+        !s.ok()) {
+      options_.log(absl::StrCat("DEAD LETTER NOT WRITTEN: ", source, " (", reason, "): ", s.ToString(),
+                                "; its offset is committed: replay it from the input topic before its retention ends"));
+    }
   }
 
   void MaybeSnapshot() {
@@ -876,6 +894,7 @@ class KafkaConsumer::Impl {
   std::map<int32_t, std::unique_ptr<OwnedPartition>> owned_;
   double last_restore_seconds_ = 0, max_restore_seconds_ = 0;
   uint64_t changelog_records_closed_ = 0, changelog_bytes_closed_ = 0;  // the producer's, once it is gone
+  uint64_t dead_letter_failures_closed_ = 0;
 
   std::atomic<uint64_t> messages_{0}, applied_{0}, duplicates_{0}, retried_{0}, dead_letters_{0}, unavailable_{0};
   std::atomic<uint64_t> offset_commits_{0}, offset_commits_refused_{0}, offset_commit_errors_{0};

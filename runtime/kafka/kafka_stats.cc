@@ -15,6 +15,8 @@ std::string KafkaConsumerStats::ToPrometheus() const {
   counter("idem_kafka_duplicates_total", "Events answered as duplicates.", duplicates);
   counter("idem_kafka_retried_total", "Batches stopped to be read again (handler retry, lease lost).", retried);
   counter("idem_kafka_dead_letters_total", "Messages dead-lettered.", dead_letters);
+  counter("idem_kafka_dead_letter_failures_total", "Dead letters that could not be produced (logged).",
+          dead_letter_failures);
   counter("idem_kafka_offset_commits_total", "Partition offsets committed and accepted.", offset_commits);
   counter("idem_kafka_offset_commits_refused_total",
           "Offset commits refused by the group: this member had been replaced (a zombie).", offset_commits_refused);
