@@ -1,6 +1,8 @@
 // The smallest consumer: a handful of deliveries, some of them redeliveries, through idem.
 // Prints each verdict, and what a zombie worker gets after its lease was taken over.
 // Usage: quickstart [store-dir]
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -44,8 +46,22 @@ const char* Name(idem::Verdict v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string path = argc > 1 ? argv[1] : (std::filesystem::temp_directory_path() / "idem-quickstart").string();
-  std::filesystem::remove_all(path);
+  // A store of its own, made here and removed at the end; a path given that exists is refused, never
+  // deleted (a program of ours never deletes a directory it did not create).
+  const std::string path =
+      argc > 1 ? argv[1]
+               : (std::filesystem::temp_directory_path() / ("idem-quickstart-" + std::to_string(getpid()))).string();
+  if (std::filesystem::exists(path)) {
+    std::fprintf(stderr, "quickstart: %s exists; give a path that does not exist yet\n", path.c_str());
+    return 2;
+  }
+  struct RemovedAtExit {
+    ~RemovedAtExit() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+    std::string path;
+  } cleanup{path};
   auto clock = std::make_shared<ManualClock>();
   idem::Options options;
   options.clock = clock;

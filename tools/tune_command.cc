@@ -196,6 +196,11 @@ int RunTune(const TuneFlags& f) {
   const std::string scratch_root =
       (f.scratch.empty() ? std::filesystem::temp_directory_path() : std::filesystem::path(f.scratch)) /
       absl::StrCat("idem-tune-", getpid());
+  // Made here, so that removing it at the end removes nothing of anyone else's.
+  if (std::filesystem::exists(scratch_root, ec)) {
+    std::fprintf(stderr, "idemctl tune: %s exists already; not using (or removing) it\n", scratch_root.c_str());
+    return kExitFailed;
+  }
   std::filesystem::create_directories(scratch_root, ec);
   if (ec) {
     std::fprintf(stderr, "idemctl tune: cannot create %s: %s\n", scratch_root.c_str(), ec.message().c_str());

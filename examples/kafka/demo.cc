@@ -7,7 +7,8 @@
 // it with the owners' own copies, replays the whole log as an audit, and checks exactly-once against
 // what was produced.
 //
-//   kafka_demo [--events=N] [--accounts=N] [--dir=PATH]      the orchestrator (mock cluster in-process)
+//   kafka_demo [--events=N] [--accounts=N] [--dir=PATH]      the orchestrator (mock cluster in-process);
+//                                                             it works in PATH/idem-kafka-demo-<pid>, its own
 //   kafka_demo member --bootstrap=... --state=...            one member (examples/kafka/member.h)
 #include <signal.h>
 #include <spawn.h>
@@ -98,10 +99,18 @@ bool Await(Condition condition, double seconds) {
   return condition();
 }
 
-int Orchestrate(int events, int accounts, std::string dir) {
-  if (dir.empty()) dir = std::filesystem::temp_directory_path() / ("idem-kafka-demo-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+int Orchestrate(int events, int accounts, std::string base) {
+  // The run works in a directory of its own, made here and removed at the end: never one it did not
+  // create (a --dir that names a directory holding something else is left as it is).
+  if (base.empty()) base = std::filesystem::temp_directory_path().string();
+  const std::string dir = (std::filesystem::path(base) / ("idem-kafka-demo-" + std::to_string(getpid()))).string();
+  std::error_code ec;
+  std::filesystem::create_directories(base, ec);
+  if (ec || !std::filesystem::create_directory(dir, ec) || ec) {
+    std::fprintf(stderr, "kafka_demo: cannot create a fresh working directory %s%s%s\n", dir.c_str(),
+                 ec ? ": " : " (it exists already)", ec ? ec.message().c_str() : "");
+    return 2;
+  }
   auto cluster = idem::KafkaMockCluster::Create(3);
   if (!cluster.ok()) {
     std::fprintf(stderr, "mock cluster: %s\n", cluster.status().ToString().c_str());
@@ -275,7 +284,7 @@ int Orchestrate(int events, int accounts, std::string dir) {
     std::printf("exactly once: FAILED (%s; audit: %s)\n", verdict.ToString().c_str(), audited.ToString().c_str());
   }
   members.clear();
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(dir, ec);  // made by this run, above
   return ok ? 0 : 1;
 }
 
@@ -288,7 +297,7 @@ int main(int argc, char** argv) {
   std::string dir;
   app.add_option("--events", events, "deposits to produce");
   app.add_option("--accounts", accounts, "accounts they go to");
-  app.add_option("--dir", dir, "working directory (default: a fresh one under the temp dir)");
+  app.add_option("--dir", dir, "where the run makes its working directory (default: the temp dir)");
   if (int code = idem::example::ParseFlags(app, argc, argv); code >= 0) return code;
   setvbuf(stdout, nullptr, _IOLBF, 0);
   return Orchestrate(events, accounts, dir);
