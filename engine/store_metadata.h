@@ -39,6 +39,8 @@ struct StoreMetadata {
 };
 
 std::string MetadataKey(std::string_view records_cf_name);
+// A new store's: a random identity, no token issued, hashed keys.
+StoreMetadata NewStoreMetadata();
 std::string EncodeMetadata(const StoreMetadata& metadata);
 // kDataLoss on anything but a well-formed metadata value.
 absl::StatusOr<StoreMetadata> DecodeMetadata(std::string_view bytes);
