@@ -7,6 +7,7 @@
 // partition is used and rewritten at deactivation, so a crash leaves "active": unclean.
 #include "idem/partition_set.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "engine/disk_guard.h"
 #include "engine/metrics.h"
 #include "engine/periodic.h"
+#include "engine/printable.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
 #include "engine/store_access.h"
@@ -47,18 +49,50 @@ std::string RecordsFamilyName(const std::string& partition) { return absl::StrCa
 std::string EffectFamilyName(const std::string& partition, size_t index, const std::string& family) {
   return absl::StrCat("p:", partition, ":", index, ":", family);
 }
+// The partition whose records family `family` is, or nullopt: an effect family, the default one, or a
+// family that is no partition's. By shape alone ("p:", a part without ':', ":0"), so that a copy made
+// under an older, looser name rule keeps its records' options.
+std::optional<std::string> PartitionOfRecordsFamily(std::string_view family) {
+  if (family.size() < 5 || family.substr(0, 2) != "p:" || family.substr(family.size() - 2) != ":0") {
+    return std::nullopt;
+  }
+  const std::string_view partition = family.substr(2, family.size() - 4);
+  if (partition.find(':') != std::string_view::npos) return std::nullopt;
+  return std::string(partition);
+}
+
 std::string MarkerKey(std::string_view partition) { return std::string(kMarkerPrefix) + std::string(partition); }
 
-absl::Status CheckLayout(const PartitionLayout& layout) {
-  if (layout.name.empty() || layout.name.size() > 200) {
+// A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), each non-empty and neither
+// "." nor "..", without ':' (it separates the parts of column-family names: see OptionsForFamily) and
+// without control characters (0x00-0x1f, 0x7f). Names that only differ by empty or dot parts ("a//b",
+// "/a", "a/./b") would look like one name to anyone who reads them as paths, in logs and metric labels.
+absl::Status CheckPartitionName(const std::string& name) {
+  if (name.empty() || name.size() > 200) {
     return absl::InvalidArgumentError("a partition name must be 1 to 200 bytes");
   }
-  for (char c : layout.name) {
-    if (c == ':' || static_cast<unsigned char>(c) < 0x20) {
+  for (char c : name) {
+    if (c == ':' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       return absl::InvalidArgumentError(
-          absl::StrCat("partition name '", layout.name, "' holds ':' or a control character"));
+          absl::StrCat("partition name '", engine::PrintableAll(name, false), "' holds ':' or a control character"));
     }
   }
+  size_t start = 0;
+  while (true) {
+    const size_t end = std::min(name.find('/', start), name.size());
+    const std::string_view part = std::string_view(name).substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat("partition name '", name,
+                                                     "' has an empty, '.' or '..' part: names are '/'-separated "
+                                                     "parts, none empty (no leading, trailing or double '/')"));
+    }
+    if (end == name.size()) return absl::OkStatus();
+    start = end + 1;
+  }
+}
+
+absl::Status CheckLayout(const PartitionLayout& layout) {
+  if (absl::Status s = CheckPartitionName(layout.name); !s.ok()) return s;
   for (size_t i = 0; i < layout.effect_families.size(); ++i) {
     const std::string& f = layout.effect_families[i];
     if (f.empty() || f.size() > 200 || f.find('\0') != std::string::npos) {
@@ -606,8 +640,12 @@ class PartitionSet::Impl {
     return absl::OkStatus();
   }
 
+  // A family gets idem's record options (its expiry filter, FIFO's drop by age) only if it IS a records
+  // family: named exactly RecordsFamilyName(p) for a partition name p the set accepts. Partition names
+  // hold no ':', so "p:<name>:0" has exactly two, and an effect family ("p:<name>:<i>:<family>", three
+  // or more, whatever its own name holds, "0" and "x:0" included) can never take that shape.
   rocksdb::ColumnFamilyOptions OptionsForFamily(const std::string& name) const {
-    if (name.size() > 4 && name.rfind("p:", 0) == 0 && name.compare(name.size() - 2, 2, ":0") == 0) {
+    if (PartitionOfRecordsFamily(name).has_value()) {
       return engine::OwnedColumnFamilyOptionsFor(options_.store, cache_);
     }
     rocksdb::ColumnFamilyOptions cf;

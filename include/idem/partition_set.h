@@ -26,12 +26,22 @@
 // partition is deactivated or the set is closed; its Store is safe for concurrent use.
 // Ownership: the set owns the DB, the partitions and their Stores.
 //
+// Names. A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), none of them empty
+// (no leading, trailing or double '/'), "." or "..", with no ':' and no control character (0x00-0x1f,
+// 0x7f). An effect family name is 1 to 200 bytes without NUL, unique within its layout; it may be
+// anything else ("0", "x:0"): it never takes the place of the set's own names.
+//
 // Errors, beyond those of Store:
-//   kInvalidArgument    a partition name that is empty, too long or holds '\0' or '/'-only parts; an effect
-//                       family name that is empty or repeated; bad options.
-//   kFailedPrecondition the partition is (or is not) active; its local copy has other families; a local
-//                       copy asked for is not clean; the set is closed.
-//   kNotFound           Deactivate / Restore of a partition that does not exist.
+//   kInvalidArgument    a partition or effect family name the rules above refuse (Activate, Restore,
+//                       CatchUp); bad options.
+//   kFailedPrecondition Activate of an active partition or one being restored; Restore or CatchUp of a
+//                       partition that is active or being restored; CatchUp, or Activate with
+//                       use_local_copy, without a clean local copy with these effect families;
+//                       DropLocalCopy of an active partition; the set is closed.
+//   kNotFound           Deactivate of a partition that is not active; DropLocalCopy of a partition with
+//                       no local copy.
+//   Restore and CatchUp also return what `feed` returns (e.g. kAborted: a stale copy; kDataLoss: a log
+//   that does not prove what it holds), and kUnavailable for a storage error or a DB down after one.
 #ifndef IDEM_PARTITION_SET_H_
 #define IDEM_PARTITION_SET_H_
 
