@@ -291,6 +291,13 @@ class PartitionSet::Impl {
 
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate) {
     if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+    // Checked before a local copy is dropped or a family created (the store's own check comes after).
+    if (activate.token_limit != 0 && activate.token_limit <= activate.token_floor + 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ActivateOptions: token_limit ", activate.token_limit, " is not above token_floor ", activate.token_floor,
+          " + 1: this owner could issue no token, and tokens would not grow across owners (a claim's ordinal "
+          "shifted past 2^24 wraps: use TokenRangeOfClaim)"));
+    }
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return absl::FailedPreconditionError("the partition set is closed");
     if (active_.count(layout.name) != 0) {
@@ -778,6 +785,18 @@ class PartitionSet::Impl {
 };
 
 // ---------------------------------------------------------------------------------------------------
+
+absl::StatusOr<TokenRange> TokenRangeOfClaim(uint64_t ordinal) {
+  if (ordinal > kMaxClaimOrdinal) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("claim ", ordinal, " is past the last one the token space holds (", kMaxClaimOrdinal,
+                     "): its tokens would wrap below an earlier owner's, and fencing by token would fail"));
+  }
+  TokenRange range;
+  range.floor = ordinal << 40;
+  range.limit = ordinal == kMaxClaimOrdinal ? 0 : (ordinal + 1) << 40;
+  return range;
+}
 
 absl::StatusOr<std::unique_ptr<PartitionSet>> PartitionSet::Open(const PartitionSetOptions& options,
                                                                  const std::string& path) {

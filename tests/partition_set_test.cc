@@ -234,6 +234,57 @@ TEST_F(PartitionSetTest, TheOwnershipFloorFencesAZombiesCommit) {
   EXPECT_THAT(set->ToPrometheus(), ::testing::HasSubstr("idem_partition_set_fenced_total 1"));
 }
 
+// A claim's token range: floors grow with the ordinal up to the last claim the 64-bit space holds, and
+// past it the helper refuses instead of wrapping (ordinal 2^24 << 40 is 0: below every zombie's token).
+TEST(TokenRangeTest, ClaimsGetGrowingRangesAndTheShiftNeverWraps) {
+  IDEM_ASSERT_OK_AND_ASSIGN(TokenRange first, TokenRangeOfClaim(0));
+  EXPECT_EQ(first.floor, 0u);
+  EXPECT_EQ(first.limit, uint64_t{1} << 40);
+  IDEM_ASSERT_OK_AND_ASSIGN(TokenRange one, TokenRangeOfClaim(1));
+  EXPECT_EQ(one.floor, uint64_t{1} << 40);
+  EXPECT_EQ(one.limit, uint64_t{2} << 40);
+  uint64_t previous_limit = 0;
+  for (uint64_t ordinal = kMaxClaimOrdinal - 3; ordinal <= kMaxClaimOrdinal; ++ordinal) {
+    IDEM_ASSERT_OK_AND_ASSIGN(TokenRange range, TokenRangeOfClaim(ordinal));
+    if (previous_limit != 0) {
+      EXPECT_EQ(range.floor, previous_limit) << ordinal;
+    }
+    EXPECT_GT(range.floor, (kMaxClaimOrdinal - 4) << 40) << ordinal;
+    if (ordinal < kMaxClaimOrdinal) {
+      EXPECT_GT(range.limit, range.floor + 1) << ordinal;
+    }
+    previous_limit = range.limit;
+  }
+  EXPECT_EQ(TokenRangeOfClaim(kMaxClaimOrdinal)->limit, 0u) << "the last claim: no successor to stay below";
+  for (uint64_t past : {kMaxClaimOrdinal + 1, kMaxClaimOrdinal + 2, ~uint64_t{0}}) {
+    EXPECT_THAT(TokenRangeOfClaim(past), StatusIs(absl::StatusCode::kFailedPrecondition)) << past;
+  }
+}
+
+// A floor/limit pair that leaves no token is refused before Activate changes anything: the clean local
+// copy it would have dropped is still there.
+TEST_F(PartitionSetTest, ATokenRangeThatDoesNotGrowIsRefusedBeforeAnythingChanges) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(LayoutOf(1), ActivateOptions{}));
+  ASSERT_THAT(CommitOne(p, "evt"), IsOk());
+  ASSERT_THAT(set->Deactivate(LayoutOf(1).name, KeepLocalCopy::kKeep, 7), IsOk());
+  for (const auto& [floor, limit] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {uint64_t{2} << 40, uint64_t{2} << 40}, {uint64_t{3} << 40, uint64_t{2} << 40}, {5, 6}}) {
+    ActivateOptions bad;
+    bad.token_floor = floor;
+    bad.token_limit = limit;
+    absl::StatusOr<Partition*> refused = set->Activate(LayoutOf(1), bad);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument)) << floor << " " << limit;
+    EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("token_limit"));
+  }
+  ASSERT_EQ(set->LocalCopies().size(), 1u);
+  EXPECT_TRUE(set->LocalCopies()[0].clean);
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  IDEM_ASSERT_OK_AND_ASSIGN(p, set->Activate(LayoutOf(1), reuse));
+  EXPECT_EQ(p->store().Reserve("evt")->verdict, Verdict::kDuplicate);
+}
+
 TEST_F(PartitionSetTest, EffectsMayWriteOnlyTheirOwnPartitionsFamilies) {
   IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
   IDEM_ASSERT_OK_AND_ASSIGN(Partition * a, set->Activate(LayoutOf(1), ActivateOptions{}));

@@ -119,12 +119,12 @@ struct Options {
   // only tokens above it; Commit, Release and Extend with a token below TokenFloor() (which is above
   // this floor) answer kAborted, effects not written, whatever the store holds for the ID; a
   // reservation found under it is taken over at once (Reservation::holder_gone). An owner that makes
-  // its floor greater than every token an earlier owner can have issued (e.g. ordinal << 40) gets
+  // its floor greater than every token an earlier owner can have issued (TokenRangeOfClaim) gets
   // tokens greater than every zombie's, so a downstream system that keeps the highest token it has seen
   // fences zombies too. 0 (default): only the store's own restarts are fenced (TokenFloor()).
   uint64_t token_floor = 0;
   // Every token the store issues is below it; 0 (default): no limit but the token space. An owner whose
-  // successor's floor is known (ordinal << 40: the next is (ordinal + 1) << 40) sets it there, so that
+  // successor's floor is known (TokenRangeOfClaim: the next claim's floor) sets it there, so that
   // it can never issue a token its successor will issue too; past it Reserve answers kFailedPrecondition
   // (the tokens are used up), nothing reserved. Must be above token_floor + 1.
   uint64_t token_limit = 0;

@@ -9,7 +9,9 @@
 //
 //   auto set = idem::PartitionSet::Open(options, "/var/lib/consumer/state");
 //   idem::ActivateOptions activate;
-//   activate.token_floor = ordinal << 40;                  // this owner's claim (docs/SCALING.md)
+//   idem::TokenRange tokens = *idem::TokenRangeOfClaim(ordinal);  // this owner's claim (docs/SCALING.md)
+//   activate.token_floor = tokens.floor;
+//   activate.token_limit = tokens.limit;
 //   activate.commit_hook = [&](const idem::PartitionCommit& c) { changelog.Send(c); };
 //   idem::Partition* p = *set->Activate({"orders/7", {"ledger"}}, activate);
 //   p->store().Reserve(id) ... effects.Put(p->family(1), ...) ... p->store().Commit(id, token, "", &effects);
@@ -104,9 +106,27 @@ struct PartitionCommit {
   uint64_t sequence = 0;                          // the DB's sequence of the write
 };
 
+// The tokens of one claim: [floor, limit), above every token of every earlier claim and below every
+// token of every later one, so that tokens grow across owners.
+struct TokenRange {
+  uint64_t floor = 0;
+  uint64_t limit = 0;  // 0: none (the last claim there can be)
+};
+
+// Claims split the 64-bit token space into 2^24 ranges of 2^40 tokens each (about a trillion per owner).
+inline constexpr uint64_t kMaxClaimOrdinal = (uint64_t{1} << 24) - 1;
+
+// The token range of the claim with this ordinal: {ordinal << 40, (ordinal + 1) << 40}, the last
+// claim's limit 0. kFailedPrecondition past kMaxClaimOrdinal: the shift would wrap, and the next owner's
+// tokens would start again below a zombie's (the partition's changelog needs a new topic, or its claims
+// another scheme). Use it rather than shifting by hand. Thread-safe.
+absl::StatusOr<TokenRange> TokenRangeOfClaim(uint64_t ordinal);
+
 struct ActivateOptions {
-  // This owner's ownership floor (Options::token_floor): e.g. ordinal << 40; and the limit its tokens
-  // stay below (Options::token_limit): e.g. (ordinal + 1) << 40, its successor's floor. 0: none.
+  // This owner's ownership floor (Options::token_floor) and the limit its tokens stay below
+  // (Options::token_limit, its successor's floor): TokenRangeOfClaim(ordinal). 0: none. A pair that
+  // leaves no token to issue (limit not above floor + 1) is refused by Activate with kInvalidArgument,
+  // before anything changes.
   uint64_t token_floor = 0;
   uint64_t token_limit = 0;
   // The claim this owner holds the partition under; noted with the local copy when it is kept.
