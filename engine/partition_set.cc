@@ -263,8 +263,9 @@ class PartitionSet::Impl {
     if (absl::Status s = OpenDb(); !s.ok()) return s;
     if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
 
+    // The write buffer manager's budget: what every partition's memtables together can hold.
     disk_guard_ = engine::DiskGuard::For(
-        path_, engine::DiskReserveFor(store.min_free_disk_bytes, options_.write_buffer_budget_bytes / 2));
+        path_, engine::DiskReserveFor(store.min_free_disk_bytes, engine::MemtableCapacity(db_.get(), {})));
     if (disk_guard_ != nullptr) {
       disk_watch_ = std::make_unique<engine::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
     }

@@ -168,8 +168,11 @@ struct Options {
   // Free space the store keeps on its file system. Below it, writes are refused with kUnavailable
   // ("disk nearly full") and Health() says so, before RocksDB can run into a full disk (on Debian's
   // RocksDB a full disk under the WAL aborts the process); the refusal ends by itself when space
-  // returns, and a Processor pauses and resumes with it. -1 (default): room to flush two memtables
-  // (2 x write_buffer_size), at least 64 MiB (128 MiB with the default write buffer). 0: off.
+  // returns, and a Processor pauses and resumes with it. -1 (default): room to flush every memtable
+  // the DB can hold, at least 64 MiB: write_buffer_size x max_write_buffer_number of every column
+  // family, the caller's own included (Store::Open's families, or the other families of an attached
+  // store's DB), or the DB's write buffer budget when it has one (a PartitionSet's). The records family
+  // keeps up to 4 memtables: 264 MiB with the default write buffer and no family of the caller's. 0: off.
   int64_t min_free_disk_bytes = -1;
 
   // ---- Environment ----
