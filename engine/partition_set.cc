@@ -41,7 +41,7 @@
 namespace idem {
 namespace {
 
-constexpr std::string_view kMarkerPrefix("\0idem\0partition\0", 16);
+using engine::kPartitionMarkerPrefix;
 constexpr uint8_t kMarkerVersion = 1;
 enum class CopyState : uint8_t { kActive = 1, kClean = 2, kRestored = 3, kRestoring = 4 };
 
@@ -61,7 +61,9 @@ std::optional<std::string> PartitionOfRecordsFamily(std::string_view family) {
   return std::string(partition);
 }
 
-std::string MarkerKey(std::string_view partition) { return std::string(kMarkerPrefix) + std::string(partition); }
+std::string MarkerKey(std::string_view partition) {
+  return std::string(kPartitionMarkerPrefix) + std::string(partition);
+}
 
 // A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), each non-empty and neither
 // "." nor "..", without ':' (it separates the parts of column-family names: see OptionsForFamily) and
@@ -667,9 +669,9 @@ class PartitionSet::Impl {
   absl::Status LoadMarkers() {
     rocksdb::ReadOptions read;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, db_->DefaultColumnFamily()));
-    const rocksdb::Slice prefix(kMarkerPrefix.data(), kMarkerPrefix.size());
+    const rocksdb::Slice prefix(kPartitionMarkerPrefix.data(), kPartitionMarkerPrefix.size());
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      const std::string name = it->key().ToString().substr(kMarkerPrefix.size());
+      const std::string name = it->key().ToString().substr(kPartitionMarkerPrefix.size());
       absl::StatusOr<Marker> marker = DecodeMarker(std::string_view(it->value().data(), it->value().size()));
       if (!marker.ok()) return marker.status();
       // A copy restoring when the process stopped is as good as none; its families go now.
