@@ -15,6 +15,7 @@
 #include "engine/record.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
+#include "engine/store_metadata.h"
 #include "engine/wal_scan.h"
 
 namespace idem::engine {
@@ -133,6 +134,88 @@ absl::Status RefuseOtherIdemLayout(const rocksdb::DBOptions& db_options, const s
                    found, "\""));
 }
 
+// Every idem store's records family named in the default column family's metadata keys, but `except`.
+std::vector<std::string> StoresNamedInMetadata(rocksdb::DB* db, const std::string& except) {
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), db->DefaultColumnFamily()));
+  const rocksdb::Slice prefix(kMetadataKeyPrefix.data(), kMetadataKeyPrefix.size());
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string name = it->key().ToString().substr(prefix.size());
+    if (name != except) out.push_back(std::move(name));
+  }
+  return out;
+}
+
+// Whether `family` of a DB opened read-only was made by an idem release from before the metadata moved
+// to the default column family: it holds that release's token mark under the empty key, or (a FIFO
+// store may have dropped the file holding the mark) nothing but values that decode as idem records.
+bool IsLegacyStore(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family) {
+  std::string value;
+  if (db->Get(rocksdb::ReadOptions(), family, rocksdb::Slice(), &value).ok()) return DecodeMeta(value).ok();
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), family));
+  bool any = false;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!DecodeRecord(std::string_view(it->value().data(), it->value().size())).ok()) return false;
+    any = true;
+  }
+  return any && it->status().ok();
+}
+
+// A store opens only what its metadata says is its own. An existing column family named like the store
+// is adopted only if the default column family holds its store metadata, or it is a store of an earlier
+// release (IsLegacyStore); anything else is somebody else's family (e.g. one of the caller's families
+// of a store kept under another name): opening it would run idem's expiry filter over its data and
+// answer every ID the real store remembers as new. Checked read-only, before the real open runs that
+// filter (a flush at recovery already would).
+absl::Status RefuseFamilyThatIsNotTheStore(const rocksdb::DBOptions& db_options, const std::string& path,
+                                           const std::string& wanted) {
+  std::vector<std::string> others;
+  {
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Status s = rocksdb::DB::OpenForReadOnly(
+        db_options, path, {{rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}}, &handles, &raw);
+    if (!s.ok()) return OpenError(s, path);
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string value;
+    s = db->Get(rocksdb::ReadOptions(), handles[0], MetadataKey(wanted), &value);
+    if (s.ok() || !s.IsNotFound()) {  // the store itself (or an error LoadMetadata will meet again)
+      db->DestroyColumnFamilyHandle(handles[0]).PermitUncheckedError();
+      return absl::OkStatus();
+    }
+    others = StoresNamedInMetadata(db.get(), wanted);
+    db->DestroyColumnFamilyHandle(handles[0]).PermitUncheckedError();
+  }
+  if (others.empty()) {
+    // Only a store of an earlier release keeps no metadata; a DB holding a store of this release's
+    // has it, so its other families are never taken for a legacy store.
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    // A family with its own comparator does not open with the plain one: not a store either.
+    if (rocksdb::DB::OpenForReadOnly(db_options, path,
+                                     {{rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+                                      {wanted, rocksdb::ColumnFamilyOptions()}},
+                                     &handles, &raw)
+            .ok()) {
+      std::unique_ptr<rocksdb::DB> db(raw);
+      const bool legacy = IsLegacyStore(db.get(), handles[1]);
+      for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      if (legacy) return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "column family '", wanted, "' of the DB at '", path,
+        "' is not an idem store (no idem store metadata for it): idem never adopts an existing column family. "
+        "Name the store's own family in Options::column_family, or pick a name the DB does not hold"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the DB at '", path, "' holds an idem store in column family '", others[0], "'",
+      others.size() > 1 ? absl::StrCat(" (and ", others.size() - 1, " more)") : std::string(), "; its column family '",
+      wanted,
+      "' is not a store (no idem store metadata for it: a family of the caller's?), and opening it as one would "
+      "admit every remembered ID again; set Options::column_family = \"",
+      others[0], "\""));
+}
+
 }  // namespace
 
 absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& path,
@@ -161,17 +244,17 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
     }
     names = {rocksdb::kDefaultColumnFamilyName};  // a new store
   }
-  if (std::find(names.begin(), names.end(), options.column_family) == names.end()) {
+  const bool exists = std::find(names.begin(), names.end(), options.column_family) != names.end();
+  if (!exists) {
     if (!create) {
       return absl::NotFoundError(
           absl::StrCat("'", path, "' holds no idem store in column family '", options.column_family, "'"));
     }
     if (absl::Status s = RefuseOtherIdemLayout(db_options, path, names, options.column_family); !s.ok()) return s;
-    names.push_back(options.column_family);
   }
   rocksdb::ColumnFamilyOptions idem_cf = OwnedColumnFamilyOptionsFor(options);
   idem_cf.compaction_filter_factory = std::move(filter);  // one factory for the store's whole life
-  const StoreColumnFamilies families = ColumnFamiliesFor(options, names, idem_cf, callers);
+  StoreColumnFamilies families = ColumnFamiliesFor(options, names, idem_cf, callers);
   if (options.env == nullptr && listed.ok()) {
     // RocksDB takes damage in the last block of a WAL for a torn tail and drops what follows quietly.
     if (absl::Status s = CheckWalTails(path); !s.ok()) {
@@ -180,12 +263,44 @@ absl::StatusOr<OpenedDb> OpenStoreDb(const Options& options, const std::string& 
                                               "` opens it anyway and lists what was dropped"));
     }
   }
+  if (exists) {
+    if (absl::Status s = RefuseFamilyThatIsNotTheStore(db_options, path, options.column_family); !s.ok()) return s;
+  } else {
+    // The records family is created after the store's metadata (below), so that a family of that name
+    // without metadata is never one of ours, even after a crash between the two.
+    families.descriptors.erase(families.descriptors.begin() + static_cast<ptrdiff_t>(families.records_index));
+  }
   OpenedDb opened;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, path, families.descriptors, &opened.handles, &raw);
   if (!s.ok()) return OpenError(s, path);
   opened.db.reset(raw);
-  opened.records = opened.handles[families.records_index];
+  if (exists) {
+    opened.records = opened.handles[families.records_index];
+    return opened;
+  }
+  auto fail = [&opened](absl::Status status) {
+    for (rocksdb::ColumnFamilyHandle* h : opened.handles)
+      opened.db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    opened.db->Close().PermitUncheckedError();  // the error being reported is the one that counts
+    return status;
+  };
+  const MetadataLocation where{opened.db->DefaultColumnFamily(), MetadataKey(options.column_family)};
+  std::string value;
+  s = opened.db->Get(rocksdb::ReadOptions(), where.cf, where.key, &value);
+  if (s.IsNotFound()) {
+    // A creation that stopped here left metadata without a family: the next Open keeps it (above).
+    if (absl::Status saved = SaveMetadata(opened.db.get(), where, NewStoreMetadata()); !saved.ok()) {
+      return fail(saved);
+    }
+  } else if (!s.ok()) {
+    return fail(FromRocks(s, "reading idem store metadata"));
+  }
+  rocksdb::ColumnFamilyHandle* records = nullptr;
+  s = opened.db->CreateColumnFamily(idem_cf, options.column_family, &records);
+  if (!s.ok()) return fail(OpenError(s, path));
+  opened.handles.push_back(records);
+  opened.records = records;
   return opened;
 }
 

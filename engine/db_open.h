@@ -3,6 +3,8 @@
 //   - the directory is prepared like `mkdir -p`, with errors by what the caller should do next;
 //   - a directory holding files RocksDB would not have written is refused (a wrong path);
 //   - an existing DB holding another store's metadata under another column-family name is refused;
+//   - an existing column family is opened as the store only if the store's metadata names it (or it is
+//     a store of an earlier release); a new store's metadata is written before its family is created;
 //   - with IfMissing::kRefuse (reopens, create_if_missing = false) nothing is ever created;
 //   - damage in the last block of a WAL followed by well-formed records is kDataLoss (engine/wal_scan.h).
 //

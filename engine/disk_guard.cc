@@ -8,6 +8,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "rocksdb/convenience.h"
+#include "rocksdb/utilities/options_util.h"
+#include "rocksdb/write_buffer_manager.h"
 
 namespace idem::engine {
 namespace {
@@ -19,9 +22,51 @@ std::string Mib(uint64_t bytes) { return absl::StrCat(bytes >> 20, " MiB"); }
 
 }  // namespace
 
-uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size) {
+uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t memtable_capacity) {
   if (min_free_disk_bytes >= 0) return static_cast<uint64_t>(min_free_disk_bytes);
-  return std::max<uint64_t>(64ull << 20, 2ull * write_buffer_size);
+  return std::max<uint64_t>(64ull << 20, memtable_capacity);
+}
+
+namespace {
+
+uint64_t CapacityOf(const rocksdb::ColumnFamilyOptions& options) {
+  return static_cast<uint64_t>(options.write_buffer_size) *
+         static_cast<uint64_t>(std::max(options.max_write_buffer_number, 1));
+}
+
+}  // namespace
+
+uint64_t MemtableCapacity(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& known) {
+  const rocksdb::DBOptions db_options = db->GetDBOptions();
+  if (db_options.write_buffer_manager != nullptr && db_options.write_buffer_manager->enabled()) {
+    return db_options.write_buffer_manager->buffer_size();
+  }
+  if (db_options.db_write_buffer_size > 0) return db_options.db_write_buffer_size;
+  uint64_t total = 0;
+  std::vector<std::string> seen;
+  for (rocksdb::ColumnFamilyHandle* h : known) {
+    total += CapacityOf(db->GetOptions(h));
+    seen.push_back(h->GetName());
+  }
+  std::vector<std::string> names;
+  if (!rocksdb::DB::ListColumnFamilies(db_options, db->GetName(), &names).ok()) return total;
+  // A family opened by someone else (an attached store's caller): its options as the DB last wrote them.
+  rocksdb::ConfigOptions config;
+  config.ignore_unknown_options = true;
+  config.env = db->GetEnv();
+  rocksdb::DBOptions ignored;
+  std::vector<rocksdb::ColumnFamilyDescriptor> persisted;
+  const bool loaded = rocksdb::LoadLatestOptions(config, db->GetName(), &ignored, &persisted).ok();
+  for (const std::string& name : names) {
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
+    rocksdb::ColumnFamilyOptions options;  // RocksDB's defaults, unless the OPTIONS file says otherwise
+    for (const rocksdb::ColumnFamilyDescriptor& d :
+         loaded ? persisted : std::vector<rocksdb::ColumnFamilyDescriptor>{}) {
+      if (d.name == name) options = d.options;
+    }
+    total += CapacityOf(options);
+  }
+  return total;
 }
 
 std::unique_ptr<DiskGuard> DiskGuard::For(const std::string& path, uint64_t reserve) {

@@ -21,11 +21,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/sync.h"
+#include "rocksdb/db.h"
 
 namespace idem::engine {
 
@@ -64,10 +66,19 @@ class DiskGuard {
   absl::Status verdict_ ABSL_GUARDED_BY(mu_);
 };
 
-// The reserve Options ask for: `min_free_disk_bytes` if set (>= 0), else room to flush two full
-// memtables (2 x write_buffer_size), at least 64 MiB. Not a proof that RocksDB's background work fits
-// (a compaction can need more): the guard makes a full disk rare, the WAL error wrapper makes it safe.
-uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t write_buffer_size);
+// The reserve Options ask for: `min_free_disk_bytes` if set (>= 0), else room to flush every memtable
+// the DB can hold (`memtable_capacity`, MemtableCapacity), at least 64 MiB. Not a proof that RocksDB's
+// background work fits (a compaction can need more): the guard makes a full disk rare, the WAL error
+// wrapper makes it safe.
+uint64_t DiskReserveFor(int64_t min_free_disk_bytes, uint64_t memtable_capacity);
+
+// What the memtables of `db` can hold before RocksDB must flush them, every column family counted (the
+// caller's own too: a flush of theirs needs the disk as much as one of ours): the write buffer
+// manager's budget when the DB has one, else the sum of write_buffer_size x max_write_buffer_number
+// over its column families. `known`: handles whose options are read from the DB; the options of the
+// other families come from the DB's OPTIONS file, or are taken as RocksDB's defaults (64 MiB x 2) when
+// it cannot be read.
+uint64_t MemtableCapacity(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& known);
 
 }  // namespace idem::engine
 

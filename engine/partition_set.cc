@@ -7,6 +7,7 @@
 // partition is used and rewritten at deactivation, so a crash leaves "active": unclean.
 #include "idem/partition_set.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -25,6 +26,7 @@
 #include "engine/disk_guard.h"
 #include "engine/metrics.h"
 #include "engine/periodic.h"
+#include "engine/printable.h"
 #include "engine/rocksdb_options.h"
 #include "engine/status_util.h"
 #include "engine/store_access.h"
@@ -40,7 +42,7 @@
 namespace idem {
 namespace {
 
-constexpr std::string_view kMarkerPrefix("\0idem\0partition\0", 16);
+using engine::kPartitionMarkerPrefix;
 constexpr uint8_t kMarkerVersion = 1;
 enum class CopyState : uint8_t { kActive = 1, kClean = 2, kRestored = 3, kRestoring = 4 };
 
@@ -48,18 +50,52 @@ std::string RecordsFamilyName(const std::string& partition) { return absl::StrCa
 std::string EffectFamilyName(const std::string& partition, size_t index, const std::string& family) {
   return absl::StrCat("p:", partition, ":", index, ":", family);
 }
-std::string MarkerKey(std::string_view partition) { return std::string(kMarkerPrefix) + std::string(partition); }
+// The partition whose records family `family` is, or nullopt: an effect family, the default one, or a
+// family that is no partition's. By shape alone ("p:", a part without ':', ":0"), so that a copy made
+// under an older, looser name rule keeps its records' options.
+std::optional<std::string> PartitionOfRecordsFamily(std::string_view family) {
+  if (family.size() < 5 || family.substr(0, 2) != "p:" || family.substr(family.size() - 2) != ":0") {
+    return std::nullopt;
+  }
+  const std::string_view partition = family.substr(2, family.size() - 4);
+  if (partition.find(':') != std::string_view::npos) return std::nullopt;
+  return std::string(partition);
+}
 
-absl::Status CheckLayout(const PartitionLayout& layout) {
-  if (layout.name.empty() || layout.name.size() > 200) {
+std::string MarkerKey(std::string_view partition) {
+  return std::string(kPartitionMarkerPrefix) + std::string(partition);
+}
+
+// A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), each non-empty and neither
+// "." nor "..", without ':' (it separates the parts of column-family names: see OptionsForFamily) and
+// without control characters (0x00-0x1f, 0x7f). Names that only differ by empty or dot parts ("a//b",
+// "/a", "a/./b") would look like one name to anyone who reads them as paths, in logs and metric labels.
+absl::Status CheckPartitionName(const std::string& name) {
+  if (name.empty() || name.size() > 200) {
     return absl::InvalidArgumentError("a partition name must be 1 to 200 bytes");
   }
-  for (char c : layout.name) {
-    if (c == ':' || static_cast<unsigned char>(c) < 0x20) {
+  for (char c : name) {
+    if (c == ':' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       return absl::InvalidArgumentError(
-          absl::StrCat("partition name '", layout.name, "' holds ':' or a control character"));
+          absl::StrCat("partition name '", engine::PrintableAll(name, false), "' holds ':' or a control character"));
     }
   }
+  size_t start = 0;
+  while (true) {
+    const size_t end = std::min(name.find('/', start), name.size());
+    const std::string_view part = std::string_view(name).substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat("partition name '", name,
+                                                     "' has an empty, '.' or '..' part: names are '/'-separated "
+                                                     "parts, none empty (no leading, trailing or double '/')"));
+    }
+    if (end == name.size()) return absl::OkStatus();
+    start = end + 1;
+  }
+}
+
+absl::Status CheckLayout(const PartitionLayout& layout) {
+  if (absl::Status s = CheckPartitionName(layout.name); !s.ok()) return s;
   for (size_t i = 0; i < layout.effect_families.size(); ++i) {
     const std::string& f = layout.effect_families[i];
     if (f.empty() || f.size() > 200 || f.find('\0') != std::string::npos) {
@@ -306,8 +342,9 @@ class PartitionSet::Impl {
     if (absl::Status s = OpenDb(); !s.ok()) return s;
     if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
 
+    // The write buffer manager's budget: what every partition's memtables together can hold.
     disk_guard_ = engine::DiskGuard::For(
-        path_, engine::DiskReserveFor(store.min_free_disk_bytes, options_.write_buffer_budget_bytes / 2));
+        path_, engine::DiskReserveFor(store.min_free_disk_bytes, engine::MemtableCapacity(db_.get(), {})));
     if (disk_guard_ != nullptr) {
       disk_watch_ = std::make_unique<engine::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
     }
@@ -334,6 +371,13 @@ class PartitionSet::Impl {
 
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate) {
     if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+    // Checked before a local copy is dropped or a family created (the store's own check comes after).
+    if (activate.token_limit != 0 && activate.token_limit <= activate.token_floor + 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ActivateOptions: token_limit ", activate.token_limit, " is not above token_floor ", activate.token_floor,
+          " + 1: this owner could issue no token, and tokens would not grow across owners (a claim's ordinal "
+          "shifted past 2^24 wraps: use TokenRangeOfClaim)"));
+    }
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return absl::FailedPreconditionError("the partition set is closed");
     if (active_.count(layout.name) != 0) {
@@ -738,8 +782,12 @@ class PartitionSet::Impl {
     return absl::OkStatus();
   }
 
+  // A family gets idem's record options (its expiry filter, FIFO's drop by age) only if it IS a records
+  // family: named exactly RecordsFamilyName(p) for a partition name p the set accepts. Partition names
+  // hold no ':', so "p:<name>:0" has exactly two, and an effect family ("p:<name>:<i>:<family>", three
+  // or more, whatever its own name holds, "0" and "x:0" included) can never take that shape.
   rocksdb::ColumnFamilyOptions OptionsForFamily(const std::string& name) const {
-    if (name.size() > 4 && name.rfind("p:", 0) == 0 && name.compare(name.size() - 2, 2, ":0") == 0) {
+    if (PartitionOfRecordsFamily(name).has_value()) {
       return engine::OwnedColumnFamilyOptionsFor(options_.store, cache_);
     }
     rocksdb::ColumnFamilyOptions cf;
@@ -753,9 +801,9 @@ class PartitionSet::Impl {
   absl::Status LoadMarkers() {
     rocksdb::ReadOptions read;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, db_->DefaultColumnFamily()));
-    const rocksdb::Slice prefix(kMarkerPrefix.data(), kMarkerPrefix.size());
+    const rocksdb::Slice prefix(kPartitionMarkerPrefix.data(), kPartitionMarkerPrefix.size());
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      const std::string name = it->key().ToString().substr(kMarkerPrefix.size());
+      const std::string name = it->key().ToString().substr(kPartitionMarkerPrefix.size());
       absl::StatusOr<Marker> marker = DecodeMarker(std::string_view(it->value().data(), it->value().size()));
       if (!marker.ok()) return marker.status();
       // A copy restoring when the process stopped is as good as none; its families go now.
@@ -877,6 +925,18 @@ class PartitionSet::Impl {
 };
 
 // ---------------------------------------------------------------------------------------------------
+
+absl::StatusOr<TokenRange> TokenRangeOfClaim(uint64_t ordinal) {
+  if (ordinal > kMaxClaimOrdinal) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("claim ", ordinal, " is past the last one the token space holds (", kMaxClaimOrdinal,
+                     "): its tokens would wrap below an earlier owner's, and fencing by token would fail"));
+  }
+  TokenRange range;
+  range.floor = ordinal << 40;
+  range.limit = ordinal == kMaxClaimOrdinal ? 0 : (ordinal + 1) << 40;
+  return range;
+}
 
 absl::StatusOr<std::unique_ptr<PartitionSet>> PartitionSet::Open(const PartitionSetOptions& options,
                                                                  const std::string& path) {

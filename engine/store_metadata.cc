@@ -32,6 +32,13 @@ std::string MetadataKey(std::string_view records_cf_name) {
   return key;
 }
 
+StoreMetadata NewStoreMetadata() {
+  StoreMetadata metadata;
+  metadata.identity = NewIdentity();
+  metadata.layout = KeyLayout::kHashed;
+  return metadata;
+}
+
 std::string EncodeMetadata(const StoreMetadata& metadata) {
   std::string out(1, static_cast<char>(kMetadataTag));
   out.append(metadata.identity);

@@ -30,6 +30,9 @@
 namespace idem::engine {
 
 inline constexpr std::string_view kMetadataKeyPrefix("\0idem\0", 6);
+// A PartitionSet's marker of each partition (engine/partition_set.cc), beside the stores' metadata in
+// the default column family: tools tell a partition set's DB by it.
+inline constexpr std::string_view kPartitionMarkerPrefix("\0idem\0partition\0", 16);
 inline constexpr size_t kIdentityBytes = 16;
 
 struct StoreMetadata {
@@ -39,6 +42,8 @@ struct StoreMetadata {
 };
 
 std::string MetadataKey(std::string_view records_cf_name);
+// A new store's: a random identity, no token issued, hashed keys.
+StoreMetadata NewStoreMetadata();
 std::string EncodeMetadata(const StoreMetadata& metadata);
 // kDataLoss on anything but a well-formed metadata value.
 absl::StatusOr<StoreMetadata> DecodeMetadata(std::string_view bytes);

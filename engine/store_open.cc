@@ -57,9 +57,11 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
                                 engine::IfMissing if_missing) {
   lifecycle_ = std::move(lifecycle);
   claim_ = std::move(claim);
-  if (!shared_disk_guard_) {
-    disk_guard_ = engine::DiskGuard::For(
-        directory, engine::DiskReserveFor(options_.min_free_disk_bytes, options_.write_buffer_size));
+  if (!shared_disk_guard_ && options_.min_free_disk_bytes != 0) {
+    // Every family's memtables, the caller's own included: a flush of theirs meets a full disk as ours would.
+    const uint64_t memtables =
+        options_.min_free_disk_bytes > 0 ? 0 : engine::MemtableCapacity(db(), {cf(), db()->DefaultColumnFamily()});
+    disk_guard_ = engine::DiskGuard::For(directory, engine::DiskReserveFor(options_.min_free_disk_bytes, memtables));
   }
   time_->SetClock(clock_);
   Now();  // the store's time starts at its clock's reading now

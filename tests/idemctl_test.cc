@@ -9,9 +9,12 @@
 #include <fstream>
 #include <string>
 
+#include "idem/partition_set.h"
 #include "idem/store.h"
 #include "idem/version.h"
+#include "rocksdb/comparator.h"
 #include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
 #include "tests/test_util.h"
 
 namespace idem {
@@ -235,6 +238,106 @@ TEST_F(IdemctlTest, RecoverOpensACorruptWalAndListsWhatWasDropped) {
   IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, image));
   EXPECT_EQ(store->Reserve("evt-0")->verdict, Verdict::kDuplicate);
   EXPECT_EQ(store->Reserve("evt-99")->verdict, Verdict::kReserved) << "listed as forgotten";
+}
+
+// A comparator RocksDB cannot make from its name: idemctl has no way to open its family for writing.
+class LengthFirst : public rocksdb::Comparator {
+ public:
+  const char* Name() const override { return "idem.test.LengthFirst"; }
+  int Compare(const rocksdb::Slice& a, const rocksdb::Slice& b) const override {
+    if (a.size() != b.size()) return a.size() < b.size() ? -1 : 1;
+    return a.compare(b);
+  }
+  void FindShortestSeparator(std::string*, const rocksdb::Slice&) const override {}
+  void FindShortSuccessor(std::string*) const override {}
+};
+
+// A store with a family of the caller's ordered by `comparator`, holding one ledger key per event.
+void MakeStoreWithCallersComparator(const std::string& path, const rocksdb::Comparator* comparator) {
+  auto ledger = std::make_shared<rocksdb::ColumnFamilyOptions>();
+  ledger->comparator = comparator;
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, path, {{"ledger", ledger}}));
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = "order-" + std::to_string(i);
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve(id));
+    rocksdb::WriteBatch effects;
+    effects.Put(store->family("ledger"), id, "paid");
+    ASSERT_THAT(store->Commit(id, r.token, "ok", &effects), IsOk());
+  }
+}
+
+// The caller's family has its own comparator, one RocksDB knows by name: every command works, and the
+// caller's family is left as it was.
+TEST_F(IdemctlTest, CommandsWorkBesideACallersFamilyWithItsOwnComparator) {
+  const std::string path = dir_.Sub("reverse");
+  MakeStoreWithCallersComparator(path, rocksdb::ReverseBytewiseComparator());
+  for (const std::string& cmd : {"forget " + path + " order-3", "compact " + path,
+                                 "checkpoint " + path + " " + dir_.Sub("copy"), "recover " + path}) {
+    CliRun run = Idemctl(cmd);
+    EXPECT_EQ(run.exit_code, 0) << cmd << "\n" << run.output;
+  }
+  auto ledger = std::make_shared<rocksdb::ColumnFamilyOptions>();
+  ledger->comparator = rocksdb::ReverseBytewiseComparator();
+  Options options;
+  options.maintenance_interval = absl::ZeroDuration();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(options, path, {{"ledger", ledger}}));
+  EXPECT_EQ(store->Reserve("order-3")->verdict, Verdict::kReserved) << "forgotten";
+  EXPECT_EQ(store->Reserve("order-4")->verdict, Verdict::kDuplicate);
+  std::unique_ptr<rocksdb::Iterator> it(store->db()->NewIterator(rocksdb::ReadOptions(), store->family("ledger")));
+  int keys = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++keys;
+  EXPECT_TRUE(it->status().ok()) << it->status().ToString();
+  EXPECT_EQ(keys, 10);
+}
+
+// A comparator RocksDB cannot make: the commands that need the store for writing say why and what to
+// do (exit 3, nothing changed); the read-only ones, which open the store's own families only, work.
+TEST_F(IdemctlTest, ACallersComparatorIdemctlCannotMakeIsAClearRefusal) {
+  const std::string path = dir_.Sub("custom");
+  LengthFirst comparator;
+  MakeStoreWithCallersComparator(path, &comparator);
+  for (const std::string& cmd : {"forget " + path + " order-3", "compact " + path}) {
+    CliRun run = Idemctl(cmd);
+    EXPECT_EQ(run.exit_code, 3) << cmd << "\n" << run.output;
+    EXPECT_THAT(run.output, HasSubstr("'ledger'")) << cmd;
+    EXPECT_THAT(run.output, HasSubstr("idem.test.LengthFirst")) << cmd;
+  }
+  CliRun get = Idemctl("get " + path + " order-3");
+  EXPECT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr("done"));
+  EXPECT_EQ(Idemctl("stats " + path).exit_code, 0);
+}
+
+// A partition set's records are replicated through each partition's changelog: forget and recover
+// would change the local copy behind the changelog's back (and it would stay marked clean). Refused,
+// with what to do instead; the read-only commands work.
+TEST_F(IdemctlTest, MutatingCommandsRefuseAPartitionSet) {
+  const std::string path = dir_.Sub("set");
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(PartitionSetOptions(), path));
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(PartitionLayout{"a", {"ledger"}}, ActivateOptions{}));
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, p->store().Reserve("evt"));
+    ASSERT_THAT(p->store().Commit("evt", r.token, "ok"), IsOk());
+    ASSERT_THAT(set->Deactivate("a", KeepLocalCopy::kKeep, 1), IsOk());
+  }
+  for (const std::string& cmd :
+       {"--column-family=p:a:0 forget " + path + " evt", "--column-family=p:a:0 recover " + path,
+        "forget " + path + " evt", "recover " + path}) {
+    CliRun run = Idemctl(cmd);
+    EXPECT_EQ(run.exit_code, 3) << cmd << "\n" << run.output;
+    EXPECT_THAT(run.output, HasSubstr("changelog")) << cmd;
+  }
+  CliRun get = Idemctl("--column-family=p:a:0 get " + path + " evt");
+  EXPECT_EQ(get.exit_code, 0) << get.output;
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(PartitionSetOptions(), path));
+  ASSERT_EQ(set->LocalCopies().size(), 1u);
+  EXPECT_TRUE(set->LocalCopies()[0].clean);
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(PartitionLayout{"a", {"ledger"}}, reuse));
+  EXPECT_EQ(p->store().Reserve("evt")->verdict, Verdict::kDuplicate) << "not forgotten behind the changelog";
 }
 
 // Conventions: --version, and "not found" and errors on stderr only (stdout stays parseable).

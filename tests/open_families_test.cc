@@ -93,5 +93,63 @@ TEST(OpenFamiliesTest, TheHandlesComeBackAfterAResumeThatReopens) {
   EXPECT_EQ(Ledger(*store, "after"), "3");
 }
 
+// A store kept under another name, beside a caller's family that happens to be called like the default
+// store: opening with the default name must find that "idem" is the caller's, not a store, and refuse
+// (adopting it would answer every committed ID as new), naming where the store is. Nothing is written.
+TEST(OpenFamiliesTest, ACallersFamilyNamedLikeAStoreIsNeverAdopted) {
+  ScratchDir dir;
+  Options records = TestOptions();
+  records.column_family = "records";
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(records, dir.Sub("db"), {{"idem", nullptr}}));
+    for (int i = 0; i < 20; ++i) {
+      const std::string id = "evt-" + std::to_string(i);
+      IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, store->Reserve(id));
+      rocksdb::WriteBatch effects;
+      effects.Put(store->family("idem"), id, "caller's own");
+      ASSERT_THAT(store->Commit(id, r.token, "", &effects), IsOk());
+    }
+  }
+  {
+    absl::StatusOr<std::unique_ptr<Store>> wrong = Store::Open(TestOptions(), dir.Sub("db"));
+    EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(wrong.status().message(), ::testing::HasSubstr("'records'"));
+  }
+  // The real store is intact, and so is the caller's family, still without idem's options.
+  IDEM_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(records, dir.Sub("db"), {{"idem", nullptr}}));
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = "evt-" + std::to_string(i);
+    EXPECT_EQ(store->Reserve(id)->verdict, Verdict::kDuplicate) << id;
+    std::string value;
+    EXPECT_TRUE(store->db()->Get(rocksdb::ReadOptions(), store->family("idem"), id, &value).ok());
+  }
+  EXPECT_EQ(store->db()->GetOptions(store->family("idem")).compaction_filter_factory, nullptr);
+}
+
+// A plain RocksDB whose family "idem" is somebody else's data, and no idem store anywhere: Open refuses
+// it too (the data would get idem's expiry filter and its keys read as records).
+TEST(OpenFamiliesTest, AnExistingFamilyWithoutStoreMetadataIsRefused) {
+  ScratchDir dir;
+  {
+    rocksdb::Options plain;
+    plain.create_if_missing = true;
+    plain.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{"default", {}}, {"idem", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(plain, dir.Sub("db"), cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], "k", "somebody's value").ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  for (bool create : {true, false}) {
+    Options options = TestOptions();
+    options.create_if_missing = create;
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options, dir.Sub("db"));
+    EXPECT_THAT(store, StatusIs(absl::StatusCode::kFailedPrecondition)) << create;
+    EXPECT_THAT(store.status().message(), ::testing::HasSubstr("'idem'"));
+  }
+}
+
 }  // namespace
 }  // namespace idem

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/record.h"
 #include "idem/changelog.h"
 #include "idem/partition_set.h"
 #include "rocksdb/db.h"
@@ -18,6 +19,7 @@
 #include "tests/child_process.h"
 #include "tests/db_contents.h"
 #include "tests/test_util.h"
+#include "tools/simulated_time.h"
 
 namespace idem {
 namespace {
@@ -148,6 +150,47 @@ TEST_F(PartitionSetTest, BadLayoutsAreRefused) {
   }
 }
 
+// Names are '/'-separated parts, none empty, "." or "..": what partition_set.h promises. Restore and
+// CatchUp check names as Activate does, before anything is created.
+TEST_F(PartitionSetTest, NamesWithEmptyOrDotPartsAreRefusedEverywhere) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  for (const char* bad : {"/", "//", "a//b", "/a", "a/", ".", "..", "a/./b", "a/../b", "x\x7f"}) {
+    const PartitionLayout layout{bad, {"ledger"}};
+    EXPECT_THAT(set->Activate(layout, ActivateOptions{}), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    bool fed = false;
+    auto feed = [&](ChangelogReplayer::Sink*) {
+      fed = true;
+      return absl::OkStatus();
+    };
+    EXPECT_THAT(set->Restore(layout, feed), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    EXPECT_THAT(set->CatchUp(layout, feed), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    EXPECT_FALSE(fed) << bad;
+  }
+  EXPECT_TRUE(set->LocalCopies().empty());
+  for (const char* good : {"orders/7", "a/b/c", "a.b", "...", "-"}) {
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(PartitionLayout{good, {}}, ActivateOptions{}));
+    EXPECT_EQ(p->layout().name, good);
+  }
+}
+
+// Restore's and CatchUp's codes, as the header lists them.
+TEST_F(PartitionSetTest, RestoreAndCatchUpReturnTheCodesTheHeaderLists) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  auto nothing = [](ChangelogReplayer::Sink*) { return absl::OkStatus(); };
+  // No local copy at all: CatchUp has nothing to bring up to date.
+  EXPECT_THAT(set->CatchUp(LayoutOf(1), nothing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(LayoutOf(1), ActivateOptions{}));
+  (void)p;
+  EXPECT_THAT(set->Restore(LayoutOf(1), nothing), StatusIs(absl::StatusCode::kFailedPrecondition));  // active
+  EXPECT_THAT(set->CatchUp(LayoutOf(1), nothing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // The feed's own error is returned as it is, and the families are dropped.
+  EXPECT_THAT(set->Restore(LayoutOf(2), [](ChangelogReplayer::Sink*) { return absl::DataLossError("bad log"); }),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(set->DropLocalCopy(LayoutOf(2).name), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(set->Close(), IsOk());
+  EXPECT_THAT(set->Restore(LayoutOf(3), nothing), StatusIs(absl::StatusCode::kFailedPrecondition));  // closed
+}
+
 // The process is killed with a partition active: its copy is unclean, never reused.
 TEST_F(PartitionSetTest, ACopyActiveWhenTheProcessWasKilledIsUnclean) {
   {
@@ -189,6 +232,57 @@ TEST_F(PartitionSetTest, TheOwnershipFloorFencesAZombiesCommit) {
   EXPECT_GT(mine.token, second.token_floor);
   EXPECT_THAT(set->ToPrometheus(), ::testing::HasSubstr("idem_fenced_total{partition=\"orders/7\"} 1"));
   EXPECT_THAT(set->ToPrometheus(), ::testing::HasSubstr("idem_partition_set_fenced_total 1"));
+}
+
+// A claim's token range: floors grow with the ordinal up to the last claim the 64-bit space holds, and
+// past it the helper refuses instead of wrapping (ordinal 2^24 << 40 is 0: below every zombie's token).
+TEST(TokenRangeTest, ClaimsGetGrowingRangesAndTheShiftNeverWraps) {
+  IDEM_ASSERT_OK_AND_ASSIGN(TokenRange first, TokenRangeOfClaim(0));
+  EXPECT_EQ(first.floor, 0u);
+  EXPECT_EQ(first.limit, uint64_t{1} << 40);
+  IDEM_ASSERT_OK_AND_ASSIGN(TokenRange one, TokenRangeOfClaim(1));
+  EXPECT_EQ(one.floor, uint64_t{1} << 40);
+  EXPECT_EQ(one.limit, uint64_t{2} << 40);
+  uint64_t previous_limit = 0;
+  for (uint64_t ordinal = kMaxClaimOrdinal - 3; ordinal <= kMaxClaimOrdinal; ++ordinal) {
+    IDEM_ASSERT_OK_AND_ASSIGN(TokenRange range, TokenRangeOfClaim(ordinal));
+    if (previous_limit != 0) {
+      EXPECT_EQ(range.floor, previous_limit) << ordinal;
+    }
+    EXPECT_GT(range.floor, (kMaxClaimOrdinal - 4) << 40) << ordinal;
+    if (ordinal < kMaxClaimOrdinal) {
+      EXPECT_GT(range.limit, range.floor + 1) << ordinal;
+    }
+    previous_limit = range.limit;
+  }
+  EXPECT_EQ(TokenRangeOfClaim(kMaxClaimOrdinal)->limit, 0u) << "the last claim: no successor to stay below";
+  for (uint64_t past : {kMaxClaimOrdinal + 1, kMaxClaimOrdinal + 2, ~uint64_t{0}}) {
+    EXPECT_THAT(TokenRangeOfClaim(past), StatusIs(absl::StatusCode::kFailedPrecondition)) << past;
+  }
+}
+
+// A floor/limit pair that leaves no token is refused before Activate changes anything: the clean local
+// copy it would have dropped is still there.
+TEST_F(PartitionSetTest, ATokenRangeThatDoesNotGrowIsRefusedBeforeAnythingChanges) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(LayoutOf(1), ActivateOptions{}));
+  ASSERT_THAT(CommitOne(p, "evt"), IsOk());
+  ASSERT_THAT(set->Deactivate(LayoutOf(1).name, KeepLocalCopy::kKeep, 7), IsOk());
+  for (const auto& [floor, limit] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {uint64_t{2} << 40, uint64_t{2} << 40}, {uint64_t{3} << 40, uint64_t{2} << 40}, {5, 6}}) {
+    ActivateOptions bad;
+    bad.token_floor = floor;
+    bad.token_limit = limit;
+    absl::StatusOr<Partition*> refused = set->Activate(LayoutOf(1), bad);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument)) << floor << " " << limit;
+    EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("token_limit"));
+  }
+  ASSERT_EQ(set->LocalCopies().size(), 1u);
+  EXPECT_TRUE(set->LocalCopies()[0].clean);
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  IDEM_ASSERT_OK_AND_ASSIGN(p, set->Activate(LayoutOf(1), reuse));
+  EXPECT_EQ(p->store().Reserve("evt")->verdict, Verdict::kDuplicate);
 }
 
 TEST_F(PartitionSetTest, EffectsMayWriteOnlyTheirOwnPartitionsFamilies) {
@@ -470,6 +564,89 @@ TEST_F(PartitionSetTest, SixtyFourPartitionsRestoreFromTheirChangelogs) {
 // listener). RocksDB cannot resume from it in place, so the set reopens its DB, from any partition's
 // Store::Resume; every acknowledged commit is there, the unknown one tells the truth, work goes on.
 // Deactivated afterwards, the partition whose write failed is an unclean copy, the others clean.
+// An effect family's name may look like the layout's own ("0" of partition "a" is named "p:a:1:0", which
+// ends like a records family): it is still the caller's family, with plain options. Values that decode
+// as expired idem records survive flushes and compactions.
+TEST_F(PartitionSetTest, EffectFamiliesNamedLikeTheLayoutKeepTheirValues) {
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  engine::Record expired;
+  expired.state = engine::RecordState::kDone;
+  expired.deadline_us = absl::ToUnixMicros(clock_->Now() - absl::Hours(1));
+  expired.token = 1;
+  const std::string looks_expired = engine::EncodeRecord(expired);
+  const PartitionLayout layout{"a", {"0", "x:0", ":0"}};
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(layout, ActivateOptions{}));
+  IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, p->store().Reserve("evt"));
+  rocksdb::WriteBatch effects;
+  for (size_t i = 1; i <= layout.effect_families.size(); ++i) effects.Put(p->family(i), "k", looks_expired);
+  ASSERT_THAT(p->store().Commit("evt", r.token, "", &effects), IsOk());
+  for (size_t i = 1; i <= layout.effect_families.size(); ++i) {
+    EXPECT_EQ(set->db()->GetOptions(p->family(i)).compaction_filter_factory, nullptr) << p->family(i)->GetName();
+    ASSERT_TRUE(set->db()->Flush(rocksdb::FlushOptions(), p->family(i)).ok());
+    ASSERT_TRUE(set->db()->CompactRange(rocksdb::CompactRangeOptions(), p->family(i), nullptr, nullptr).ok());
+    std::string value;
+    EXPECT_TRUE(set->db()->Get(rocksdb::ReadOptions(), p->family(i), "k", &value).ok()) << p->family(i)->GetName();
+  }
+  // And after the set reopens its DB, when the options are chosen by name alone.
+  ASSERT_THAT(set->Deactivate("a", KeepLocalCopy::kKeep), IsOk());
+  ASSERT_THAT(set->Close(), IsOk());
+  set.reset();
+  IDEM_ASSERT_OK_AND_ASSIGN(set, OpenSet());
+  ActivateOptions reuse;
+  reuse.use_local_copy = true;
+  IDEM_ASSERT_OK_AND_ASSIGN(p, set->Activate(layout, reuse));
+  EXPECT_NE(set->db()->GetOptions(p->family(0)).compaction_filter_factory, nullptr);
+  for (size_t i = 1; i <= layout.effect_families.size(); ++i) {
+    EXPECT_EQ(set->db()->GetOptions(p->family(i)).compaction_filter_factory, nullptr) << p->family(i)->GetName();
+    ASSERT_TRUE(set->db()->CompactRange(rocksdb::CompactRangeOptions(), p->family(i), nullptr, nullptr).ok());
+    std::string value;
+    EXPECT_TRUE(set->db()->Get(rocksdb::ReadOptions(), p->family(i), "k", &value).ok()) << p->family(i)->GetName();
+  }
+}
+
+// Under the FIFO profile, only the records family drops whole files by age; an effect family named "0"
+// keeps its data past the TTL.
+TEST(PartitionSetFifoTest, AnEffectFamilyNamedZeroIsNotDroppedByAge) {
+  ScratchDir dir;
+  auto sim = std::make_shared<tools::SimulatedClock>(absl::ToUnixMicros(absl::Now()));
+  tools::SimulatedTimeEnv env(sim);
+  PartitionSetOptions options;
+  options.store.compaction = CompactionProfile::kFifo;
+  options.store.ttl = absl::Minutes(1);
+  options.store.lease = absl::Seconds(10);
+  options.store.clock = sim;
+  options.store.env = &env;
+  options.store.recent_commits_cache_entries = 0;
+  options.maintenance_interval = absl::ZeroDuration();
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(options, dir.Sub("set")));
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(PartitionLayout{"a", {"0"}}, ActivateOptions{}));
+  auto commit = [&](const std::string& id) {
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, p->store().Reserve(id));
+    rocksdb::WriteBatch effects;
+    effects.Put(p->family(1), id, "kept");
+    ASSERT_THAT(p->store().Commit(id, r.token, "", &effects), IsOk());
+    ASSERT_TRUE(set->db()->Flush(rocksdb::FlushOptions(), {p->family(0), p->family(1)}).ok());
+  };
+  commit("old");
+  sim->AdvanceTo(sim->micros() + absl::ToInt64Microseconds(absl::Minutes(3)));
+  commit("new");  // a new file makes FIFO look at the ages of the old ones
+  for (size_t i : {0, 1}) {
+    ASSERT_TRUE(set->db()->CompactRange(rocksdb::CompactRangeOptions(), p->family(i), nullptr, nullptr).ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return p->store().Peek("old").status().code() == absl::StatusCode::kNotFound; }))
+      << "FIFO never dropped the records family's old file; the test would prove nothing";
+  // FIFO drops by age in the background: let the effect family's turn come and go too.
+  EXPECT_TRUE(WaitFor([&] {
+    uint64_t pending = 1, running = 1;
+    return set->db()->GetIntProperty(p->family(1), "rocksdb.compaction-pending", &pending) &&
+           set->db()->GetIntProperty("rocksdb.num-running-compactions", &running) && pending == 0 && running == 0;
+  }));
+  EXPECT_NE(set->db()->GetOptions(p->family(1)).compaction_style, rocksdb::kCompactionStyleFIFO);
+  std::string value;
+  EXPECT_TRUE(set->db()->Get(rocksdb::ReadOptions(), p->family(1), "old", &value).ok());
+  EXPECT_TRUE(set->db()->Get(rocksdb::ReadOptions(), p->family(1), "new", &value).ok());
+}
+
 TEST(PartitionSetFailureTest, AFatalWriteErrorIsRecoveredByReopeningTheSetsDb) {
   ScratchDir dir;
   auto fs = std::make_shared<testing::FaultFs>();

@@ -13,7 +13,10 @@
 // Read-only commands (stats, get, scan, verify) open the store as a RocksDB secondary instance, so a
 // live consumer holding it is not disturbed. compact, checkpoint, forget and recover need the store
 // itself and refuse clearly when another process holds it; none of them creates a store: a directory
-// that does not hold one (empty, a plain RocksDB) is refused with exit 3 and left as it was. Exit codes: 0 fine, 1 the
+// that does not hold one (empty, a plain RocksDB) is refused with exit 3 and left as it was. They open
+// the caller's own column families with their persisted options (tools/store_families.h), and refuse
+// (exit 3) one whose comparator they cannot make. forget and recover refuse a PartitionSet's DB (exit
+// 3): a partition changes only through its changelog. Exit codes: 0 fine, 1 the
 // command failed or verify found corrupt records, 2 usage, 3 the store cannot be opened (missing, not an idem store,
 // held).
 #include <unistd.h>
@@ -44,6 +47,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "tools/recover.h"
+#include "tools/store_families.h"
 #include "tools/tune_command.h"
 
 namespace {
@@ -379,6 +383,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "idemctl: '%s' is not a store directory\n", path.c_str());
       return kExitCannotOpen;
     }
+    if (std::string refusal = idem::tools::PartitionSetRefusal(path, "recover"); !refusal.empty()) {
+      std::fprintf(stderr, "idemctl: %s\n", refusal.c_str());
+      return kExitCannotOpen;
+    }
     return idem::tools::Recover(path, cf, hex);
   }
   if (compact->parsed() || checkpoint->parsed() || forget->parsed()) {
@@ -390,6 +398,12 @@ int main(int argc, char** argv) {
     if (!std::filesystem::is_directory(path)) {
       std::fprintf(stderr, "idemctl: '%s' is not a store directory\n", path.c_str());
       return kExitCannotOpen;
+    }
+    if (forget->parsed()) {
+      if (std::string refusal = idem::tools::PartitionSetRefusal(path, "forget"); !refusal.empty()) {
+        std::fprintf(stderr, "idemctl: %s\n", refusal.c_str());
+        return kExitCannotOpen;
+      }
     }
     {
       // Checked read-only first, so that nothing at all is written to a directory that is not a store.
@@ -406,8 +420,18 @@ int main(int argc, char** argv) {
         return kExitCannotOpen;
       }
     }
-    auto store = idem::Store::Open(options, path);
+    // Every family of the DB must be opened, the caller's with their own comparators (store_families.h).
+    absl::StatusOr<std::vector<idem::ColumnFamilySpec>> callers = idem::tools::CallerFamilies(path, cf);
+    if (!callers.ok()) {
+      std::fprintf(stderr, "idemctl: %s\n", std::string(callers.status().message()).c_str());
+      return kExitCannotOpen;
+    }
+    auto store = idem::Store::Open(options, path, *callers);
     if (!store.ok()) {
+      if (std::string problem = idem::tools::ComparatorProblem(path, *callers); !problem.empty()) {
+        std::fprintf(stderr, "idemctl: %s\n", problem.c_str());
+        return kExitCannotOpen;
+      }
       std::fprintf(stderr, "idemctl: %s\n", std::string(store.status().message()).c_str());
       if (store.status().code() == absl::StatusCode::kUnavailable) {
         std::fprintf(stderr,

@@ -17,6 +17,7 @@
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "tools/store_families.h"
 
 namespace idem::tools {
 namespace {
@@ -96,12 +97,22 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
                  column_family.c_str());
     return 1;
   }
-  const engine::StoreColumnFamilies families = engine::ColumnFamiliesFor(options, names);
+  // The caller's families with their own options (comparators above all): tools/store_families.h.
+  absl::StatusOr<std::vector<ColumnFamilySpec>> callers = CallerFamilies(path, column_family);
+  if (!callers.ok()) {
+    std::fprintf(stderr, "idemctl: %s\n", std::string(callers.status().message()).c_str());
+    return 1;
+  }
+  const engine::StoreColumnFamilies families = engine::ColumnFamiliesFor(options, names, std::nullopt, *callers);
   const size_t idem_index = families.records_index;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   s = rocksdb::DB::Open(db_options, path, families.descriptors, &handles, &raw);
   if (!s.ok()) {
+    if (std::string problem = ComparatorProblem(path, *callers); !problem.empty()) {
+      std::fprintf(stderr, "idemctl: %s\n", problem.c_str());
+      return 3;
+    }
     std::fprintf(stderr, "idemctl: recovery failed: %s\n", s.ToString().c_str());
     return 1;
   }
@@ -152,7 +163,7 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
   check.column_family = column_family;
   check.create_if_missing = false;
   check.maintenance_interval = absl::ZeroDuration();
-  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(check, path);
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(check, path, *callers);
   if (!store.ok()) {
     std::fprintf(stderr, "idemctl: the store still does not open: %s\n", std::string(store.status().message()).c_str());
     return 1;

@@ -225,7 +225,7 @@ int Orchestrate(int events, int accounts, std::string base) {
   const idem::ledger::Verdict audited = idem::ledger::Verify(deposits, audit);
   auto z = m3.Stats();
   auto stall = idem::ledger::ReadMemberStats(dir + "/m3.stats.stall");
-  // The zombie's token against the floor of its partition's owner now (its claim's ordinal << 40).
+  // The zombie's token against the floor of its partition's owner now (TokenRangeOfClaim of its claim).
   std::string token_line;
   {
     auto check = idem::PartitionSet::Open(idem::PartitionSetOptions(), dir + "/check");
@@ -234,7 +234,7 @@ int Orchestrate(int events, int accounts, std::string base) {
       auto restored = idem::RestoreFromChangelog(r, check->get(), static_cast<int32_t>(stall["stall_partition"]));
       if (restored.ok()) {
         const uint64_t token = static_cast<uint64_t>(stall["stall_token"]);
-        const uint64_t floor = restored->claim.ordinal << 40;
+        const uint64_t floor = idem::TokenRangeOfClaim(restored->claim.ordinal).value_or(idem::TokenRange{}).floor;
         token_line = absl::StrCat("   the zombie's token ", token, " (claim ", token >> 40, ") is ",
                                   token < floor ? "below" : "NOT below", " the floor of partition ",
                                   stall["stall_partition"], "'s owner now (claim ", restored->claim.ordinal, ": ",

@@ -119,12 +119,12 @@ struct Options {
   // only tokens above it; Commit, Release and Extend with a token below TokenFloor() (which is above
   // this floor) answer kAborted, effects not written, whatever the store holds for the ID; a
   // reservation found under it is taken over at once (Reservation::holder_gone). An owner that makes
-  // its floor greater than every token an earlier owner can have issued (e.g. ordinal << 40) gets
+  // its floor greater than every token an earlier owner can have issued (TokenRangeOfClaim) gets
   // tokens greater than every zombie's, so a downstream system that keeps the highest token it has seen
   // fences zombies too. 0 (default): only the store's own restarts are fenced (TokenFloor()).
   uint64_t token_floor = 0;
   // Every token the store issues is below it; 0 (default): no limit but the token space. An owner whose
-  // successor's floor is known (ordinal << 40: the next is (ordinal + 1) << 40) sets it there, so that
+  // successor's floor is known (TokenRangeOfClaim: the next claim's floor) sets it there, so that
   // it can never issue a token its successor will issue too; past it Reserve answers kFailedPrecondition
   // (the tokens are used up), nothing reserved. Must be above token_floor + 1.
   uint64_t token_limit = 0;
@@ -168,8 +168,11 @@ struct Options {
   // Free space the store keeps on its file system. Below it, writes are refused with kUnavailable
   // ("disk nearly full") and Health() says so, before RocksDB can run into a full disk (on Debian's
   // RocksDB a full disk under the WAL aborts the process); the refusal ends by itself when space
-  // returns, and a Processor pauses and resumes with it. -1 (default): room to flush two memtables
-  // (2 x write_buffer_size), at least 64 MiB (128 MiB with the default write buffer). 0: off.
+  // returns, and a Processor pauses and resumes with it. -1 (default): room to flush every memtable
+  // the DB can hold, at least 64 MiB: write_buffer_size x max_write_buffer_number of every column
+  // family, the caller's own included (Store::Open's families, or the other families of an attached
+  // store's DB), or the DB's write buffer budget when it has one (a PartitionSet's). The records family
+  // keeps up to 4 memtables: 264 MiB with the default write buffer and no family of the caller's. 0: off.
   int64_t min_free_disk_bytes = -1;
 
   // ---- Environment ----

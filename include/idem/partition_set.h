@@ -9,7 +9,9 @@
 //
 //   auto set = idem::PartitionSet::Open(options, "/var/lib/consumer/state");
 //   idem::ActivateOptions activate;
-//   activate.token_floor = ordinal << 40;                  // this owner's claim (docs/SCALING.md)
+//   idem::TokenRange tokens = *idem::TokenRangeOfClaim(ordinal);  // this owner's claim (docs/SCALING.md)
+//   activate.token_floor = tokens.floor;
+//   activate.token_limit = tokens.limit;
 //   activate.commit_hook = [&](const idem::PartitionCommit& c) { changelog.Send(c); };
 //   idem::Partition* p = *set->Activate({"orders/7", {"ledger"}}, activate);
 //   p->store().Reserve(id) ... effects.Put(p->family(1), ...) ... p->store().Commit(id, token, "", &effects);
@@ -32,12 +34,22 @@
 // family handles must no longer be used. Its Store is safe for concurrent use.
 // Ownership: the set owns the DB, the partitions and their Stores.
 //
+// Names. A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), none of them empty
+// (no leading, trailing or double '/'), "." or "..", with no ':' and no control character (0x00-0x1f,
+// 0x7f). An effect family name is 1 to 200 bytes without NUL, unique within its layout; it may be
+// anything else ("0", "x:0"): it never takes the place of the set's own names.
+//
 // Errors, beyond those of Store:
-//   kInvalidArgument    a partition name that is empty, too long or holds '\0' or '/'-only parts; an effect
-//                       family name that is empty or repeated; bad options.
-//   kFailedPrecondition the partition is (or is not) active; its local copy has other families; a local
-//                       copy asked for is not clean; the set is closed.
-//   kNotFound           Deactivate / Restore of a partition that does not exist.
+//   kInvalidArgument    a partition or effect family name the rules above refuse (Activate, Restore,
+//                       CatchUp); bad options.
+//   kFailedPrecondition Activate of an active partition or one being restored; Restore or CatchUp of a
+//                       partition that is active or being restored; CatchUp, or Activate with
+//                       use_local_copy, without a clean local copy with these effect families;
+//                       DropLocalCopy of an active partition; the set is closed.
+//   kNotFound           Deactivate of a partition that is not active; DropLocalCopy of a partition with
+//                       no local copy.
+//   Restore and CatchUp also return what `feed` returns (e.g. kAborted: a stale copy; kDataLoss: a log
+//   that does not prove what it holds), and kUnavailable for a storage error or a DB down after one.
 #ifndef IDEM_PARTITION_SET_H_
 #define IDEM_PARTITION_SET_H_
 
@@ -101,9 +113,27 @@ struct PartitionCommit {
   uint64_t sequence = 0;                          // the DB's sequence of the write
 };
 
+// The tokens of one claim: [floor, limit), above every token of every earlier claim and below every
+// token of every later one, so that tokens grow across owners.
+struct TokenRange {
+  uint64_t floor = 0;
+  uint64_t limit = 0;  // 0: none (the last claim there can be)
+};
+
+// Claims split the 64-bit token space into 2^24 ranges of 2^40 tokens each (about a trillion per owner).
+inline constexpr uint64_t kMaxClaimOrdinal = (uint64_t{1} << 24) - 1;
+
+// The token range of the claim with this ordinal: {ordinal << 40, (ordinal + 1) << 40}, the last
+// claim's limit 0. kFailedPrecondition past kMaxClaimOrdinal: the shift would wrap, and the next owner's
+// tokens would start again below a zombie's (the partition's changelog needs a new topic, or its claims
+// another scheme). Use it rather than shifting by hand. Thread-safe.
+absl::StatusOr<TokenRange> TokenRangeOfClaim(uint64_t ordinal);
+
 struct ActivateOptions {
-  // This owner's ownership floor (Options::token_floor): e.g. ordinal << 40; and the limit its tokens
-  // stay below (Options::token_limit): e.g. (ordinal + 1) << 40, its successor's floor. 0: none.
+  // This owner's ownership floor (Options::token_floor) and the limit its tokens stay below
+  // (Options::token_limit, its successor's floor): TokenRangeOfClaim(ordinal). 0: none. A pair that
+  // leaves no token to issue (limit not above floor + 1) is refused by Activate with kInvalidArgument,
+  // before anything changes.
   uint64_t token_floor = 0;
   uint64_t token_limit = 0;
   // The claim this owner holds the partition under; noted with the local copy when it is kept.

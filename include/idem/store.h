@@ -166,8 +166,13 @@ class Store {
   //   kInvalidArgument    bad options; a path that is or runs through a file; a directory holding other
   //                       files and no RocksDB (a wrong path).
   //   kFailedPrecondition the store is already open in this process, under any spelling of its path
-  //                       (symlinks, trailing slashes: by device and inode); an existing store kept
-  //                       under another column-family name; a read-only file system.
+  //                       (symlinks, trailing slashes: by device and inode); a read-only file system;
+  //                       a DB that holds an idem store under another column-family name and none under
+  //                       Options::column_family (Open never starts a second store beside it; the
+  //                       message names the existing store's family); a column family named
+  //                       Options::column_family that exists but is not an idem store (no store metadata
+  //                       for it, e.g. one of the caller's families): a store opens only what its
+  //                       metadata says is its own, and never adopts an existing column family.
   //   kPermissionDenied   the directory cannot be created or written.
   //   kNotFound           create_if_missing is false and there is no store.
   //   kUnavailable        the DB is held by another process, or an I/O error: retry later.
