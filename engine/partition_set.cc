@@ -7,6 +7,8 @@
 // partition is used and rewritten at deactivation, so a crash leaves "active": unclean.
 #include "idem/partition_set.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,6 +30,7 @@
 #include "engine/periodic.h"
 #include "engine/printable.h"
 #include "engine/rocksdb_options.h"
+#include "engine/shared_directory_fs.h"
 #include "engine/status_util.h"
 #include "engine/store_access.h"
 #include "engine/store_metadata.h"
@@ -335,6 +338,15 @@ class PartitionSet::Impl {
 
     db_options_ = engine::DBOptionsFor(store);
     db_options_.create_if_missing = options_.create_if_missing;
+    // One descriptor on the DB's directory, not one per column family created (engine/shared_directory_fs.h).
+    env_ = std::make_unique<engine::SharedDirectoryEnv>(db_options_.env);
+    db_options_.env = env_.get();
+    // Every SST file stays open (DBOptionsFor: max_open_files = -1): about two descriptors per
+    // partition with data, so a few hundred partitions exhausted a service's default 1 024. A bounded
+    // table cache is not the way out: on Debian's RocksDB 7.8.3 it made a partition's records read as
+    // another family's values after a reopen (docs/ROCKSDB.md). The soft limit is raised to the hard
+    // one instead, and Activate keeps the files within half of it (CheckFilesBudget).
+    files_budget_ = FilesBudget(options_.raise_descriptor_limit);
     db_options_.write_buffer_manager =
         std::make_shared<rocksdb::WriteBufferManager>(std::max<size_t>(options_.write_buffer_budget_bytes, 1 << 20));
     health_ = std::make_shared<engine::HealthListener>();
@@ -369,6 +381,35 @@ class PartitionSet::Impl {
     return out;
   }
 
+  // Half the soft descriptor limit (the rest is the process's: sockets, logs, the WAL), at least 64,
+  // after raising the soft limit to the hard one when asked to.
+  static size_t FilesBudget(bool raise) {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 512;
+    if (raise && limit.rlim_cur < limit.rlim_max) {
+      rlimit raised = limit;
+      raised.rlim_cur = limit.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    if (limit.rlim_cur == RLIM_INFINITY) return size_t{1} << 20;
+    return std::max<size_t>(64, static_cast<size_t>(limit.rlim_cur) / 2);
+  }
+
+  // A new partition must fit in the descriptor budget, so that the set can always open every file.
+  absl::Status CheckFilesBudget() const {
+    if (db_ == nullptr) return absl::OkStatus();
+    std::vector<rocksdb::LiveFileMetaData> files;
+    db_->GetLiveFilesMetaData(&files);
+    if (files.size() + 8 < files_budget_) return absl::OkStatus();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the partition set holds ", files.size(),
+                     " SST files, all kept open: another partition would pass its "
+                     "descriptor budget of ",
+                     files_budget_,
+                     " (half the soft RLIMIT_NOFILE); raise the process's descriptor "
+                     "limit (LimitNOFILE= in a systemd unit, ulimit -n) or move partitions to another member"));
+  }
+
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate) {
     if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
     // Checked before a local copy is dropped or a family created (the store's own check comes after).
@@ -390,6 +431,10 @@ class PartitionSet::Impl {
       return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is being deactivated"));
     }
     if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Activate again later");
+    // New families take descriptors; a local copy's are counted already.
+    if (!activate.use_local_copy) {
+      if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
+    }
     auto marker = markers_.find(layout.name);
     if (activate.use_local_copy) {
       if (marker == markers_.end()) {
@@ -521,6 +566,9 @@ class PartitionSet::Impl {
             absl::StrCat("partition '", layout.name, "' is active, being deactivated or being restored"));
       }
       if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Restore again later");
+      if (!onto_local_copy) {
+        if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
+      }
       auto marker = markers_.find(layout.name);
       if (onto_local_copy) {
         if (marker == markers_.end() ||
@@ -899,9 +947,11 @@ class PartitionSet::Impl {
   std::shared_ptr<engine::HealthListener> health_;
   std::shared_ptr<engine::DiskGuard> disk_guard_;
   std::unique_ptr<engine::StoreClaim> claim_;
-  std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<rocksdb::Env> env_;  // the caller's (or the default) file system, directories shared
+  std::unique_ptr<rocksdb::DB> db_;    // after env_: closed before it
 
   rocksdb::DBOptions db_options_;
+  size_t files_budget_ = 0;
   std::map<std::string, rocksdb::ColumnFamilyOptions> cf_options_;  // as first opened or created
   std::mutex resume_mu_;                                            // one recovery at a time; taken before mu_
   mutable std::mutex mu_;

@@ -3,7 +3,12 @@
 // DB) and Close, with stores in use, under ASan and TSan (label concurrency). The contract
 // (idem/partition_set.h): no crash, no copy marked clean that lacks what was committed, a call that
 // meets another gets a status, never freed memory.
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
@@ -13,6 +18,7 @@
 
 #include "idem/changelog.h"
 #include "idem/partition_set.h"
+#include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "testing/fault_fs.h"
 #include "tests/test_util.h"
@@ -220,6 +226,62 @@ TEST(PartitionLifecycleTest, EveryLifecycleCallRacesEveryOtherWithoutACrash) {
     ActivateOptions a;
     a.use_local_copy = true;
     EXPECT_THAT(set->Activate(c.layout, a).status(), IsOk()) << c.layout.name;
+  }
+}
+
+// Open descriptors of this process.
+int OpenDescriptors() {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++n;
+  }
+  return n;
+}
+
+// Partitions with files on disk for both their families, under a soft descriptor limit they would
+// exceed (two descriptors each, three before column families shared their directory's): the set raises
+// the soft limit to the hard one, as Go's runtime does for every program, and reopens under it.
+TEST(PartitionLifecycleTest, PartitionsPastTheSoftDescriptorLimitActivateAndTheSetReopens) {
+  const int n = std::getenv("IDEM_TEST_PARTITIONS") != nullptr ? 60 : 150;
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  if (old.rlim_max != RLIM_INFINITY && old.rlim_max < static_cast<rlim_t>(4 * n)) {
+    GTEST_SKIP() << "the hard descriptor limit (" << old.rlim_max << ") is below what the test needs";
+  }
+  rlimit limited = old;
+  limited.rlim_cur = static_cast<rlim_t>(n);  // far below what n partitions hold
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limited), 0);
+  struct Restore {
+    rlimit r;
+    ~Restore() { setrlimit(RLIMIT_NOFILE, &r); }
+  } restore{old};
+
+  ScratchDir dir;
+  PartitionSetOptions options = Options();
+  options.maintenance_interval = absl::ZeroDuration();
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(options, dir.Sub("set")));
+    for (int i = 0; i < n; ++i) {
+      absl::StatusOr<Partition*> p = set->Activate(Layout(i), ActivateOptions{});
+      ASSERT_THAT(p.status(), IsOk()) << "partition " << i << " of " << n << " with " << OpenDescriptors()
+                                      << " descriptors open";
+      ASSERT_THAT(CommitOne(*p, "evt-" + std::to_string(i)), IsOk());
+      ASSERT_TRUE(set->db()->Flush(rocksdb::FlushOptions(), (*p)->family(0)).ok());
+      ASSERT_TRUE(set->db()->Flush(rocksdb::FlushOptions(), (*p)->family(1)).ok());
+    }
+    EXPECT_LT(OpenDescriptors(), 2 * n + 64) << "more than the two files of each partition";
+    for (int i = 0; i < n; ++i) ASSERT_THAT(set->Deactivate(Layout(i).name, KeepLocalCopy::kKeep), IsOk());
+    ASSERT_THAT(set->Close(), IsOk());
+  }
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, PartitionSet::Open(options, dir.Sub("set")));
+  ASSERT_EQ(set->LocalCopies().size(), static_cast<size_t>(n));
+  ActivateOptions again;
+  again.use_local_copy = true;
+  for (int i = 0; i < n; i += 7) {
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set->Activate(Layout(i), again));
+    IDEM_ASSERT_OK_AND_ASSIGN(Reservation r, p->store().Reserve("evt-" + std::to_string(i)));
+    EXPECT_EQ(r.verdict, Verdict::kDuplicate) << i;
   }
 }
 

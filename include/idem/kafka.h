@@ -30,7 +30,8 @@
 // Zombies. A member paused past the session timeout wakes still believing it owns its partitions: its
 // offset commits are refused by the group (counted as offset_commits_refused), its changelog batches
 // carry a claim the new owner's claim superseded (ignored by every replay), and its tokens are below the
-// new owner's token floor (the new owner's floor is its claim's ordinal << 40), so a downstream system
+// new owner's token floor (TokenRangeOfClaim of its claim; a claim past the last there can be stays
+// paused), so a downstream system
 // that fences by token refuses it too.
 //
 // Failures. A store failure pauses the affected partitions (librdkafka's pause); once the store has

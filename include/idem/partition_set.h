@@ -42,14 +42,20 @@
 // Errors, beyond those of Store:
 //   kInvalidArgument    a partition or effect family name the rules above refuse (Activate, Restore,
 //                       CatchUp); bad options.
-//   kFailedPrecondition Activate of an active partition or one being restored; Restore or CatchUp of a
-//                       partition that is active or being restored; CatchUp, or Activate with
-//                       use_local_copy, without a clean local copy with these effect families;
-//                       DropLocalCopy of an active partition; the set is closed.
+//   kFailedPrecondition Activate of an active partition, or one being restored or deactivated; Restore or
+//                       CatchUp of a partition that is active, being restored or being deactivated;
+//                       CatchUp, or Activate with use_local_copy, without a clean local copy with these
+//                       effect families; DropLocalCopy of an active partition, or one being restored or
+//                       deactivated; any call on a closed set.
+//   kUnavailable        Activate, Restore or CatchUp while a Resume reopens the DB (retry), a storage
+//                       error, or a DB down after one.
+//   kResourceExhausted  Activate while the set's open files are at half the soft descriptor limit
+//                       (PartitionSetOptions::raise_descriptor_limit).
 //   kNotFound           Deactivate of a partition that is not active; DropLocalCopy of a partition with
 //                       no local copy.
 //   Restore and CatchUp also return what `feed` returns (e.g. kAborted: a stale copy; kDataLoss: a log
-//   that does not prove what it holds), and kUnavailable for a storage error or a DB down after one.
+//   that does not prove what it holds), and kUnavailable when the set closed or reopened its DB while
+//   `feed` ran (the restore's families are dropped).
 #ifndef IDEM_PARTITION_SET_H_
 #define IDEM_PARTITION_SET_H_
 
@@ -89,6 +95,14 @@ struct PartitionSetOptions {
   // One maintenance thread for all partitions (expiry passes); 0 disables it.
   absl::Duration maintenance_interval = absl::Seconds(2);
   bool create_if_missing = true;
+  // Descriptors. RocksDB keeps every SST file of every partition open (its filters stay resident;
+  // the FIFO profile requires it), about two descriptors per partition with data. Open raises the
+  // process's soft RLIMIT_NOFILE to its hard limit (as Go's runtime does for every program; a service
+  // gets 1 024 soft by default and usually far more hard), and Activate refuses a partition, with
+  // kResourceExhausted and a message saying what to raise, while the set's open files are at half the
+  // soft limit: the set then still reopens under the limit it ran under. false: the limit is left as
+  // it is.
+  bool raise_descriptor_limit = true;
 
   // A store's defaults sized for many per process: 8 MiB memtables, and a 4 096-entry recent-commit
   // cache (the single store's 65 536 entries take ~6 MiB, allocated up front, per partition).

@@ -495,10 +495,18 @@ class KafkaConsumer::Impl {
 
   // `resume`: false when the partition is being revoked (activated only to be kept with its claim).
   void Activate(OwnedPartition& o, const RestoreJob& job, bool resume = true) {
+    // The claim's tokens: above every earlier owner's, below every later one's. Past the last claim
+    // there can be, the partition stays paused rather than issue tokens that stop growing.
+    absl::StatusOr<TokenRange> tokens = TokenRangeOfClaim(job.claim.ordinal);
+    if (!tokens.ok()) {
+      SetState(o, State::kStopped);
+      options_.log(absl::StrCat(o.layout.name, ": NOT ACTIVATED, stays paused: ", tokens.status().ToString()));
+      return;
+    }
     ActivateOptions a;
     a.claim = job.claim;
-    a.token_floor = job.claim.ordinal << 40;
-    a.token_limit = (job.claim.ordinal + 1) << 40;
+    a.token_floor = tokens->floor;
+    a.token_limit = tokens->limit;
     a.use_local_copy = true;
     if (!options_.changelog_topic.empty()) {
       OwnedPartition* op = &o;
