@@ -2,6 +2,7 @@
 // librdkafka 2.0.2's mock cluster: a changelog that comes back empty (recreated or renamed) is data
 // loss, never an empty restore; an event the commit refuses is never seen by the later events of its
 // batch. (The changelog's own order under a claim is checked by changelog_test and the model check.)
+#include <atomic>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -124,6 +125,47 @@ TEST_F(KafkaPromisesTest, AnEventRefusedAtCommitWasNeverSeenByTheLaterEventsOfIt
   EXPECT_EQ(states[0].balances[deposits[0].account], expected);
   EXPECT_EQ(states[0].applied.count(too_large), 0u);
   EXPECT_EQ(states[0].applied.count(outside), 0u);
+}
+
+// The broker refuses a Produce of the changelog for good (INVALID_RECORD) in the middle of a stream of
+// read-modify-write deposits, while the member's later records go on being accepted: a gap inside one
+// claim. The partition must produce nothing more on top of the missing record, be rebuilt from its log
+// under a new claim, and every deposit must end applied exactly once (a replay that counted the records
+// after the gap, built on the missing one, then applied the redelivered events again).
+TEST_F(KafkaPromisesTest, AChangelogRecordTheBrokerRefusesLeavesNoGapThatARestoreCounts) {
+  ASSERT_THAT(cluster_->CreateTopic("gap", 1), IsOk());
+  ASSERT_THAT(cluster_->CreateTopic("gap-log", 1), IsOk());
+  const std::vector<ledger::Deposit> deposits = ledger::Deposits(600, 3);  // few accounts: each reads the last
+  ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "gap", deposits), IsOk());
+  std::atomic<int> handled{0};
+  KafkaMockCluster* cluster = cluster_.get();
+  MemberOptions m = Options("a", "gap", "gap-log");
+  m.max_batch = 20;
+  m.adjust = [&handled, cluster](KafkaConsumerOptions& o) {
+    o.producer_config.emplace_back("linger.ms", "0");  // a request per record: the next ones go out at once
+    KafkaHandler ledger = ledger::Handler();
+    o.handler = [ledger, &handled, cluster](const KafkaMessage& msg, const EventContext& ctx,
+                                            KafkaPartitionView& view) -> absl::StatusOr<std::string> {
+      // Five times in the stream: the next Produce request (this batch's record) is refused for good.
+      const int n = ++handled;
+      if (n % 100 == 0 && n <= 500) cluster->FailNextRequests(0, 1, 87).IgnoreError();
+      return ledger(msg, ctx, view);
+    };
+  };
+  {
+    Member a(m);
+    ASSERT_TRUE(WaitFor([&] { return AllCommitted("gap", 1); }, absl::Seconds(120)));
+    EXPECT_GE(a.Stats().changelog_failures, 1u);
+    EXPECT_GE(a.Stats().restarts, 1u);
+    ASSERT_THAT(a.Stop(), IsOk());
+  }
+  const ledger::Verdict v =
+      ledger::Verify(deposits, ledger::RestoreAll(cluster_.get(), dir_.Sub("verify"), 1, "ledger", "gap", "gap-log"));
+  EXPECT_TRUE(v.ok()) << v.ToString();
+  // And from the log's first record, as an audit would.
+  const ledger::Verdict audit = ledger::Verify(
+      deposits, ledger::RestoreAll(cluster_.get(), dir_.Sub("audit"), 1, "ledger", "gap", "gap-log", nullptr, true));
+  EXPECT_TRUE(audit.ok()) << audit.ToString();
 }
 
 // Reads every message of a one-partition topic: (key, idem-id header, idem-source header).

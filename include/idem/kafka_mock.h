@@ -15,6 +15,7 @@
 #ifndef IDEM_KAFKA_MOCK_H_
 #define IDEM_KAFKA_MOCK_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -33,6 +34,10 @@ class KafkaMockCluster {
   // "host:port,..." of the mock's brokers, reachable over TCP from this process and its children.
   const std::string& bootstrap_servers() const { return bootstrap_; }
   absl::Status CreateTopic(const std::string& name, int partitions);
+  // The next `count` requests of Kafka API `api_key` (0: Produce, 1: Fetch, 8: OffsetCommit, ...) to
+  // any broker fail with the Kafka error code `error` (e.g. 87 INVALID_RECORD or 44 POLICY_VIOLATION: a
+  // broker refusing a Produce for good), whichever client sends them.
+  absl::Status FailNextRequests(int16_t api_key, int count, int32_t error);
   // The low and high watermarks of a partition (the first offset it still holds, and the next).
   absl::StatusOr<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, int partition);
 

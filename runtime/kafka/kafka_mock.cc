@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka_mock.h>  // after rdkafka.h
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/kafka/kafka_client.h"
@@ -47,6 +48,13 @@ KafkaMockCluster::~KafkaMockCluster() = default;
 absl::Status KafkaMockCluster::CreateTopic(const std::string& name, int partitions) {
   const rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(impl_->cluster, name.c_str(), partitions, 1);
   return kafka::KafkaError(err, absl::StrCat("creating topic ", name));
+}
+
+absl::Status KafkaMockCluster::FailNextRequests(int16_t api_key, int count, int32_t error) {
+  if (count <= 0) return absl::InvalidArgumentError("FailNextRequests needs a positive count");
+  std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count), static_cast<rd_kafka_resp_err_t>(error));
+  rd_kafka_mock_push_request_errors_array(impl_->cluster, api_key, errors.size(), errors.data());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::pair<int64_t, int64_t>> KafkaMockCluster::Watermarks(const std::string& topic, int partition) {
