@@ -89,6 +89,13 @@ absl::Status ChangelogReplayer::Accept(const ChangelogRecord& batch) {
     return absl::OkStatus();
   }
   if (claim_broken_) return AfterGap();
+  for (const ChangelogOp& op : batch.ops) {
+    if (op.kind != ChangelogOp::Kind::kPut && op.kind != ChangelogOp::Kind::kDelete &&
+        op.kind != ChangelogOp::Kind::kSingleDelete) {
+      return absl::DataLossError(absl::StrCat("changelog offset ", last_offset_,
+                                              ": a batch holds an operation of kind ", static_cast<int>(op.kind)));
+    }
+  }
   // A batch of the snapshot's writer at or below the snapshot's sequence is in the snapshot already.
   const bool snapshot_writer = start_ == Start::kSnapshot && batch.claim == snapshot_claim_;
   if (snapshot_writer && batch.sequence <= snapshot_id_) return absl::OkStatus();
@@ -96,6 +103,12 @@ absl::Status ChangelogReplayer::Accept(const ChangelogRecord& batch) {
     // Its predecessor must be the last batch of the claim that counted; replay that started inside the
     // claim knows only that a snapshot's writer had every batch at or below the snapshot in it.
     const uint64_t previous = *batch.previous_sequence;
+    // A batch of this claim that counted already (the log holds it twice: a producer's retry outside
+    // its idempotent session, a copied topic) is not a gap: it is ignored, its successor still counts.
+    if (claim_last_.has_value() && batch.sequence <= *claim_last_) {
+      ++duplicates_;
+      return absl::OkStatus();
+    }
     const bool in_order =
         claim_last_.has_value() ? previous == *claim_last_ : !snapshot_writer || previous <= snapshot_id_;
     if (!in_order) {
@@ -132,6 +145,9 @@ absl::Status ChangelogReplayer::OnSnapshotRecord(const ChangelogRecord& record) 
   }
   if (record.type == Type::kSnapshotChunk) {
     for (const ChangelogOp& entry : record.ops) {
+      if (entry.kind != ChangelogOp::Kind::kPut) {
+        return absl::DataLossError(absl::StrCat("snapshot entry ", entries_, " is not a put: a snapshot holds values"));
+      }
       if (last_entry_ && !Before(*last_entry_, entry)) {
         return absl::DataLossError(
             absl::StrCat("snapshot entries out of order at entry ", entries_, " (family ", entry.family, ")"));
@@ -172,6 +188,11 @@ absl::Status ChangelogReplayer::Finish() {
 
 absl::Status CheckRestorable(std::optional<int64_t> pointer, int64_t recorded_end, int64_t log_start_offset,
                              int64_t log_end_offset) {
+  if (log_start_offset < 0 || log_end_offset < log_start_offset || recorded_end < 0 || (pointer && *pointer < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("CheckRestorable: a log from ", log_start_offset, " to ",
+                                                   log_end_offset, ", recorded end ", recorded_end,
+                                                   pointer ? absl::StrCat(", pointer ", *pointer) : ""));
+  }
   const int64_t needed = std::max(recorded_end, pointer ? *pointer + 1 : 0);
   if (log_end_offset < needed) {
     return absl::DataLossError(absl::StrCat(

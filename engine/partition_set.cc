@@ -506,7 +506,7 @@ class PartitionSet::Impl {
       active_.erase(it);
       // Until its families are dropped or its marker says what the copy is, nothing else may touch
       // the partition (a DropLocalCopy here would leave a copy marked clean with nothing in it).
-      deactivating_.insert(std::string(name));
+      deactivating_[std::string(name)] = partition;
     }
     // Closing waits for the store's calls (and a maintenance pass) to end; the families stay valid
     // until it returns.
@@ -707,7 +707,14 @@ class PartitionSet::Impl {
     // Active partitions are closed, not deactivated: their markers still say active, so they come
     // back unclean. Whether each one's changelog got every commit is its owner's to say (Deactivate).
     absl::Status first;
-    for (const auto& p : Active()) {
+    std::vector<std::shared_ptr<PartitionImpl>> open = Active();
+    {
+      // A Deactivate in progress closes its store outside the lock: close it here too (Store::Close
+      // may race itself), so no call of it is in flight when the DB goes.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [name, p] : deactivating_) open.push_back(p);
+    }
+    for (const auto& p : open) {
       absl::Status s = p->store().Close();
       p->Retire();
       if (!s.ok() && first.ok()) first = s;
@@ -725,6 +732,8 @@ class PartitionSet::Impl {
       ++pin_.generation;
       for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
       handles_.clear();
+      for (rocksdb::ColumnFamilyHandle* h : dropped_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      dropped_handles_.clear();
       const rocksdb::Status s = db_->Close();
       if (!s.ok() && first.ok()) first = engine::FromRocks(s, "closing the partition set's DB");
       db_.reset();
@@ -764,6 +773,8 @@ class PartitionSet::Impl {
     ++pin_.generation;
     for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     handles_.clear();
+    for (rocksdb::ColumnFamilyHandle* h : dropped_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    dropped_handles_.clear();
     db_->Close().PermitUncheckedError();  // it reports the error being recovered from
     db_.reset();
   }
@@ -912,12 +923,14 @@ class PartitionSet::Impl {
       if (rocksdb::Status s = db_->DropColumnFamily(it->second); !s.ok()) {
         return engine::FromRocks(s, absl::StrCat("dropping column family '", name, "'"));
       }
-      db_->DestroyColumnFamilyHandle(it->second).PermitUncheckedError();
+      // The handle lives until the DB closes: a handler of the partition may still hold it.
+      dropped_handles_.push_back(it->second);
       handles_.erase(it);
-      cf_options_.erase(name);
+      cf_options_.erase(name);  // RocksDB keeps its own copy for the dropped family
     }
+    // The store's metadata stays: its token mark keeps the next store of this name from issuing the
+    // tokens this one issued (a token never repeats for an ID on one DB, store.h).
     rocksdb::WriteBatch batch;
-    batch.Delete(db_->DefaultColumnFamily(), engine::MetadataKey(names[0]));
     batch.Delete(db_->DefaultColumnFamily(), MarkerKey(partition));
     rocksdb::WriteOptions durable;
     durable.sync = true;
@@ -964,7 +977,10 @@ class PartitionSet::Impl {
   // Deactivated or closed partitions, kept until the set is destroyed: a caller may still hold one.
   std::vector<std::shared_ptr<PartitionImpl>> retired_;
   std::set<std::string> restoring_;
-  std::set<std::string> deactivating_;
+  // Being deactivated: out of active_, their stores closing. Close closes them too before the DB goes.
+  std::map<std::string, std::shared_ptr<PartitionImpl>> deactivating_;
+  // Handles of dropped families, destroyed with the DB (Close, a reopen): a handler may still hold one.
+  std::vector<rocksdb::ColumnFamilyHandle*> dropped_handles_;
   bool reopening_ = false;
   uint64_t restore_counter_ = 0;
   uint64_t fenced_closed_ = 0;

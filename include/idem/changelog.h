@@ -142,8 +142,8 @@ class ChangelogReplayer {
 
   // The record read at `offset`. Offsets must increase (gaps are fine: a log may skip offsets).
   // kDataLoss when the log does not read as this protocol writes it: the first record from a snapshot
-  // pointer is not a SnapshotBegin; snapshot entries out of order or failing their count or checksum;
-  // a record that does not decode.
+  // pointer is not a SnapshotBegin; snapshot entries out of order, not puts, or failing their count or
+  // checksum; a batch operation of an unknown kind; a record that does not decode.
   absl::Status Feed(int64_t offset, std::string_view bytes);
   absl::Status Feed(int64_t offset, const ChangelogRecord& record);
   // The end of what is to be read. kDataLoss when a snapshot we started from never ended.
@@ -158,6 +158,8 @@ class ChangelogReplayer {
   uint64_t claims_lost() const { return claims_lost_; }  // a claim whose ordinal was taken or skipped
   // Batches ignored because an earlier batch of their claim is missing from the log (a gap).
   uint64_t batches_after_gap() const { return after_gap_; }
+  // Batches ignored because the log holds them twice (their claim had counted them already).
+  uint64_t batches_repeated() const { return duplicates_; }
   int64_t last_offset() const { return last_offset_; }  // the last offset fed (-1: none)
 
  private:
@@ -172,7 +174,7 @@ class ChangelogReplayer {
   bool started_ = false;
   ClaimId current_;
   int64_t input_offset_ = -1;
-  uint64_t applied_ = 0, fenced_ = 0, claims_lost_ = 0, after_gap_ = 0;
+  uint64_t applied_ = 0, fenced_ = 0, claims_lost_ = 0, after_gap_ = 0, duplicates_ = 0;
   // The order of the current claim's batches: the sequence of the last one that counted (0: none yet;
   // nullopt: not known — replay started inside the claim, from a snapshot or a local copy), and
   // whether one went missing.
@@ -201,6 +203,7 @@ absl::Status CheckReplayable(std::optional<int64_t> pointer, int64_t log_start_o
 // state that forgot committed IDs, and their redeliveries would apply again), or when its start is
 // past `pointer` (CheckReplayable). A restore refused here must stay refused until an operator
 // decides; it is never retried into an empty state.
+// kInvalidArgument for negative offsets or an end below the start.
 absl::Status CheckRestorable(std::optional<int64_t> pointer, int64_t recorded_end, int64_t log_start_offset,
                              int64_t log_end_offset);
 
