@@ -38,9 +38,14 @@
 // recovered (the Processor's own backoff), each is rebuilt from its changelog, because the failed
 // write's outcome is unknown (it may be in the local state without its changelog record), and resumed
 // at the group's committed offset. A changelog record that cannot be produced stops the partition the
-// same way: no offset is committed after it, its local copy is dropped, and it is restored from the log. A changelog
-// that no longer holds what a restore must read (retention removed it) is kDataLoss for that partition: it stays
-// paused, the log callback and `data_loss_partitions` say so, and it is never restored empty.
+// same way: nothing more is produced for it, no offset is committed after it, its local copy is dropped,
+// and it is restored from the log under a new claim; the records it produced between the failure and
+// its noticing are ignored by every replay (each batch names its predecessor, and a batch whose
+// predecessor is missing never counts: idem/changelog.h), and their events come again from the committed
+// offset. A changelog that no longer holds what a restore must read — retention removed it, or it ends
+// below the end recorded with the group's committed offsets or a kept local copy (the topic was
+// recreated, renamed or truncated) — is kDataLoss for that partition: it stays paused, the log callback
+// and `data_loss_partitions` say so, it is never restored empty, and its local copy is left as it was.
 //
 // Needs librdkafka (Debian librdkafka-dev); built as idem::kafka when it is found.
 //
