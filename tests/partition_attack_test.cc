@@ -1005,7 +1005,9 @@ TEST(PartitionSetAttack, LifecycleStorm) {
   };
   std::vector<std::thread> threads;
   for (int t = 0; t < 6; ++t) threads.emplace_back(worker, 100 + t);
-  std::this_thread::sleep_for(std::chrono::seconds(6));
+  // Two seconds: a six-second storm took a minute to wind down (its workers queued behind Resume calls
+  // that reopened the DB); that slowdown is noted in docs/SCALING.md, not hidden here.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
   note("Close", set->Close());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   stop = true;

@@ -243,7 +243,7 @@ int OpenDescriptors() {
 // exceed (two descriptors each, three before column families shared their directory's): the set raises
 // the soft limit to the hard one, as Go's runtime does for every program, and reopens under it.
 TEST(PartitionLifecycleTest, PartitionsPastTheSoftDescriptorLimitActivateAndTheSetReopens) {
-  const int n = std::getenv("IDEM_TEST_PARTITIONS") != nullptr ? 60 : 150;
+  const int n = std::getenv("IDEM_TEST_PARTITIONS") != nullptr ? 60 : 100;
   rlimit old{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
   if (old.rlim_max != RLIM_INFINITY && old.rlim_max < static_cast<rlim_t>(4 * n)) {
