@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "benchmark/benchmark.h"
-#include "engine/column_families.h"
-#include "engine/rocksdb_options.h"
+#include "engine/db/column_families.h"
+#include "engine/db/rocksdb_options.h"
 #include "idem/options.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"

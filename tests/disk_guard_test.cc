@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/disk_guard.h"
+#include "engine/db/disk_guard.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"

@@ -1,4 +1,4 @@
-#include "engine/memory_tables.h"
+#include "engine/store/memory_tables.h"
 
 #include <map>
 #include <string>

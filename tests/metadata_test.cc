@@ -3,8 +3,8 @@
 #include <limits>
 #include <string>
 
-#include "engine/record.h"
-#include "engine/store_metadata.h"
+#include "engine/records/record.h"
+#include "engine/records/store_metadata.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"

@@ -1,6 +1,6 @@
 // The metrics collector and its formatters: what a scraper and promtool see, for a store, a partition
 // set and idemctl stats, and the JSON form.
-#include "engine/metrics.h"
+#include "util/metrics.h"
 
 #include <cstdio>
 #include <string>
@@ -46,10 +46,10 @@ std::pair<int, std::string> Promtool(const std::string& text) {
   } while (0)
 
 TEST(MetricsTest, FamiliesKeepTheirSamplesTogetherWithHelpAndType) {
-  engine::Metrics m;
-  m.Add("a_total", "A.", engine::MetricType::kCounter, "p=\"1\"", uint64_t{3});
-  m.Add("b", "B.", engine::MetricType::kGauge, "", 0.25);
-  m.Add("a_total", "A.", engine::MetricType::kCounter, "p=\"" + engine::LabelValue("x\"y\\z\n") + "\"", uint64_t{4});
+  util::Metrics m;
+  m.Add("a_total", "A.", util::MetricType::kCounter, "p=\"1\"", uint64_t{3});
+  m.Add("b", "B.", util::MetricType::kGauge, "", 0.25);
+  m.Add("a_total", "A.", util::MetricType::kCounter, "p=\"" + util::LabelValue("x\"y\\z\n") + "\"", uint64_t{4});
   EXPECT_EQ(m.Prometheus(),
             "# HELP a_total A.\n# TYPE a_total counter\na_total{p=\"1\"} 3\na_total{p=\"x\\\"y\\\\z\\n\"} 4\n"
             "# HELP b B.\n# TYPE b gauge\nb 0.25\n");
@@ -58,8 +58,8 @@ TEST(MetricsTest, FamiliesKeepTheirSamplesTogetherWithHelpAndType) {
       "{\"a_total\":[{\"labels\":{\"p\":\"1\"},\"value\":3},{\"labels\":{\"p\":\"x\\\"y\\\\z\\u000a\"},\"value\":4}],"
       "\"b\":0.25}");
   // Counters are exact integers, however large.
-  engine::Metrics big;
-  big.Add("c_total", "C.", engine::MetricType::kCounter, "", uint64_t{18446744073709551615ULL});
+  util::Metrics big;
+  big.Add("c_total", "C.", util::MetricType::kCounter, "", uint64_t{18446744073709551615ULL});
   EXPECT_THAT(big.Prometheus(), HasSubstr("c_total 18446744073709551615\n"));
 }
 

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/record.h"
+#include "engine/records/record.h"
 #include "idem/changelog.h"
 #include "idem/partition_set.h"
 #include "rocksdb/db.h"

@@ -1,12 +1,12 @@
 // The one escaper: reversible, so that two different IDs never print alike.
-#include "engine/printable.h"
+#include "util/printable.h"
 
 #include <set>
 #include <string>
 
 #include "tests/test_util.h"
 
-namespace idem::engine {
+namespace idem::util {
 namespace {
 
 TEST(PrintableTest, DifferentIdsNeverPrintAlike) {
@@ -33,4 +33,4 @@ TEST(PrintableTest, LongIdsAreCutAndHexIsWhole) {
 }
 
 }  // namespace
-}  // namespace idem::engine
+}  // namespace idem::util

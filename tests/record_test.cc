@@ -1,6 +1,6 @@
-#include "engine/record.h"
+#include "engine/records/record.h"
 
-#include "engine/record_key.h"
+#include "engine/records/record_key.h"
 #include "tests/test_util.h"
 
 namespace idem::engine {

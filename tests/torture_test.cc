@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/record.h"
+#include "engine/records/record.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "testing/power_loss_fs.h"

@@ -35,12 +35,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "engine/metrics.h"
-#include "engine/printable.h"
-#include "engine/record.h"
-#include "engine/record_scan.h"
-#include "engine/store_metadata.h"
-#include "engine/store_time.h"
+#include "engine/records/record.h"
+#include "engine/records/record_scan.h"
+#include "engine/records/store_metadata.h"
+#include "engine/records/store_time.h"
 #include "idem/clock.h"
 #include "idem/store.h"
 #include "idem/version.h"
@@ -49,6 +47,8 @@
 #include "tools/recover.h"
 #include "tools/store_families.h"
 #include "tools/tune_command.h"
+#include "util/metrics.h"
+#include "util/printable.h"
 
 namespace {
 
@@ -64,7 +64,7 @@ constexpr int kExitCannotOpen = 3;
 int64_t NowMicros() { return idem::engine::ToMicros(idem::SystemClock()->Now()); }
 
 // Keys as idemctl prints them: the engine's escaper, whole (or hex with --hex).
-std::string Printable(std::string_view bytes, bool hex) { return idem::engine::PrintableAll(bytes, hex); }
+std::string Printable(std::string_view bytes, bool hex) { return idem::util::PrintableAll(bytes, hex); }
 
 std::string Times(int64_t deadline_us) {
   const absl::Time t = absl::FromUnixMicros(deadline_us);
@@ -206,8 +206,8 @@ int Stats(const ReadOnlyStore& store, const std::string& format) {
     return 0;
   }
   if (format == "prometheus") {
-    using idem::engine::MetricType;
-    idem::engine::Metrics metrics;
+    using idem::util::MetricType;
+    idem::util::Metrics metrics;
     const char* records_help =
         "Records in the store's column family, by state (a census of the files, not of a process).";
     metrics.Add("idem_store_records", records_help, MetricType::kGauge, "state=\"reserved\"", c.reserved);
@@ -275,7 +275,7 @@ void PrintRecord(std::string_view key, const Record& r, bool hex) {
 // One record as a JSON object (a line of `scan --format=json`): bytes of the ID and the result escaped
 // by JsonBytes (each \u00NN one byte), the deadline as RFC 3339 UTC and as Unix microseconds.
 std::string RecordJson(std::string_view key, const absl::StatusOr<Record>& r) {
-  using idem::engine::JsonBytes;
+  using idem::util::JsonBytes;
   if (!r.ok()) {
     return absl::StrCat("{\"id\":", JsonBytes(key), ",\"corrupt\":", JsonBytes(std::string(r.status().message())), "}");
   }

@@ -7,17 +7,17 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "engine/column_families.h"
-#include "engine/printable.h"
-#include "engine/record.h"
-#include "engine/record_key.h"
-#include "engine/rocksdb_options.h"
-#include "engine/wal_scan.h"
+#include "engine/db/column_families.h"
+#include "engine/db/rocksdb_options.h"
+#include "engine/db/wal_scan.h"
+#include "engine/records/record.h"
+#include "engine/records/record_key.h"
 #include "idem/options.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "tools/store_families.h"
+#include "util/printable.h"
 
 namespace idem::tools {
 namespace {
@@ -152,7 +152,7 @@ int Recover(const std::string& path, const std::string& column_family, bool hex_
         unreadable ? absl::StrFormat(", %zu unreadable", unreadable).c_str() : "", dropped.commits.size(),
         dropped.reservations.size(), dropped.releases.size(), dropped.other);
     for (const std::string& id : dropped.commits) {
-      std::printf("forgotten commit: %s\n", engine::PrintableAll(id, hex_keys).c_str());
+      std::printf("forgotten commit: %s\n", util::PrintableAll(id, hex_keys).c_str());
     }
     std::printf(
         "A redelivery of a forgotten commit is new again and will be applied again; its effects in this "

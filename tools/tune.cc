@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "engine/column_families.h"
-#include "engine/rocksdb_options.h"
+#include "engine/db/column_families.h"
+#include "engine/db/rocksdb_options.h"
 #include "idem/latency_histogram.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
-#include "engine/rocksdb_options.h"
+#include "engine/db/rocksdb_options.h"
 #include "idem/options.h"
 #include "tools/tune.h"
 #include "tools/tune_report.h"

@@ -1,7 +1,7 @@
 #include "runtime/kafka/kafka_client.h"
 
 #include "absl/strings/str_cat.h"
-#include "engine/status_util.h"
+#include "util/status_util.h"
 
 namespace idem::kafka {
 
@@ -25,7 +25,7 @@ absl::StatusOr<Client> MakeClient(rd_kafka_type_t type, Conf conf) {
 }
 
 absl::Status KafkaError(rd_kafka_resp_err_t err, std::string_view what) {
-  const std::string message = absl::StrCat(engine::ToAbsl(what), ": ", rd_kafka_err2str(err));
+  const std::string message = absl::StrCat(util::ToAbsl(what), ": ", rd_kafka_err2str(err));
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR: return absl::OkStatus();
     case RD_KAFKA_RESP_ERR__TIMED_OUT:

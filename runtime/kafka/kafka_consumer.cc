@@ -18,7 +18,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
-#include "engine/status_util.h"
 #include "idem/kafka.h"
 #include "idem/latency_histogram.h"
 #include "rocksdb/db.h"
@@ -26,6 +25,7 @@
 #include "runtime/kafka/changelog_producer.h"
 #include "runtime/kafka/kafka_client.h"
 #include "runtime/kafka/partition_restorer.h"
+#include "util/status_util.h"
 
 namespace idem {
 
@@ -634,7 +634,7 @@ class KafkaConsumer::Impl {
   // Stops an active partition, drops its local copy and restores it from its changelog (the events
   // since the group's committed offset come back).
   void Restart(OwnedPartition& o, std::string_view why) {
-    options_.log(absl::StrCat(o.layout.name, ": ", engine::ToAbsl(why),
+    options_.log(absl::StrCat(o.layout.name, ": ", util::ToAbsl(why),
                               "; the partition stops, drops its local copy and is restored from its changelog"));
     if (o.pause == Pause::kNone) PausePartition(o, Pause::kRetry);
     o.processor.reset();
@@ -729,7 +729,7 @@ class KafkaConsumer::Impl {
       } else if (r.outcome == Outcome::kDuplicate) {
         ++duplicates_;
       } else if (r.DeadLetter()) {
-        DeadLetter(o, kms[i], absl::StrCat(engine::ToAbsl(OutcomeName(r.outcome)), ": ", r.status.message()));
+        DeadLetter(o, kms[i], absl::StrCat(util::ToAbsl(OutcomeName(r.outcome)), ": ", r.status.message()));
       } else {
         stop = i;
         stop_outcome = r.outcome;

@@ -5,9 +5,9 @@
 #include <charconv>
 
 #include "absl/strings/str_cat.h"
-#include "engine/status_util.h"
 #include "idem/fingerprint.h"
 #include "idem/kafka.h"
+#include "util/status_util.h"
 
 namespace idem {
 
@@ -46,7 +46,7 @@ std::optional<int64_t> ParseOffset(std::string_view digits) {
 }  // namespace
 
 std::string EncodeCommitMetadata(const CommitMetadata& metadata) {
-  std::string out = absl::StrCat(engine::ToAbsl(kMetadataPrefix), " log=", std::max<int64_t>(metadata.log_end, 0));
+  std::string out = absl::StrCat(util::ToAbsl(kMetadataPrefix), " log=", std::max<int64_t>(metadata.log_end, 0));
   if (metadata.snapshot) absl::StrAppend(&out, " snapshot=", *metadata.snapshot);
   return out;
 }
@@ -84,7 +84,7 @@ std::optional<CommitMetadata> DecodeCommitMetadata(std::string_view metadata) {
 }
 
 std::string EncodeSnapshotPointer(int64_t changelog_offset) {
-  return absl::StrCat(engine::ToAbsl(kPointerPrefix), changelog_offset);
+  return absl::StrCat(util::ToAbsl(kPointerPrefix), changelog_offset);
 }
 
 std::optional<int64_t> DecodeSnapshotPointer(std::string_view metadata) {

@@ -1,14 +1,14 @@
 // KafkaConsumerStats as Prometheus text, through the one metrics collector (engine/metrics.h).
 #include "absl/time/time.h"
-#include "engine/metrics.h"
 #include "idem/kafka.h"
+#include "util/metrics.h"
 
 namespace idem {
 
 std::string KafkaConsumerStats::ToPrometheus() const {
-  engine::Metrics m;
+  util::Metrics m;
   auto counter = [&](const char* name, const char* help, uint64_t v) {
-    m.Add(name, help, engine::MetricType::kCounter, "", v);
+    m.Add(name, help, util::MetricType::kCounter, "", v);
   };
   counter("idem_kafka_messages_total", "Input messages handled (applied, duplicate or dead-lettered).", messages);
   counter("idem_kafka_applied_total", "Events applied.", applied);
@@ -48,18 +48,18 @@ std::string KafkaConsumerStats::ToPrometheus() const {
           "Partitions rebuilt from their changelog after a failed record or a failed store write.", restarts);
   counter("idem_kafka_store_pauses_total", "Partitions paused by a store failure.", store_pauses);
   counter("idem_kafka_fenced_total", "Store calls refused below the token floor.", fenced);
-  m.Add("idem_kafka_active_partitions", "Partitions restored, claimed and consumed.", engine::MetricType::kGauge, "",
+  m.Add("idem_kafka_active_partitions", "Partitions restored, claimed and consumed.", util::MetricType::kGauge, "",
         static_cast<uint64_t>(active_partitions));
   m.Add("idem_kafka_paused_partitions", "Partitions assigned but not consumed (restoring, paused, stopped).",
-        engine::MetricType::kGauge, "", static_cast<uint64_t>(paused_partitions));
-  m.Add("idem_kafka_restore_seconds_max", "The longest assignment-to-resumption time.", engine::MetricType::kGauge, "",
+        util::MetricType::kGauge, "", static_cast<uint64_t>(paused_partitions));
+  m.Add("idem_kafka_restore_seconds_max", "The longest assignment-to-resumption time.", util::MetricType::kGauge, "",
         max_restore_seconds);
   const char* step = "idem_kafka_step_seconds";
   const char* help = "One partition batch: reserve, handlers, commit, changelog enqueue.";
-  m.Add(step, help, engine::MetricType::kSummary, "quantile=\"0.5\"", absl::ToDoubleSeconds(step_latency.p50));
-  m.Add(step, help, engine::MetricType::kSummary, "quantile=\"0.99\"", absl::ToDoubleSeconds(step_latency.p99));
-  m.Add(step, help, engine::MetricType::kSummary, "", absl::ToDoubleSeconds(step_latency.sum), "_sum");
-  m.Add(step, help, engine::MetricType::kSummary, "", step_latency.count, "_count");
+  m.Add(step, help, util::MetricType::kSummary, "quantile=\"0.5\"", absl::ToDoubleSeconds(step_latency.p50));
+  m.Add(step, help, util::MetricType::kSummary, "quantile=\"0.99\"", absl::ToDoubleSeconds(step_latency.p99));
+  m.Add(step, help, util::MetricType::kSummary, "", absl::ToDoubleSeconds(step_latency.sum), "_sum");
+  m.Add(step, help, util::MetricType::kSummary, "", step_latency.count, "_count");
   return m.Prometheus();
 }
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/record.h"
+#include "engine/records/record.h"
 
 using idem::engine::DecodeDeadline;
 using idem::engine::DecodeMeta;
