@@ -1,4 +1,4 @@
-#include "idem/consumer.h"
+#include "idem/processor.h"
 
 #include <algorithm>
 #include <atomic>
@@ -260,19 +260,14 @@ class Processor::Impl {
     std::vector<std::string> ids;
     ids.reserve(events.size());
     for (const Event& e : events) ids.emplace_back(e.id);
-    // Reservations: one ReserveBatch, unless fingerprints ask for the per-event conflict check.
-    std::vector<absl::StatusOr<Reservation>> reserved;
-    const bool fingerprints = std::any_of(events.begin(), events.end(), [](const Event& e) { return e.fingerprint; });
-    if (fingerprints) {
-      for (size_t i = 0; i < events.size(); ++i) {
-        ReserveOptions o;
-        o.fingerprint = events[i].fingerprint;
-        reserved.push_back(store_->Reserve(ids[i], o));
-      }
-    } else {
-      std::vector<std::string_view> views(ids.begin(), ids.end());
-      reserved = store_->ReserveBatch(views);
+    // Reservations: one ReserveBatch, with the events' fingerprints when any has one.
+    std::vector<std::string_view> views(ids.begin(), ids.end());
+    std::vector<std::optional<uint64_t>> fingerprints;
+    if (std::any_of(events.begin(), events.end(), [](const Event& e) { return e.fingerprint.has_value(); })) {
+      fingerprints.reserve(events.size());
+      for (const Event& e : events) fingerprints.push_back(e.fingerprint);
     }
+    std::vector<absl::StatusOr<Reservation>> reserved = store_->ReserveBatch(views, fingerprints);
     std::vector<std::unique_ptr<rocksdb::WriteBatch>> effects(events.size());
     std::vector<std::string> results(events.size());
     std::vector<CommitRequest> commits;

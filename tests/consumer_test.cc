@@ -1,5 +1,5 @@
 // The consumer runtime: outcomes, effects atomic with the marker, heartbeats, waiting, store failure.
-#include "idem/consumer.h"
+#include "idem/processor.h"
 
 #include <atomic>
 #include <string>

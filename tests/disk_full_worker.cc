@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
-#include "idem/consumer.h"
+#include "idem/processor.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"

@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "idem/consumer.h"
+#include "idem/processor.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"
 #include "testing/fault_fs.h"

@@ -1383,10 +1383,15 @@ TEST(KafkaAttack, HandlerWritesOutsideItsFamiliesAreRefused) {
       Partition* p = set != nullptr ? set->Find(absl::StrCat("deposits/", other)) : nullptr;
       switch (msg.offset % 3) {
         case 0:
-          if (p != nullptr) ctx.effects->Put(p->family(1), "injected", "1");
+          // The other partition may not be active yet: then a write to the DB's default family, so that
+          // every such event is one the commit must refuse.
+          ctx.effects->Put(p != nullptr     ? p->family(1)
+                           : set != nullptr ? set->db()->DefaultColumnFamily()
+                                            : view.family(0),
+                           "injected", "1");
           break;
         case 1:
-          if (set != nullptr) ctx.effects->Put(set->db()->DefaultColumnFamily(), "injected", "1");
+          ctx.effects->Put(set != nullptr ? set->db()->DefaultColumnFamily() : view.family(0), "injected", "1");
           break;
         case 2: ctx.effects->Put(view.family(0), "injected", "1"); break;
       }

@@ -128,7 +128,6 @@ class DbLifecycle {
   // closing. Idempotent; concurrent calls all wait for the first.
   absl::Status Close();
 
-  bool owns_db() const { return static_cast<bool>(reopen_); }
   State state() const { return state_.load(std::memory_order_acquire); }
 
   // REQUIRES: a Pin is held (or the hooks are running). Replaced only by a reopen.

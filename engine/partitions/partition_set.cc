@@ -28,6 +28,10 @@
 #include "engine/db/disk_guard.h"
 #include "engine/db/rocksdb_options.h"
 #include "engine/db/shared_directory_fs.h"
+#include "engine/partitions/descriptor_budget.h"
+#include "engine/partitions/partition.h"
+#include "engine/partitions/partition_markers.h"
+#include "engine/partitions/restore_session.h"
 #include "engine/records/store_metadata.h"
 #include "engine/store/stats_metrics.h"
 #include "engine/store/store_access.h"
@@ -46,274 +50,23 @@
 namespace idem {
 namespace {
 
+using engine::CheckLayout;
+using engine::CopyState;
+using engine::DbPin;
+using engine::DecodeMarker;
+using engine::EffectFamilyName;
+using engine::EncodeMarker;
 using engine::kPartitionMarkerPrefix;
-constexpr uint8_t kMarkerVersion = 1;
-enum class CopyState : uint8_t { kActive = 1, kClean = 2, kRestored = 3, kRestoring = 4 };
-
-std::string RecordsFamilyName(const std::string& partition) { return absl::StrCat("p:", partition, ":0"); }
-std::string EffectFamilyName(const std::string& partition, size_t index, const std::string& family) {
-  return absl::StrCat("p:", partition, ":", index, ":", family);
-}
-// The partition whose records family `family` is, or nullopt: an effect family, the default one, or a
-// family that is no partition's. By shape alone ("p:", a part without ':', ":0"), so that a copy made
-// under an older, looser name rule keeps its records' options.
-std::optional<std::string> PartitionOfRecordsFamily(std::string_view family) {
-  if (family.size() < 5 || family.substr(0, 2) != "p:" || family.substr(family.size() - 2) != ":0") {
-    return std::nullopt;
-  }
-  const std::string_view partition = family.substr(2, family.size() - 4);
-  if (partition.find(':') != std::string_view::npos) return std::nullopt;
-  return std::string(partition);
-}
-
-std::string MarkerKey(std::string_view partition) {
-  return std::string(kPartitionMarkerPrefix) + std::string(partition);
-}
-
-// A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), each non-empty and neither
-// "." nor "..", without ':' (it separates the parts of column-family names: see OptionsForFamily) and
-// without control characters (0x00-0x1f, 0x7f). Names that only differ by empty or dot parts ("a//b",
-// "/a", "a/./b") would look like one name to anyone who reads them as paths, in logs and metric labels.
-absl::Status CheckPartitionName(const std::string& name) {
-  if (name.empty() || name.size() > 200) {
-    return absl::InvalidArgumentError("a partition name must be 1 to 200 bytes");
-  }
-  for (char c : name) {
-    if (c == ':' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("partition name '", util::PrintableAll(name, false), "' holds ':' or a control character"));
-    }
-  }
-  size_t start = 0;
-  while (true) {
-    const size_t end = std::min(name.find('/', start), name.size());
-    const std::string_view part = std::string_view(name).substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") {
-      return absl::InvalidArgumentError(absl::StrCat("partition name '", name,
-                                                     "' has an empty, '.' or '..' part: names are '/'-separated "
-                                                     "parts, none empty (no leading, trailing or double '/')"));
-    }
-    if (end == name.size()) return absl::OkStatus();
-    start = end + 1;
-  }
-}
-
-absl::Status CheckLayout(const PartitionLayout& layout) {
-  if (absl::Status s = CheckPartitionName(layout.name); !s.ok()) return s;
-  for (size_t i = 0; i < layout.effect_families.size(); ++i) {
-    const std::string& f = layout.effect_families[i];
-    if (f.empty() || f.size() > 200 || f.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError("an effect family name must be 1 to 200 bytes, without NUL");
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (layout.effect_families[j] == f) {
-        return absl::InvalidArgumentError(absl::StrCat("effect family '", f, "' is declared twice"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-struct Marker {
-  CopyState state = CopyState::kActive;
-  ClaimId claim;
-  int64_t changelog_offset = -1;
-  std::vector<std::string> families;
-};
-
-std::string EncodeMarker(const Marker& m) {
-  std::string out;
-  out.push_back(static_cast<char>(kMarkerVersion));
-  out.push_back(static_cast<char>(m.state));
-  util::PutVarint(&out, m.claim.ordinal);
-  util::PutVarint(&out, m.claim.claimant);
-  util::PutVarint(&out, static_cast<uint64_t>(m.changelog_offset + 1));
-  util::PutVarint(&out, m.families.size());
-  for (const std::string& f : m.families) {
-    util::PutVarint(&out, f.size());
-    out += f;
-  }
-  return out;
-}
-
-absl::StatusOr<Marker> DecodeMarker(std::string_view in) {
-  Marker m;
-  auto bad = [] { return absl::DataLossError("a partition marker does not decode"); };
-  if (in.size() < 2 || static_cast<uint8_t>(in[0]) != kMarkerVersion) return bad();
-  const uint8_t state = static_cast<uint8_t>(in[1]);
-  if (state < 1 || state > 4) return bad();
-  m.state = static_cast<CopyState>(state);
-  in.remove_prefix(2);
-  uint64_t offset = 0, n = 0;
-  if (!util::GetVarint(&in, &m.claim.ordinal) || !util::GetVarint(&in, &m.claim.claimant) ||
-      !util::GetVarint(&in, &offset) || !util::GetVarint(&in, &n) || n > in.size()) {
-    return bad();
-  }
-  m.changelog_offset = static_cast<int64_t>(offset) - 1;
-  for (uint64_t i = 0; i < n; ++i) {
-    uint64_t len = 0;
-    if (!util::GetVarint(&in, &len) || len > in.size()) return bad();
-    m.families.emplace_back(in.substr(0, len));
-    in.remove_prefix(len);
-  }
-  if (!in.empty()) return bad();
-  return m;
-}
+using engine::Marker;
+using engine::MarkerKey;
+using engine::PartitionImpl;
+using engine::PartitionOfRecordsFamily;
+using engine::PinnedSink;
+using engine::RecordsFamilyName;
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
-
-// The set's DB as its users borrow it: readers of the DB outside a Store (a restore's sink, a snapshot,
-// a partition's reads) hold `mu` shared for each use; closing or reopening the DB holds it exclusively,
-// so no use ever meets a closed DB or a destroyed handle. `db` is the open DB (null: closed or down).
-struct DbPin {
-  mutable std::shared_mutex mu;
-  rocksdb::DB* db = nullptr;  // guarded by mu
-  uint64_t generation = 0;    // guarded by mu; +1 at every close or reopen
-};
-
-class PartitionImpl : public Partition {
- public:
-  PartitionImpl(PartitionLayout layout, std::vector<rocksdb::ColumnFamilyHandle*> families, ClaimId claim,
-                std::shared_ptr<Clock> clock, DbPin* pin)
-      : layout_(std::move(layout)),
-        families_(std::move(families)),
-        claim_(claim),
-        clock_(std::move(clock)),
-        pin_(pin) {}
-
-  absl::StatusOr<std::optional<std::string>> Get(size_t index, std::string_view key) const override {
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
-    if (retired_.load(std::memory_order_acquire)) {
-      return absl::FailedPreconditionError(absl::StrCat("partition '", layout_.name, "' is no longer active"));
-    }
-    if (pin_->db == nullptr) return absl::UnavailableError("the partition set is reopening its DB");
-    rocksdb::ColumnFamilyHandle* cf = family(index);
-    if (cf == nullptr) return absl::InvalidArgumentError(absl::StrCat("partition family ", index, " does not exist"));
-    std::string value;
-    const rocksdb::Status s = pin_->db->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
-    if (s.IsNotFound()) return std::optional<std::string>();
-    if (!s.ok()) return util::FromRocks(s, "reading partition state");
-    return std::optional<std::string>(std::move(value));
-  }
-
-  const PartitionLayout& layout() const override { return layout_; }
-  Store& store() override { return *store_; }
-  rocksdb::ColumnFamilyHandle* family(size_t index) const override {
-    std::lock_guard<std::mutex> lock(families_mu_);
-    if (retired_.load(std::memory_order_acquire)) return nullptr;  // dropped or closed with the set
-    return index < families_.size() ? families_[index] : nullptr;
-  }
-
-  absl::Status WriteSnapshot(ClaimId claim, int64_t input_offset, size_t chunk_bytes,
-                             const std::function<absl::Status(const ChangelogRecord&)>& emit) override {
-    // The DB and its handles stay as they are until the snapshot is released.
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
-    if (retired_.load(std::memory_order_acquire)) {
-      return absl::FailedPreconditionError(absl::StrCat("partition '", layout_.name, "' is no longer active"));
-    }
-    rocksdb::DB* db = pin_->db;
-    if (db == nullptr || store_->db() != db) return absl::UnavailableError("the partition set is reopening its DB");
-    const std::vector<rocksdb::ColumnFamilyHandle*> families = this->families();
-    const rocksdb::Snapshot* snapshot = nullptr;
-    absl::Status begun;
-    bool begin_sent = false;
-    // The snapshot and its Begin with no hook running: a batch the snapshot misses reaches the
-    // changelog after the Begin, one it holds carries a sequence at or below the Begin's.
-    engine::StoreAccess::WithCommitOrder(*store_, [&] {
-      snapshot = db->GetSnapshot();
-      ChangelogRecord begin;
-      begin.type = ChangelogRecord::Type::kSnapshotBegin;
-      begin.claim = claim;
-      begin.sequence = snapshot->GetSequenceNumber();
-      begin.input_offset = input_offset;
-      begun = emit(begin);
-    });
-    absl::Status s = begun;
-    if (s.ok()) {
-      s = WriteChangelogSnapshot(db, snapshot, families, claim, snapshot->GetSequenceNumber(), input_offset,
-                                 clock_->Now(), chunk_bytes, [&](const ChangelogRecord& r) {
-                                   if (!begin_sent) {  // sent above, under the commit order
-                                     begin_sent = true;
-                                     return absl::OkStatus();
-                                   }
-                                   return emit(r);
-                                 });
-    }
-    db->ReleaseSnapshot(snapshot);
-    return s;
-  }
-
-  std::optional<uint32_t> FamilyOf(uint32_t cf_id) const {
-    std::lock_guard<std::mutex> lock(families_mu_);
-    for (size_t i = 0; i < families_.size(); ++i) {
-      if (families_[i]->GetID() == cf_id) return static_cast<uint32_t>(i);
-    }
-    return std::nullopt;
-  }
-
-  std::vector<rocksdb::ColumnFamilyHandle*> families() const {
-    std::lock_guard<std::mutex> lock(families_mu_);
-    return families_;
-  }
-  // The set reopened its DB: the same families, new handles.
-  void SetFamilies(std::vector<rocksdb::ColumnFamilyHandle*> families) {
-    std::lock_guard<std::mutex> lock(families_mu_);
-    families_ = std::move(families);
-  }
-  ClaimId claim() const { return claim_; }
-  // Deactivated or closed: its Store answers kFailedPrecondition, its reads too. The object lives on
-  // (the set keeps it until it is destroyed) so that a caller still holding it never touches freed
-  // memory.
-  void Retire() { retired_.store(true, std::memory_order_release); }
-  std::unique_ptr<Store> store_;
-
- private:
-  const PartitionLayout layout_;
-  mutable std::mutex families_mu_;
-  std::vector<rocksdb::ColumnFamilyHandle*> families_;  // replaced when the set reopens its DB
-  const ClaimId claim_;
-  const std::shared_ptr<Clock> clock_;
-  DbPin* const pin_;
-  std::atomic<bool> retired_{false};
-};
-
-// What a restore's feed writes through: every call runs with the DB pinned, and once the set closes or
-// reopens its DB (the handles the restore holds are gone) every later call is refused, so the feed
-// stops and the restore fails instead of writing through a destroyed handle.
-class PinnedSink : public ChangelogReplayer::Sink {
- public:
-  PinnedSink(ChangelogReplayer::Sink* sink, DbPin* pin, uint64_t generation)
-      : sink_(sink), pin_(pin), generation_(generation) {}
-  absl::Status SnapshotEntry(const ChangelogOp& entry) override {
-    return Pinned([&] { return sink_->SnapshotEntry(entry); });
-  }
-  absl::Status SnapshotDone() override {
-    return Pinned([&] { return sink_->SnapshotDone(); });
-  }
-  absl::Status Apply(const ChangelogRecord& batch) override {
-    return Pinned([&] { return sink_->Apply(batch); });
-  }
-  // Whether the DB the restore began on is still the open one.
-  bool intact() const {
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
-    return pin_->db != nullptr && pin_->generation == generation_;
-  }
-
- private:
-  template <typename F>
-  absl::Status Pinned(F&& f) {
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
-    if (pin_->db == nullptr || pin_->generation != generation_) {
-      return absl::UnavailableError("the partition set closed or reopened its DB during the restore");
-    }
-    return f();
-  }
-  ChangelogReplayer::Sink* const sink_;
-  DbPin* const pin_;
-  const uint64_t generation_;
-};
 
 class PartitionSet::Impl {
  public:
@@ -344,7 +97,7 @@ class PartitionSet::Impl {
     // table cache is not the way out: on Debian's RocksDB 7.8.3 it made a partition's records read as
     // another family's values after a reopen (docs/ROCKSDB.md). The soft limit is raised to the hard
     // one instead, and Activate keeps the files within half of it (CheckFilesBudget).
-    files_budget_ = FilesBudget(options_.raise_descriptor_limit);
+    files_budget_ = engine::FilesBudget(options_.raise_descriptor_limit);
     db_options_.write_buffer_manager =
         std::make_shared<rocksdb::WriteBufferManager>(std::max<size_t>(options_.write_buffer_budget_bytes, 1 << 20));
     health_ = std::make_shared<engine::HealthListener>();
@@ -379,34 +132,8 @@ class PartitionSet::Impl {
     return out;
   }
 
-  // Half the soft descriptor limit (the rest is the process's: sockets, logs, the WAL), at least 64,
-  // after raising the soft limit to the hard one when asked to.
-  static size_t FilesBudget(bool raise) {
-    rlimit limit{};
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 512;
-    if (raise && limit.rlim_cur < limit.rlim_max) {
-      rlimit raised = limit;
-      raised.rlim_cur = limit.rlim_max;
-      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
-    }
-    if (limit.rlim_cur == RLIM_INFINITY) return size_t{1} << 20;
-    return std::max<size_t>(64, static_cast<size_t>(limit.rlim_cur) / 2);
-  }
-
   // A new partition must fit in the descriptor budget, so that the set can always open every file.
-  absl::Status CheckFilesBudget() const {
-    if (db_ == nullptr) return absl::OkStatus();
-    std::vector<rocksdb::LiveFileMetaData> files;
-    db_->GetLiveFilesMetaData(&files);
-    if (files.size() + 8 < files_budget_) return absl::OkStatus();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the partition set holds ", files.size(),
-                     " SST files, all kept open: another partition would pass its "
-                     "descriptor budget of ",
-                     files_budget_,
-                     " (half the soft RLIMIT_NOFILE); raise the process's descriptor "
-                     "limit (LimitNOFILE= in a systemd unit, ulimit -n) or move partitions to another member"));
-  }
+  absl::Status CheckFilesBudget() const { return engine::CheckFilesBudget(db_.get(), files_budget_); }
 
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate) {
     if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
@@ -448,16 +175,10 @@ class PartitionSet::Impl {
         return absl::FailedPreconditionError(
             absl::StrCat("the local copy of partition '", layout.name, "' has other effect families"));
       }
-    } else if (marker != markers_.end()) {
-      if (absl::Status s = DropFamilies(layout.name, marker->second.families); !s.ok()) return s;
-      ++stats_.local_copies_dropped;
     }
-    absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families = EnsureFamilies(layout);
+    absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families =
+        PrepareFamilies(layout, activate.use_local_copy, CopyState::kActive);
     if (!families.ok()) return families.status();
-    Marker active;
-    active.state = CopyState::kActive;
-    active.families = layout.effect_families;
-    if (absl::Status s = WriteMarker(layout.name, active); !s.ok()) return s;
 
     auto partition =
         std::make_shared<PartitionImpl>(layout, *families, activate.claim, engine::ClockOf(options_.store), &pin_);
@@ -487,7 +208,7 @@ class PartitionSet::Impl {
     if (!attached.ok()) return attached.status();
     partition->store_ = *std::move(attached);
     active_[layout.name] = partition;
-    markers_[layout.name] = active;
+    markers_[layout.name] = Marker{CopyState::kActive, {}, -1, layout.effect_families};
     ++stats_.activations;
     return partition.get();
   }
@@ -549,85 +270,16 @@ class PartitionSet::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status Restore(const PartitionLayout& layout,
-                       const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed, bool onto_local_copy) {
-    if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
-    const auto started = std::chrono::steady_clock::now();
-    std::unique_ptr<ChangelogRestore> restore;
-    uint64_t generation = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (closed_) return absl::FailedPreconditionError("the partition set is closed");
-      if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0 ||
-          deactivating_.count(layout.name) != 0) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("partition '", layout.name, "' is active, being deactivated or being restored"));
-      }
-      if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Restore again later");
-      if (!onto_local_copy) {
-        if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
-      }
-      auto marker = markers_.find(layout.name);
-      if (onto_local_copy) {
-        if (marker == markers_.end() ||
-            (marker->second.state != CopyState::kClean && marker->second.state != CopyState::kRestored) ||
-            marker->second.families != layout.effect_families) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("partition '", layout.name, "' has no clean local copy with these families"));
-        }
-      } else if (marker != markers_.end()) {
-        if (absl::Status s = DropFamilies(layout.name, marker->second.families); !s.ok()) return s;
-        ++stats_.local_copies_dropped;
-      }
-      absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families = EnsureFamilies(layout);
-      if (!families.ok()) return families.status();
-      Marker restoring;
-      restoring.state = CopyState::kRestoring;
-      restoring.families = layout.effect_families;
-      if (absl::Status s = WriteMarker(layout.name, restoring); !s.ok()) return s;
-      markers_[layout.name] = restoring;
-      ChangelogRestore::Target target;
-      target.db = db_.get();
-      target.families = *families;
-      target.store_options = options_.store;
-      target.store_options.column_family = (*families)[0]->GetName();
-      target.scratch_dir = absl::StrCat(path_, "/restore-", ++restore_counter_);
-      target.onto_local_copy = onto_local_copy;
-      absl::StatusOr<std::unique_ptr<ChangelogRestore>> created = ChangelogRestore::Create(std::move(target));
-      if (!created.ok()) return created.status();
-      restore = *std::move(created);
-      restoring_.insert(layout.name);
-      std::shared_lock<std::shared_mutex> pinned(pin_.mu);
-      generation = pin_.generation;
-    }
-    // The replay runs without the set's lock: other partitions go on. Its writes go through the pin: a
-    // Close or a reopening Resume meanwhile waits for the write in progress, then refuses the rest.
-    PinnedSink pinned(restore.get(), &pin_, generation);
-    absl::Status fed = feed(&pinned);
-    if (fed.ok() && !pinned.intact()) {
-      fed = absl::UnavailableError("the partition set closed or reopened its DB during the restore");
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    restoring_.erase(layout.name);
-    if (closed_) {
-      restore.reset();
-      return absl::FailedPreconditionError("the partition set was closed during the restore");
-    }
-    if (!fed.ok()) {
-      DropFamilies(layout.name, layout.effect_families).IgnoreError();
-      if (onto_local_copy) ++stats_.local_copies_dropped;
-      return fed;
-    }
-    Marker restored;
-    restored.state = CopyState::kRestored;
-    restored.families = layout.effect_families;
-    if (absl::Status s = WriteMarker(layout.name, restored); !s.ok()) return s;
-    markers_[layout.name] = restored;
-    ++(onto_local_copy ? stats_.catch_ups : stats_.restores);
-    stats_.records_restored += restore->entries_restored() + restore->batches_written();
-    stats_.restore_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    return absl::OkStatus();
-  }
+  // Begins a restore: under the set's lock, the partition's families (fresh, or its clean copy) marked
+  // kRestoring, and the writer of the replay. The replay then runs without the lock (other partitions
+  // go on); RestoreSessionImpl ends it.
+  absl::StatusOr<std::unique_ptr<engine::RestoreSession>> BeginRestore(const PartitionLayout& layout,
+                                                                       bool onto_local_copy);
+  enum class RestoreEnd { kFinished, kDbLost, kAbandoned };
+  // Ends a restore: the copy marked restored (kFinished), or its families dropped.
+  absl::Status EndRestore(const PartitionLayout& layout, bool onto_local_copy,
+                          std::unique_ptr<ChangelogRestore> restore, std::chrono::steady_clock::time_point started,
+                          RestoreEnd end);
 
   Partition* Find(std::string_view name) const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -909,6 +561,25 @@ class PartitionSet::Impl {
     return out;
   }
 
+  // REQUIRES: mu_ held. The partition's families for what comes next (`state`): its local copy kept
+  // (`keep_copy`: the caller checked it) or dropped, the missing families created, its marker written
+  // (markers_ is the caller's to update once the step succeeds).
+  absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> PrepareFamilies(const PartitionLayout& layout,
+                                                                            bool keep_copy, CopyState state) {
+    auto marker = markers_.find(layout.name);
+    if (!keep_copy && marker != markers_.end()) {
+      if (absl::Status s = DropFamilies(layout.name, marker->second.families); !s.ok()) return s;
+      ++stats_.local_copies_dropped;
+    }
+    absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families = EnsureFamilies(layout);
+    if (!families.ok()) return families.status();
+    Marker next;
+    next.state = state;
+    next.families = layout.effect_families;
+    if (absl::Status s = WriteMarker(layout.name, next); !s.ok()) return s;
+    return families;
+  }
+
   // REQUIRES: mu_ held (or Open). Drops a partition's families, its store metadata and its marker.
   absl::Status DropFamilies(const std::string& partition, const std::vector<std::string>& effect_families) {
     if (db_ == nullptr) return DownError();
@@ -991,16 +662,118 @@ class PartitionSet::Impl {
 
 // ---------------------------------------------------------------------------------------------------
 
-absl::StatusOr<TokenRange> TokenRangeOfClaim(uint64_t ordinal) {
-  if (ordinal > kMaxClaimOrdinal) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("claim ", ordinal, " is past the last one the token space holds (", kMaxClaimOrdinal,
-                     "): its tokens would wrap below an earlier owner's, and fencing by token would fail"));
+// A restore in progress (engine/partitions/restore_session.h). Its writes go through the pin: a Close
+// or a reopening Resume meanwhile waits for the write in progress, then refuses the rest.
+class RestoreSessionImpl : public engine::RestoreSession {
+ public:
+  RestoreSessionImpl(PartitionSet::Impl* set, PartitionLayout layout, bool onto_local_copy,
+                     std::unique_ptr<ChangelogRestore> restore, DbPin* pin, uint64_t generation)
+      : set_(set),
+        layout_(std::move(layout)),
+        onto_local_copy_(onto_local_copy),
+        restore_(std::move(restore)),
+        pinned_(restore_.get(), pin, generation) {}
+  ~RestoreSessionImpl() override {
+    if (!finished_) {
+      set_->EndRestore(layout_, onto_local_copy_, std::move(restore_), started_,
+                       PartitionSet::Impl::RestoreEnd::kAbandoned)
+          .IgnoreError();
+    }
   }
-  TokenRange range;
-  range.floor = ordinal << 40;
-  range.limit = ordinal == kMaxClaimOrdinal ? 0 : (ordinal + 1) << 40;
-  return range;
+  ChangelogReplayer::Sink* sink() override { return &pinned_; }
+  absl::Status Finish() override {
+    if (finished_) return absl::FailedPreconditionError("the restore has ended");
+    finished_ = true;
+    return set_->EndRestore(
+        layout_, onto_local_copy_, std::move(restore_), started_,
+        pinned_.intact() ? PartitionSet::Impl::RestoreEnd::kFinished : PartitionSet::Impl::RestoreEnd::kDbLost);
+  }
+
+ private:
+  PartitionSet::Impl* const set_;
+  const PartitionLayout layout_;
+  const bool onto_local_copy_;
+  std::unique_ptr<ChangelogRestore> restore_;
+  PinnedSink pinned_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool finished_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<engine::RestoreSession>> PartitionSet::Impl::BeginRestore(const PartitionLayout& layout,
+                                                                                         bool onto_local_copy) {
+  if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+  if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0 || deactivating_.count(layout.name) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("partition '", layout.name, "' is active, being deactivated or being restored"));
+  }
+  if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Restore again later");
+  if (!onto_local_copy) {
+    if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
+  }
+  auto marker = markers_.find(layout.name);
+  if (onto_local_copy) {
+    if (marker == markers_.end() ||
+        (marker->second.state != CopyState::kClean && marker->second.state != CopyState::kRestored) ||
+        marker->second.families != layout.effect_families) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("partition '", layout.name, "' has no clean local copy with these families"));
+    }
+  }
+  absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> families =
+      PrepareFamilies(layout, onto_local_copy, CopyState::kRestoring);
+  if (!families.ok()) return families.status();
+  markers_[layout.name] = Marker{CopyState::kRestoring, {}, -1, layout.effect_families};
+  ChangelogRestore::Target target;
+  target.db = db_.get();
+  target.families = *families;
+  target.store_options = options_.store;
+  target.store_options.column_family = (*families)[0]->GetName();
+  target.scratch_dir = absl::StrCat(path_, "/restore-", ++restore_counter_);
+  target.onto_local_copy = onto_local_copy;
+  absl::StatusOr<std::unique_ptr<ChangelogRestore>> created = ChangelogRestore::Create(std::move(target));
+  if (!created.ok()) return created.status();
+  restoring_.insert(layout.name);
+  uint64_t generation = 0;
+  {
+    std::shared_lock<std::shared_mutex> pinned(pin_.mu);
+    generation = pin_.generation;
+  }
+  return std::make_unique<RestoreSessionImpl>(this, layout, onto_local_copy, *std::move(created), &pin_, generation);
+}
+
+absl::Status PartitionSet::Impl::EndRestore(const PartitionLayout& layout, bool onto_local_copy,
+                                            std::unique_ptr<ChangelogRestore> restore,
+                                            std::chrono::steady_clock::time_point started, RestoreEnd end) {
+  std::lock_guard<std::mutex> lock(mu_);
+  restoring_.erase(layout.name);
+  if (closed_) {
+    restore.reset();
+    return absl::FailedPreconditionError("the partition set was closed during the restore");
+  }
+  if (end != RestoreEnd::kFinished) {
+    DropFamilies(layout.name, layout.effect_families).IgnoreError();
+    if (onto_local_copy) ++stats_.local_copies_dropped;
+    if (end == RestoreEnd::kDbLost) {
+      return absl::UnavailableError("the partition set closed or reopened its DB during the restore");
+    }
+    return absl::AbortedError("the restore was abandoned");
+  }
+  Marker restored;
+  restored.state = CopyState::kRestored;
+  restored.families = layout.effect_families;
+  if (absl::Status s = WriteMarker(layout.name, restored); !s.ok()) return s;
+  markers_[layout.name] = restored;
+  ++(onto_local_copy ? stats_.catch_ups : stats_.restores);
+  stats_.records_restored += restore->entries_restored() + restore->batches_written();
+  stats_.restore_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<engine::RestoreSession>> engine::PartitionSetAccess::BeginRestore(
+    PartitionSet& set, const PartitionLayout& layout, bool onto_local_copy) {
+  return set.impl_->BeginRestore(layout, onto_local_copy);
 }
 
 absl::StatusOr<std::unique_ptr<PartitionSet>> PartitionSet::Open(const PartitionSetOptions& options,
@@ -1021,14 +794,28 @@ absl::Status PartitionSet::Deactivate(std::string_view name, KeepLocalCopy keep,
   return impl_->Deactivate(name, keep, changelog_offset);
 }
 absl::Status PartitionSet::DropLocalCopy(std::string_view name) { return impl_->DropLocalCopy(name); }
+namespace {
+
+absl::Status RunRestore(PartitionSet& set, const PartitionLayout& layout, bool onto_local_copy,
+                        const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
+  absl::StatusOr<std::unique_ptr<engine::RestoreSession>> session =
+      engine::PartitionSetAccess::BeginRestore(set, layout, onto_local_copy);
+  if (!session.ok()) return session.status();
+  absl::Status fed = feed((*session)->sink());
+  if (fed.ok()) fed = (*session)->Finish();
+  return fed;  // a session not finished is aborted as it goes: its families dropped
+}
+
+}  // namespace
+
 absl::Status PartitionSet::Restore(const PartitionLayout& layout,
                                    const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
-  return impl_->Restore(layout, feed, /*onto_local_copy=*/false);
+  return RunRestore(*this, layout, /*onto_local_copy=*/false, feed);
 }
 
 absl::Status PartitionSet::CatchUp(const PartitionLayout& layout,
                                    const std::function<absl::Status(ChangelogReplayer::Sink* sink)>& feed) {
-  return impl_->Restore(layout, feed, /*onto_local_copy=*/true);
+  return RunRestore(*this, layout, /*onto_local_copy=*/true, feed);
 }
 Partition* PartitionSet::Find(std::string_view name) const { return impl_->Find(name); }
 std::vector<std::string> PartitionSet::ActiveNames() const { return impl_->ActiveNames(); }

@@ -332,8 +332,19 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
   }
 }
 
-std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<const std::string_view> ids) {
+std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(
+    absl::Span<const std::string_view> ids, absl::Span<const std::optional<uint64_t>> fingerprints) {
   std::vector<absl::StatusOr<Reservation>> results(ids.size(), absl::UnknownError("not evaluated"));
+  if (!fingerprints.empty() && fingerprints.size() != ids.size()) {
+    for (auto& r : results) {
+      r = absl::InvalidArgumentError(absl::StrCat("ReserveBatch: ", fingerprints.size(), " fingerprints for ",
+                                                  ids.size(), " IDs (give one per ID, or none)"));
+    }
+    return results;
+  }
+  auto fingerprint_of = [&](size_t i) -> std::optional<uint64_t> {
+    return fingerprints.empty() ? std::nullopt : fingerprints[i];
+  };
   Operation op(*lifecycle_);
   if (!op.ok()) {
     for (auto& r : results) r = op.status();
@@ -368,7 +379,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
   std::vector<size_t> to_read;  // positions in firsts
   std::vector<Replaced> replaced(firsts.size());
   for (size_t k = 0; k < firsts.size(); ++k) {
-    if (std::optional<Reservation> answer = AnswerFromMemory(keys[k], std::nullopt, at, &replaced[k])) {
+    if (std::optional<Reservation> answer = AnswerFromMemory(keys[k], fingerprint_of(firsts[k]), at, &replaced[k])) {
       results[firsts[k]] = *std::move(answer);
     } else {
       to_read.push_back(k);
@@ -400,7 +411,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       continue;
     }
     // Only durable holds write: in-memory ones get no batch (and build no record key for it).
-    results[i] = Decide(keys[k], std::nullopt, options_.lease, lookup, at, replaced[k],
+    results[i] = Decide(keys[k], fingerprint_of(i), options_.lease, lookup, at, replaced[k],
                         holds_->persists_holds() ? &batch : nullptr);
     if (results[i].ok() && results[i]->verdict == Verdict::kReserved) reserved.push_back(k);
   }
@@ -429,6 +440,14 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(absl::Span<co
       continue;
     }
     Reservation repeat = *results[first];
+    // A repeat with another payload than the first's conflicts, as a Reserve of it would.
+    if (repeat.verdict == Verdict::kReserved || repeat.verdict == Verdict::kInFlight) {
+      if (std::optional<Reservation> conflict =
+              ConflictOf(fingerprint_of(i), fingerprint_of(first), repeat.deadline, {})) {
+        results[i] = *std::move(conflict);
+        continue;
+      }
+    }
     if (repeat.verdict == Verdict::kReserved) repeat = Reservation{Verdict::kInFlight, 0, repeat.deadline, {}, false};
     (repeat.verdict == Verdict::kDuplicate ? counters_.duplicate : counters_.in_flight)
         .fetch_add(1, std::memory_order_relaxed);

@@ -67,7 +67,8 @@ class Store::Impl {
   absl::Status ValidateCommit(std::string_view result, const rocksdb::WriteBatch* effects) const;
   absl::Status Release(std::string_view id, uint64_t token);
   absl::Status Extend(std::string_view id, uint64_t token);
-  std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);
+  std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids,
+                                                        absl::Span<const std::optional<uint64_t>> fingerprints);
   std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests);
   absl::StatusOr<std::vector<InDoubtReservation>> InDoubt(size_t limit) const;
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;

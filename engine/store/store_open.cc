@@ -287,7 +287,11 @@ absl::Status Store::ValidateCommit(std::string_view result, const rocksdb::Write
 absl::Status Store::Release(std::string_view id, uint64_t token) { return impl_->Release(id, token); }
 absl::Status Store::Extend(std::string_view id, uint64_t token) { return impl_->Extend(id, token); }
 std::vector<absl::StatusOr<Reservation>> Store::ReserveBatch(absl::Span<const std::string_view> ids) {
-  return impl_->ReserveBatch(ids);
+  return impl_->ReserveBatch(ids, {});
+}
+std::vector<absl::StatusOr<Reservation>> Store::ReserveBatch(absl::Span<const std::string_view> ids,
+                                                             absl::Span<const std::optional<uint64_t>> fingerprints) {
+  return impl_->ReserveBatch(ids, fingerprints);
 }
 std::vector<absl::Status> Store::CommitBatch(absl::Span<const CommitRequest> requests) {
   return impl_->CommitBatch(requests);

@@ -24,7 +24,7 @@
 #include "absl/time/clock.h"
 #include "examples/redis_streams/flags.h"
 #include "examples/redis_streams/layout.h"
-#include "idem/consumer.h"
+#include "idem/processor.h"
 #include "idem/redis_streams.h"
 #include "idem/store.h"
 #include "rocksdb/db.h"

@@ -74,8 +74,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "idem/consumer.h"
+#include "idem/partition_owner.h"
 #include "idem/partition_set.h"
+#include "idem/processor.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -268,22 +269,8 @@ struct KafkaRestoreResult {
 absl::StatusOr<KafkaRestoreResult> RestoreFromChangelog(const KafkaRestoreOptions& options, PartitionSet* set,
                                                         int32_t partition);
 
-// What an offset commit's metadata carries for a restore ("idem2 log=<end> snapshot=<offset>", a few
-// dozen bytes of Kafka's 4 KiB): the changelog's end (last acknowledged offset + 1) when the offset was
-// committed — a restore that finds the log ending below it refuses with kDataLoss (the topic was
-// recreated, renamed or truncated) — and the snapshot pointer, when a snapshot is complete in the log.
-// Fields a later release adds are ignored; metadata of the previous format ("idem1 snapshot=<offset>")
-// reads as log end = pointer + 1.
-struct CommitMetadata {
-  int64_t log_end = 0;
-  std::optional<int64_t> snapshot;
-};
-std::string EncodeCommitMetadata(const CommitMetadata& metadata);
-// nullopt for metadata that is not idem's (empty, or another tool's).
-std::optional<CommitMetadata> DecodeCommitMetadata(std::string_view metadata);
-// The snapshot pointer alone, in the previous format (still read), and from either format.
-std::string EncodeSnapshotPointer(int64_t changelog_offset);
-std::optional<int64_t> DecodeSnapshotPointer(std::string_view metadata);
+// What an offset commit's metadata carries for a restore: CommitMetadata (idem/partition_owner.h),
+// EncodeCommitMetadata / DecodeCommitMetadata.
 
 }  // namespace idem
 

@@ -49,8 +49,8 @@
 //                       deactivated; any call on a closed set.
 //   kUnavailable        Activate, Restore or CatchUp while a Resume reopens the DB (retry), a storage
 //                       error, or a DB down after one.
-//   kResourceExhausted  Activate while the set's open files are at half the soft descriptor limit
-//                       (PartitionSetOptions::raise_descriptor_limit).
+//   kResourceExhausted  Activate, or Restore into fresh families, while the set's open files are at half
+//                       the soft descriptor limit (PartitionSetOptions::raise_descriptor_limit).
 //   kNotFound           Deactivate of a partition that is not active; DropLocalCopy of a partition with
 //                       no local copy.
 //   Restore and CatchUp also return what `feed` returns (e.g. kAborted: a stale copy; kDataLoss: a log
@@ -81,6 +81,10 @@ class ColumnFamilyHandle;
 }  // namespace rocksdb
 
 namespace idem {
+
+namespace engine {
+struct PartitionSetAccess;  // the engine's own access (restore sessions, for idem/partition_owner.h)
+}  // namespace engine
 
 struct PartitionSetOptions {
   // What every partition's Store runs with (ttl, lease, durable_reservations, caches, limits, clock).
@@ -266,6 +270,7 @@ class PartitionSet {
   class Impl;
 
  private:
+  friend struct engine::PartitionSetAccess;
   explicit PartitionSet(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -37,7 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "idem/consumer.h"
+#include "idem/processor.h"
 
 namespace idem {
 

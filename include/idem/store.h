@@ -246,6 +246,12 @@ class Store {
   // the batch is kInFlight after its first occurrence. An ID-level error (e.g. too long) fails only its
   // element; a storage error fails every element that needed the write.
   std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids);
+  // With a payload fingerprint per ID (ReserveOptions::fingerprint; nullopt: none for that ID): an ID
+  // stored or held with another fingerprint answers kConflict, as Reserve does, and so does a repeat
+  // within the batch whose fingerprint differs from its first occurrence's. kInvalidArgument in every
+  // element when `fingerprints` is neither empty nor one per ID.
+  std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids,
+                                                        absl::Span<const std::optional<uint64_t>> fingerprints);
 
   // Deletes whatever the store holds for `id` (a reservation, a done record, or a record that no longer
   // decodes) so that the ID is new again. For operators (`idemctl forget`), never for normal

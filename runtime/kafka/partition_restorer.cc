@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,16 +10,6 @@
 
 namespace idem::kafka {
 namespace {
-
-uint64_t RandomClaimant() {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}() ^
-                             static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  std::lock_guard<std::mutex> lock(mu);
-  uint64_t v = 0;
-  while (v == 0) v = rng();
-  return v;
-}
 
 // Runs a blocking librdkafka call in slices of at most 200 ms until it answers something other than a
 // timeout, the job is cancelled (its partition revoked: the member may be closing, and a call on its
@@ -121,10 +110,10 @@ void PartitionRestorer::Loop() {
 }
 
 void PartitionRestorer::Run(RestoreJob& job) {
-  // Where the group says processing resumes, the snapshot pointer kept with it, and the highest log
-  // end anyone recorded: the restore must prove the log still reaches it.
-  std::optional<int64_t> pointer;
-  int64_t recorded_end = 0;
+  // What the member knows before it reads: where the group says processing resumes (with what the
+  // commit recorded of the log), its local copy, the changelog's watermarks. The plan is the
+  // partition layer's (idem/partition_owner.h); this side only reads and writes Kafka.
+  RestoreFacts facts;
   {
     PartitionList list = OnePartition(config_.input_topic, job.partition, RD_KAFKA_OFFSET_INVALID);
     const rd_kafka_resp_err_t err =
@@ -135,108 +124,81 @@ void PartitionRestorer::Run(RestoreJob& job) {
     }
     const rd_kafka_topic_partition_t& tp = list->elems[0];
     job.committed = tp.offset;
-    std::optional<CommitMetadata> metadata;
+    facts.position_committed = tp.offset >= 0;
     if (tp.metadata != nullptr && tp.metadata_size > 0) {
-      metadata = DecodeCommitMetadata(std::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
+      facts.committed = DecodeCommitMetadata(std::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
     }
-    if (metadata) {
-      pointer = metadata->snapshot;
-      recorded_end = metadata->log_end;
-    } else if (tp.offset >= 0) {
-      // Offsets committed with no record of the log's end (another tool, or a group that ran without
-      // a changelog): something was processed, so an empty log cannot hold it.
-      recorded_end = 1;
-    }
-    job.pointer = pointer;
+    if (facts.committed) job.pointer = facts.committed->snapshot;
   }
-  std::optional<LocalCopy> copy;
   for (LocalCopy& c : set_->LocalCopies()) {
-    if (c.layout.name == job.layout.name) copy = std::move(c);
+    if (c.layout.name == job.layout.name) facts.copy = std::move(c);
   }
-  // A kept copy noted the offset its claim had in the log: the log reached it.
-  if (copy && copy->changelog_offset >= 0) recorded_end = std::max(recorded_end, copy->changelog_offset + 1);
+  facts.has_changelog = !config_.changelog_topic.empty();
+  facts.may_use_copy = job.claim_it;
+  facts.from_log_start = job.from_log_start;
 
-  if (config_.changelog_topic.empty()) {
-    // No changelog: the state is this member's own, if it has a clean copy.
-    job.how = copy && copy->clean ? "local copy (no changelog)" : "empty (no changelog)";
-    if (!(copy && copy->clean)) {
-      if (copy) set_->DropLocalCopy(job.layout.name).IgnoreError();
-      job.status = set_->Restore(job.layout, [](ChangelogReplayer::Sink*) { return absl::OkStatus(); });
-    } else {
-      job.status = absl::OkStatus();
+  if (!facts.has_changelog) {
+    const RestorePlan plan = *PlanRestore(job.layout, facts);  // never refused without a changelog
+    job.how = plan.Describe();
+    job.status = absl::OkStatus();
+    if (plan.from == RestorePlan::From::kEmpty) {
+      absl::StatusOr<std::unique_ptr<PartitionRestore>> restore = PartitionRestore::Begin(set_, job.layout, plan);
+      job.status = restore.ok() ? (*restore)->Finish() : restore.status();
     }
-    job.claim = {copy ? copy->claim.ordinal + 1 : 1, RandomClaimant()};
+    job.claim = NextClaim(plan.copy_claim);
     return;
   }
 
-  int64_t low = 0, high = 0;
-  auto watermarks = [&] {
-    return Sliced(job, config_.timeout, [&](int ms) {
-      return rd_kafka_query_watermark_offsets(reader_.get(), config_.changelog_topic.c_str(), job.partition, &low,
-                                              &high, ms);
+  auto plan = [&]() -> absl::StatusOr<RestorePlan> {
+    const rd_kafka_resp_err_t err = Sliced(job, config_.timeout, [&](int ms) {
+      return rd_kafka_query_watermark_offsets(reader_.get(), config_.changelog_topic.c_str(), job.partition,
+                                              &facts.log_start, &facts.log_end, ms);
     });
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(err, "reading the changelog's watermarks");
+    absl::StatusOr<RestorePlan> planned = PlanRestore(job.layout, facts);
+    if (!planned.ok()) {
+      return absl::Status(planned.status().code(), absl::StrCat("changelog ", config_.changelog_topic, "/",
+                                                                job.partition, ": ", planned.status().message()));
+    }
+    return planned;
   };
-  if (rd_kafka_resp_err_t err = watermarks(); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    job.status = KafkaError(err, "reading the changelog's watermarks");
+  absl::StatusOr<RestorePlan> planned = plan();
+  if (!planned.ok()) {
+    job.status = planned.status();
     return;
   }
-
-  // Before anything is read or dropped: a log that ends below what was recorded (recreated, renamed,
-  // truncated) would restore a state that forgot committed IDs.
-  if (absl::Status s = CheckRestorable(std::nullopt, recorded_end, low, high); !s.ok()) {
-    job.status = absl::DataLossError(
-        absl::StrCat(job.layout.name, ": changelog ", config_.changelog_topic, "/", job.partition, ": ", s.message()));
-    return;
-  }
-  if (job.claim_it && copy && copy->clean && copy->claim.ordinal > 0 && copy->changelog_offset >= low &&
-      copy->changelog_offset <= high && copy->layout.effect_families == job.layout.effect_families &&
-      (!pointer || *pointer < copy->changelog_offset)) {
-    const absl::Status s = set_->CatchUp(job.layout, [&](ChangelogReplayer::Sink* sink) {
-      ChangelogReplayer replayer(copy->claim, sink);
-      return Replay(job, replayer, copy->changelog_offset, high, job.claim_it);
-    });
-    if (s.ok()) {
-      job.caught_up = true;
-      job.how = absl::StrCat("local copy + ", high - copy->changelog_offset, " records of changelog tail");
-      job.status = s;
-      return;
-    }
-    if (job.cancel || job.claim_lost) {
+  if (planned->from == RestorePlan::From::kLocalCopy) {
+    const absl::Status s = Replay(job, *planned);
+    if (s.ok() || job.cancel || job.claim_lost) {
+      job.caught_up = s.ok();
+      job.how = planned->Describe();
       job.status = s;
       return;
     }
     if (log_) log_(absl::StrCat(job.layout.name, ": local copy not used (", s.ToString(), "); restoring"));
-    // The refused copy was dropped; the watermarks may have moved on.
-    if (rd_kafka_resp_err_t err = watermarks(); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      job.status = KafkaError(err, "reading the changelog's watermarks");
+    // The refused copy was dropped (it still proves the log's end it noted); the watermarks may have
+    // moved on.
+    facts.may_use_copy = false;
+    planned = plan();
+    if (!planned.ok()) {
+      job.status = planned.status();
       return;
     }
   }
-  if (job.from_log_start) pointer.reset();
-  if (absl::Status s = CheckRestorable(pointer, recorded_end, low, high); !s.ok()) {
-    job.status = absl::DataLossError(absl::StrCat(job.layout.name, ": ", s.message()));
-    return;
-  }
-  job.status = set_->Restore(job.layout, [&](ChangelogReplayer::Sink* sink) {
-    ChangelogReplayer replayer(pointer ? ChangelogReplayer::Start::kSnapshot : ChangelogReplayer::Start::kLogStart,
-                               sink);
-    return Replay(job, replayer, pointer.value_or(0), high, job.claim_it);
-  });
-  job.how = pointer ? absl::StrCat("snapshot at changelog offset ", *pointer, " + tail to ", high)
-                    : absl::StrCat("changelog from its start, ", high, " records");
+  job.status = Replay(job, *planned);
+  job.how = planned->Describe();
 }
 
-absl::Status PartitionRestorer::Replay(RestoreJob& job, ChangelogReplayer& replayer, int64_t from, int64_t high,
-                                       bool claim) {
-  if (absl::Status s = ReadRange(job, replayer, from, high); !s.ok()) return s;
-  if (claim) {
-    const ClaimId mine{replayer.current_claim().ordinal + 1, RandomClaimant()};
-    ChangelogRecord record;
-    record.type = ChangelogRecord::Type::kClaim;
-    record.claim = mine;
+absl::Status PartitionRestorer::Replay(RestoreJob& job, const RestorePlan& plan) {
+  absl::StatusOr<std::unique_ptr<PartitionRestore>> began = PartitionRestore::Begin(set_, job.layout, plan);
+  if (!began.ok()) return began.status();
+  PartitionRestore& restore = **began;
+  if (absl::Status s = ReadRange(job, restore, plan.read_from, plan.read_until); !s.ok()) return s;
+  if (job.claim_it) {
     auto waiter = std::make_shared<DeliveryWaiter>();
-    if (absl::Status s = producer_->Produce(config_.changelog_topic, job.partition, EncodeChangelogRecord(record),
-                                            job.track, RecordKind::kClaim, waiter);
+    if (absl::Status s =
+            producer_->Produce(config_.changelog_topic, job.partition, EncodeChangelogRecord(restore.Claim()),
+                               job.track, RecordKind::kClaim, waiter);
         !s.ok()) {
       return s;
     }
@@ -250,26 +212,25 @@ absl::Status PartitionRestorer::Replay(RestoreJob& job, ChangelogReplayer& repla
     const absl::StatusOr<int64_t>& offset = *acked;
     if (!offset.ok()) return offset.status();
     // What others wrote between the end we read to and our claim counts before it.
-    if (absl::Status s = ReadRange(job, replayer, std::max(replayer.last_offset() + 1, high), *offset + 1); !s.ok()) {
+    if (absl::Status s =
+            ReadRange(job, restore, std::max(restore.replayer().last_offset() + 1, plan.read_until), *offset + 1);
+        !s.ok()) {
       return s;
     }
-    if (replayer.current_claim() != mine) {
-      job.claim_lost = true;
-      return absl::AbortedError(absl::StrCat("claim ", mine.ordinal, " at changelog offset ", *offset,
-                                             " lost: another member claimed ordinal ", replayer.current_claim().ordinal,
-                                             " first"));
+    if (absl::Status s = restore.Claimed(*offset); !s.ok()) {
+      job.claim_lost = s.code() == absl::StatusCode::kAborted;
+      return s;
     }
-    job.claim = mine;
-    job.claim_offset = *offset;
-  } else {
-    job.claim = replayer.current_claim();
   }
-  job.batches_fenced = replayer.batches_fenced();
-  job.batches_after_gap = replayer.batches_after_gap();
-  return replayer.Finish();
+  job.batches_fenced = restore.replayer().batches_fenced();
+  job.batches_after_gap = restore.replayer().batches_after_gap();
+  if (absl::Status s = restore.Finish(); !s.ok()) return s;
+  job.claim = restore.claim();
+  job.claim_offset = restore.claim_offset();
+  return absl::OkStatus();
 }
 
-absl::Status PartitionRestorer::ReadRange(RestoreJob& job, ChangelogReplayer& replayer, int64_t from, int64_t until) {
+absl::Status PartitionRestorer::ReadRange(RestoreJob& job, PartitionRestore& restore, int64_t from, int64_t until) {
   if (from >= until) return absl::OkStatus();
   PartitionList list = OnePartition(config_.changelog_topic, job.partition, from);
   if (rd_kafka_resp_err_t err = rd_kafka_assign(reader_.get(), list.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -301,7 +262,7 @@ absl::Status PartitionRestorer::ReadRange(RestoreJob& job, ChangelogReplayer& re
       continue;
     }
     if (m->offset < next) continue;
-    if (absl::Status s = replayer.Feed(m->offset, std::string_view(static_cast<const char*>(m->payload), m->len));
+    if (absl::Status s = restore.Feed(m->offset, std::string_view(static_cast<const char*>(m->payload), m->len));
         !s.ok()) {
       return s;
     }

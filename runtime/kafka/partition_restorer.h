@@ -1,12 +1,8 @@
-// The restore thread: for an input partition just assigned, rebuilds its partition of the set from the
-// changelog and claims it, while the input partition stays paused. In order of cost:
-//   1. its clean local copy, caught up with the log from the offset noted when it was kept (its
-//      owner's claim), when no snapshot newer than that is pointed to; a stale copy is dropped;
-//   2. the snapshot the input's committed metadata points to, then the log's tail;
-//   3. the log from its first record, if nothing was ever removed from it.
-// Then the claim: {last ordinal that counted + 1, a random claimant}, produced and read back, applying
-// what other writers put in the log before it; a claim of the same ordinal first means it lost.
-// A log that no longer holds what must be read is kDataLoss, never an empty restore.
+// The restore thread: for an input partition just assigned, the Kafka I/O of taking it while the input
+// partition stays paused — the committed offset and its metadata, the changelog's watermarks, its
+// records fed in order, the claim produced and read back. What to read, what a record means and
+// whether the claim counted are the partition layer's (idem/partition_owner.h: PlanRestore,
+// PartitionRestore); a local copy refused as stale is dropped and the partition restored instead.
 #ifndef IDEM_RUNTIME_KAFKA_PARTITION_RESTORER_H_
 #define IDEM_RUNTIME_KAFKA_PARTITION_RESTORER_H_
 
@@ -23,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "idem/changelog.h"
+#include "idem/partition_owner.h"
 #include "idem/partition_set.h"
 #include "runtime/kafka/changelog_producer.h"
 #include "runtime/kafka/kafka_client.h"
@@ -75,10 +72,11 @@ class PartitionRestorer {
   PartitionRestorer() = default;
   void Loop();
   void Run(RestoreJob& job);
-  // Reads the changelog partition from `from` until `until` (exclusive; -1: its end when the read
-  // started), feeding `replayer`; then, when `claim` is set, produces it and reads on through it.
-  absl::Status Replay(RestoreJob& job, ChangelogReplayer& replayer, int64_t from, int64_t high, bool claim);
-  absl::Status ReadRange(RestoreJob& job, ChangelogReplayer& replayer, int64_t from, int64_t until);
+  // Runs `plan` (idem/partition_owner.h): reads the changelog from plan.read_from to its end into a
+  // PartitionRestore; then, when the job claims, produces the claim and reads on through it.
+  absl::Status Replay(RestoreJob& job, const RestorePlan& plan);
+  // Feeds `restore` the changelog partition's records from `from` until `until` (exclusive).
+  absl::Status ReadRange(RestoreJob& job, PartitionRestore& restore, int64_t from, int64_t until);
 
   Config config_;
   PartitionSet* set_ = nullptr;

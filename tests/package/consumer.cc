@@ -1,7 +1,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "idem/consumer.h"
+#include "idem/processor.h"
 #include "idem/store.h"
 #include "idem/version.h"
 
