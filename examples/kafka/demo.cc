@@ -9,7 +9,7 @@
 //
 //   kafka_demo [--events=N] [--accounts=N] [--dir=PATH]      the orchestrator (mock cluster in-process);
 //                                                             it works in PATH/idem-kafka-demo-<pid>, its own
-//   kafka_demo member --bootstrap=... --state=...            one member (examples/kafka/member.h)
+//   kafka_demo member --bootstrap=... --state=...            one member (testing/kafka_member.h)
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -26,10 +26,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "examples/kafka/ledger.h"
-#include "examples/kafka/member.h"
 #include "examples/redis_streams/flags.h"
 #include "idem/kafka_mock.h"
+#include "testing/kafka_ledger.h"
+#include "testing/kafka_member.h"
 
 extern char** environ;
 
