@@ -28,10 +28,10 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "examples/kafka/ledger.h"
 #include "idem/kafka.h"
 #include "idem/kafka_mock.h"
 #include "idem/partition_set.h"
+#include "testing/kafka_ledger.h"
 
 namespace idem::bench {
 namespace {

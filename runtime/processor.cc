@@ -77,13 +77,13 @@ class Processor::Impl {
     return out;
   }
 
-  std::vector<HandleResult> HandleBatch(absl::Span<const Event> events, const Handler& handler) {
+  std::vector<HandleResult> HandleBatch(absl::Span<const Event> events, const Handler& handler, int64_t tag) {
     const auto start = std::chrono::steady_clock::now();
     std::vector<HandleResult> out(events.size());
     if (paused_.load()) {
       for (auto& r : out) r = Paused();
     } else {
-      HandleMany(events, handler, &out);
+      HandleMany(events, handler, tag, &out);
     }
     const uint64_t each = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count() /
@@ -255,7 +255,7 @@ class Processor::Impl {
     return AfterCommit(id, r->token, committed, *std::move(result));
   }
 
-  void HandleMany(absl::Span<const Event> events, const Handler& handler, std::vector<HandleResult>* out) {
+  void HandleMany(absl::Span<const Event> events, const Handler& handler, int64_t tag, std::vector<HandleResult>* out) {
     // Copies, as in HandleOne: handlers may change the caller's buffers.
     std::vector<std::string> ids;
     ids.reserve(events.size());
@@ -293,7 +293,7 @@ class Processor::Impl {
       committing.push_back(i);
     }
     if (commits.empty()) return;
-    std::vector<absl::Status> committed = store_->CommitBatch(commits);
+    std::vector<absl::Status> committed = store_->CommitBatch(commits, tag);
     for (size_t k = 0; k < committing.size(); ++k) {
       const size_t i = committing[k];
       (*out)[i] = AfterCommit(ids[i], commits[k].token, committed[k], results[i]);
@@ -420,7 +420,11 @@ Processor::Processor(Store* store, ProcessorOptions options) : impl_(std::make_u
 Processor::~Processor() = default;
 HandleResult Processor::Handle(const Event& event, const Handler& handler) { return impl_->Handle(event, handler); }
 std::vector<HandleResult> Processor::HandleBatch(absl::Span<const Event> events, const Handler& handler) {
-  return impl_->HandleBatch(events, handler);
+  return impl_->HandleBatch(events, handler, -1);
+}
+std::vector<HandleResult> Processor::HandleBatch(absl::Span<const Event> events, const Handler& handler,
+                                                 int64_t commit_tag) {
+  return impl_->HandleBatch(events, handler, commit_tag);
 }
 bool Processor::healthy() const { return impl_->healthy(); }
 absl::Status Processor::AwaitHealthy(absl::Duration timeout) { return impl_->AwaitHealthy(timeout); }

@@ -193,15 +193,19 @@ absl::Status CheckRestorable(std::optional<int64_t> pointer, int64_t recorded_en
                                                    log_end_offset, ", recorded end ", recorded_end,
                                                    pointer ? absl::StrCat(", pointer ", *pointer) : ""));
   }
-  const int64_t needed = std::max(recorded_end, pointer ? *pointer + 1 : 0);
-  if (log_end_offset < needed) {
-    return absl::DataLossError(absl::StrCat(
-        "the changelog ends at offset ", log_end_offset, " but offset ", needed - 1,
-        " was recorded as written (by the group's committed offsets, a local copy or a snapshot pointer): the "
-        "log was recreated, renamed or truncated; restoring would silently forget committed IDs and apply their "
-        "redeliveries again"));
+  if (absl::Status s = CheckLogEnd(std::max(recorded_end, pointer ? *pointer + 1 : 0), log_end_offset); !s.ok()) {
+    return s;
   }
   return CheckReplayable(pointer, log_start_offset);
+}
+
+absl::Status CheckLogEnd(int64_t recorded_end, int64_t log_end_offset) {
+  if (log_end_offset >= recorded_end) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat(
+      "the changelog ends at offset ", log_end_offset, " but offset ", recorded_end - 1,
+      " was recorded as written (by the group's committed offsets, a local copy or a snapshot pointer): the "
+      "log was recreated, renamed or truncated; restoring would silently forget committed IDs and apply their "
+      "redeliveries again"));
 }
 
 absl::Status CheckReplayable(std::optional<int64_t> pointer, int64_t log_start_offset) {

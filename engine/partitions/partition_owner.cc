@@ -112,7 +112,13 @@ absl::StatusOr<RestorePlan> PlanRestore(const PartitionLayout& layout, const Res
   plan.read_until = facts.log_end;
   // Before anything is read or dropped: a log that ends below what was recorded (recreated, renamed,
   // truncated) would restore a state that forgot committed IDs.
-  if (absl::Status s = CheckRestorable(std::nullopt, plan.recorded_end, facts.log_start, facts.log_end); !s.ok()) {
+  // (Only the end here: where the log starts matters once the start of the read is chosen — a local
+  // copy or a snapshot may not need what retention removed.)
+  if (facts.log_start < 0 || facts.log_end < facts.log_start) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(layout.name, ": a log from ", facts.log_start, " to ", facts.log_end));
+  }
+  if (absl::Status s = CheckLogEnd(plan.recorded_end, facts.log_end); !s.ok()) {
     return absl::DataLossError(absl::StrCat(layout.name, ": ", s.message()));
   }
   if (facts.may_use_copy && copy && copy->clean && copy->claim.ordinal > 0 &&
@@ -238,13 +244,13 @@ ClaimId PartitionRestore::claim() const {
   return plan_.from == RestorePlan::From::kEmpty ? plan_.copy_claim : replayer_.current_claim();
 }
 
-ChangelogRecord ClaimBatches::Next(const PartitionCommit& commit, int64_t input_offset) {
+ChangelogRecord ClaimBatches::Next(const PartitionCommit& commit) {
   ChangelogRecord record;
   record.type = ChangelogRecord::Type::kBatch;
   record.claim = claim_;
   record.sequence = commit.sequence;
   record.previous_sequence = previous_;
-  record.input_offset = input_offset;
+  record.input_offset = commit.tag;
   record.ops = *commit.ops;
   previous_ = commit.sequence;
   return record;

@@ -12,6 +12,7 @@
 #include "engine/db/rocksdb_options.h"
 #include "engine/store/batch_concat.h"
 #include "engine/store/effects_check.h"
+#include "engine/store/latency_timer.h"
 #include "engine/store/perf_counters.h"
 #include "engine/store/store_impl.h"
 #include "rocksdb/write_batch.h"
@@ -26,20 +27,6 @@ using engine::RecordState;
 using engine::ToMicros;
 
 namespace {
-
-class LatencyTimer {
- public:
-  explicit LatencyTimer(LatencyHistogram* histogram)
-      : histogram_(histogram), start_(std::chrono::steady_clock::now()) {}
-  ~LatencyTimer() {
-    histogram_->Record(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count()));
-  }
-
- private:
-  LatencyHistogram* histogram_;
-  std::chrono::steady_clock::time_point start_;
-};
 
 // Scratch space for encoding a record and for a single-record write, reused by the thread so that a
 // Commit allocates nothing for them (a cleared WriteBatch keeps its buffer).
@@ -147,11 +134,12 @@ uint64_t SequenceOf(const rocksdb::WriteBatch& batch) {
 }
 }  // namespace
 
-absl::Status Store::Impl::WriteCommitted(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id) {
+absl::Status Store::Impl::WriteCommitted(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id,
+                                         int64_t tag) {
   if (!options_.commit_hook) return Write(batch, verb, id);
   util::MutexLock order(&commit_order_mu_);
   absl::Status s = Write(batch, verb, id);
-  if (s.ok()) options_.commit_hook(CommittedWrite{batch, SequenceOf(*batch)});
+  if (s.ok()) options_.commit_hook(CommittedWrite{batch, SequenceOf(*batch), tag});
   return s;
 }
 
@@ -311,7 +299,7 @@ absl::StatusOr<Reservation> Store::Impl::Reserve(std::string_view id, const Rese
   Operation op(*lifecycle_);
   if (!op.ok()) return op.status();
   engine::QuietPerfCounters quiet;
-  LatencyTimer timer(&reserve_latency_);
+  engine::LatencyTimer timer(&reserve_latency_);
   const engine::IdKey key = engine::KeyLocks::KeyOf(id);
   std::unique_lock<std::mutex> lock(locks_.At(key.stripe)->native());
   std::optional<std::chrono::steady_clock::time_point> give_up;  // read only when the caller waits
@@ -351,7 +339,7 @@ std::vector<absl::StatusOr<Reservation>> Store::Impl::ReserveBatch(
     return results;
   }
   engine::QuietPerfCounters quiet;
-  LatencyTimer timer(&reserve_latency_);
+  engine::LatencyTimer timer(&reserve_latency_);
 
   // The first occurrence of each valid ID is evaluated; later occurrences answer from the first.
   std::vector<size_t> firsts;  // indices into ids
@@ -540,7 +528,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   if (!op.ok()) return op.status();
   if (absl::Status s = CheckEffectsOf(request); !s.ok()) return s;
   engine::QuietPerfCounters quiet;
-  LatencyTimer timer(&commit_latency_);
+  engine::LatencyTimer timer(&commit_latency_);
   const engine::IdKey key = engine::KeyLocks::KeyOf(id);
   util::MutexLock lock(locks_.At(key.stripe));
   const Instant at = Clocks();
@@ -583,7 +571,7 @@ absl::Status Store::Impl::Commit(std::string_view id, uint64_t token, std::strin
   return absl::OkStatus();
 }
 
-std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitRequest> requests) {
+std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitRequest> requests, int64_t tag) {
   std::vector<absl::Status> results(requests.size());
   Operation op(*lifecycle_);
   if (!op.ok()) {
@@ -591,7 +579,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
     return results;
   }
   engine::QuietPerfCounters quiet;
-  LatencyTimer timer(&commit_latency_);
+  engine::LatencyTimer timer(&commit_latency_);
   std::vector<engine::IdKey> keys(requests.size());
   std::vector<size_t> valid;
   absl::flat_hash_map<absl::string_view, size_t> seen;
@@ -633,7 +621,7 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   if (to_commit.empty()) return results;
   all.Append(markers);
   rocksdb::WriteBatch batch = all.Finish();
-  if (absl::Status s = WriteCommitted(&batch, "committing a batch including", requests[to_commit[0].first].id);
+  if (absl::Status s = WriteCommitted(&batch, "committing a batch including", requests[to_commit[0].first].id, tag);
       !s.ok()) {
     for (const auto& [i, done] : to_commit) {
       results[i] = s;
@@ -645,33 +633,8 @@ std::vector<absl::Status> Store::Impl::CommitBatch(absl::Span<const CommitReques
   return results;
 }
 
-absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
-  if (absl::Status s = CheckId(id); !s.ok()) return s;
-  if (absl::Status s = CheckToken(token); !s.ok()) return s;
-  Operation op(*lifecycle_);
-  if (!op.ok()) return op.status();
-  engine::QuietPerfCounters quiet;
-  const engine::IdKey key = engine::KeyLocks::KeyOf(id);
-  util::MutexLock lock(locks_.At(key.stripe));
-
-  absl::StatusOr<Hold> hold = FindHold(key, token, "release", Clocks());
-  if (!hold.ok()) return hold.status();
-  if (hold->done) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot release '", util::Printable(id), "': already committed"));
-  }
-  if (!hold->in_table || holds_->persists_holds()) {
-    rocksdb::WriteBatch batch;
-    batch.Delete(cf(), engine::RecordKey(layout_, id, key.hash).slice());
-    // Outcome unknown: the hold stays, and its record may still be there; a retried Release finds it.
-    if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
-  }
-  holds_->Drop(key);
-  locks_.Changed(key.stripe).notify_all();
-  counters_.released.fetch_add(1, std::memory_order_relaxed);
-  return absl::OkStatus();
-}
-
-absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
+template <typename Step>
+absl::Status Store::Impl::OnHold(std::string_view id, uint64_t token, std::string_view verb, Step&& step) {
   if (absl::Status s = CheckId(id); !s.ok()) return s;
   if (absl::Status s = CheckToken(token); !s.ok()) return s;
   Operation op(*lifecycle_);
@@ -680,29 +643,50 @@ absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
   const engine::IdKey key = engine::KeyLocks::KeyOf(id);
   util::MutexLock lock(locks_.At(key.stripe));
   const Instant at = Clocks();
-
-  absl::StatusOr<Hold> hold = FindHold(key, token, "extend", at);
+  absl::StatusOr<Hold> hold = FindHold(key, token, verb, at);
   if (!hold.ok()) return hold.status();
   if (hold->done) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot extend '", util::Printable(id), "': already committed"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot ", util::ToAbsl(verb), " '", util::Printable(id), "': already committed"));
   }
-  const absl::Time deadline = at.now + options_.lease;
-  if (!hold->in_table || holds_->persists_holds()) {
-    Record renewed = hold->record;
-    if (hold->in_table) {  // this process's durable reservation: its record is what the table holds
-      renewed.state = RecordState::kReserved;
-      renewed.token = token;
-      renewed.fingerprint = hold->fingerprint;
+  return step(key, *hold, at);
+}
+
+absl::Status Store::Impl::Release(std::string_view id, uint64_t token) {
+  return OnHold(id, token, "release", [&](const engine::IdKey& key, const Hold& hold, const Instant&) {
+    if (!hold.in_table || holds_->persists_holds()) {
+      rocksdb::WriteBatch batch;
+      batch.Delete(cf(), engine::RecordKey(layout_, id, key.hash).slice());
+      // Outcome unknown: the hold stays, and its record may still be there; a retried Release finds it.
+      if (absl::Status s = Write(&batch, "releasing", id); !s.ok()) return s;
     }
-    renewed.deadline_us = ToMicros(deadline);
-    rocksdb::WriteBatch batch;
-    batch.Put(cf(), engine::RecordKey(layout_, id, key.hash).slice(), engine::EncodeRecord(renewed));
-    if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
-    expiry_.NoteDeadline(renewed.deadline_us);
-  }
-  if (hold->in_table) holds_->Renew(key, deadline, at.monotonic);
-  counters_.extended.fetch_add(1, std::memory_order_relaxed);
-  return absl::OkStatus();
+    holds_->Drop(key);
+    locks_.Changed(key.stripe).notify_all();
+    counters_.released.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Store::Impl::Extend(std::string_view id, uint64_t token) {
+  return OnHold(id, token, "extend", [&](const engine::IdKey& key, const Hold& hold, const Instant& at) {
+    const absl::Time deadline = at.now + options_.lease;
+    if (!hold.in_table || holds_->persists_holds()) {
+      Record renewed = hold.record;
+      if (hold.in_table) {  // this process's durable reservation: its record is what the table holds
+        renewed.state = RecordState::kReserved;
+        renewed.token = token;
+        renewed.fingerprint = hold.fingerprint;
+      }
+      renewed.deadline_us = ToMicros(deadline);
+      rocksdb::WriteBatch batch;
+      batch.Put(cf(), engine::RecordKey(layout_, id, key.hash).slice(), engine::EncodeRecord(renewed));
+      if (absl::Status s = Write(&batch, "extending", id); !s.ok()) return s;
+      expiry_.NoteDeadline(renewed.deadline_us);
+    }
+    if (hold.in_table) holds_->Renew(key, deadline, at.monotonic);
+    counters_.extended.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace idem

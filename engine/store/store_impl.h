@@ -69,7 +69,7 @@ class Store::Impl {
   absl::Status Extend(std::string_view id, uint64_t token);
   std::vector<absl::StatusOr<Reservation>> ReserveBatch(absl::Span<const std::string_view> ids,
                                                         absl::Span<const std::optional<uint64_t>> fingerprints);
-  std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests);
+  std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests, int64_t tag);
   absl::StatusOr<std::vector<InDoubtReservation>> InDoubt(size_t limit) const;
   absl::StatusOr<RecordInfo> Peek(std::string_view id) const;
   absl::Status Forget(std::string_view id);
@@ -158,6 +158,10 @@ class Store::Impl {
                                         absl::Time deadline, std::string_view result);
   // REQUIRES: stripe held. Finds the reservation `token` holds on the ID; kAborted if it holds none.
   absl::StatusOr<Hold> FindHold(const engine::IdKey& key, uint64_t token, std::string_view verb, const Instant& at);
+  // The start of Release and Extend: the ID and token checked, the DB pinned, the ID's stripe locked,
+  // the hold of `token` found and not yet committed; then `step(key, hold, at)` with all of it held.
+  template <typename Step>
+  absl::Status OnHold(std::string_view id, uint64_t token, std::string_view verb, Step&& step);
   // REQUIRES: stripe held. One check-and-reserve attempt (writing a durable reservation).
   absl::StatusOr<Reservation> ReserveLocked(const engine::IdKey& key, const std::optional<uint64_t>& fingerprint,
                                             absl::Duration lease, const Instant& at);
@@ -170,7 +174,7 @@ class Store::Impl {
   absl::Status Write(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
   // Write for a batch that changes what is committed (Commit, CommitBatch, Forget): with a commit hook,
   // the write and the hook run under commit_order_mu_, so the hook sees the writes in WAL order.
-  absl::Status WriteCommitted(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id);
+  absl::Status WriteCommitted(rocksdb::WriteBatch* batch, std::string_view verb, std::string_view id, int64_t tag = -1);
   absl::Status StorageError(const rocksdb::Status& status, std::string_view context);
   // The store's clocks, read once (engine/store_time.h): every decision of a call uses this reading.
   Instant Clocks() const { return Instant{time_->Now(*clock_), time_->Monotonic(*clock_)}; }

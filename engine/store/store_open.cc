@@ -294,7 +294,10 @@ std::vector<absl::StatusOr<Reservation>> Store::ReserveBatch(absl::Span<const st
   return impl_->ReserveBatch(ids, fingerprints);
 }
 std::vector<absl::Status> Store::CommitBatch(absl::Span<const CommitRequest> requests) {
-  return impl_->CommitBatch(requests);
+  return impl_->CommitBatch(requests, -1);
+}
+std::vector<absl::Status> Store::CommitBatch(absl::Span<const CommitRequest> requests, int64_t tag) {
+  return impl_->CommitBatch(requests, tag);
 }
 absl::StatusOr<std::vector<InDoubtReservation>> Store::InDoubt(size_t limit) const { return impl_->InDoubt(limit); }
 absl::StatusOr<RecordInfo> Store::Peek(std::string_view id) const { return impl_->Peek(id); }

@@ -9,7 +9,7 @@
 //
 //   kafka_demo [--events=N] [--accounts=N] [--dir=PATH]      the orchestrator (mock cluster in-process);
 //                                                             it works in PATH/idem-kafka-demo-<pid>, its own
-//   kafka_demo member --bootstrap=... --state=...            one member (examples/kafka/member.h)
+//   kafka_demo member --bootstrap=... --state=...            one member (testing/kafka_member.h)
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -26,10 +26,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "examples/kafka/ledger.h"
-#include "examples/kafka/member.h"
-#include "examples/redis_streams/flags.h"
 #include "idem/kafka_mock.h"
+#include "testing/flags.h"
+#include "testing/kafka_ledger.h"
+#include "testing/kafka_member.h"
 
 extern char** environ;
 
@@ -298,7 +298,7 @@ int main(int argc, char** argv) {
   app.add_option("--events", events, "deposits to produce");
   app.add_option("--accounts", accounts, "accounts they go to");
   app.add_option("--dir", dir, "where the run makes its working directory (default: the temp dir)");
-  if (int code = idem::example::ParseFlags(app, argc, argv); code >= 0) return code;
+  if (int code = idem::flags::Parse(app, argc, argv); code >= 0) return code;
   setvbuf(stdout, nullptr, _IOLBF, 0);
   return Orchestrate(events, accounts, dir);
 }

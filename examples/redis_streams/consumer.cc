@@ -22,7 +22,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
-#include "examples/redis_streams/flags.h"
 #include "examples/redis_streams/layout.h"
 #include "idem/processor.h"
 #include "idem/redis_streams.h"
@@ -30,6 +29,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "testing/fault_fs.h"
+#include "testing/flags.h"
 
 namespace {
 
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   app.add_option("--fault-after", fault_after, "... after this many events");
   app.add_option("--fault-ms", fault_ms, "... for this long");
   app.add_option("--batch", batch, "events read per XREADGROUP");
-  if (const int exit_code = idem::example::ParseFlags(app, argc, argv); exit_code >= 0) return exit_code;
+  if (const int exit_code = idem::flags::Parse(app, argc, argv); exit_code >= 0) return exit_code;
   const absl::Duration lease = absl::Milliseconds(lease_ms);
   const absl::Duration fault_for = absl::Milliseconds(fault_ms);
   const std::string name = "consumer-" + std::to_string(partition);

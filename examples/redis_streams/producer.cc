@@ -6,9 +6,9 @@
 #include <map>
 #include <string>
 
-#include "examples/redis_streams/flags.h"
 #include "examples/redis_streams/layout.h"
 #include "idem/redis_streams.h"
+#include "testing/flags.h"
 
 using idem::RedisConnection;
 
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   app.add_option("--resend", resend, "share of events sent again (an at-least-once producer)");
   app.add_option("--accounts", accounts, "accounts the events credit");
   app.add_option("--poison", poison, "events no handler can process (dead-lettered)");
-  if (const int exit_code = idem::example::ParseFlags(app, argc, argv); exit_code >= 0) return exit_code;
+  if (const int exit_code = idem::flags::Parse(app, argc, argv); exit_code >= 0) return exit_code;
   RedisConnection redis("127.0.0.1", port);
   if (!redis.ok()) {
     std::fprintf(stderr, "producer: cannot connect to redis on port %d: %s\n", port, redis.error().c_str());

@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "examples/redis_streams/flags.h"
 #include "examples/redis_streams/layout.h"
 #include "idem/options.h"
 #include "idem/redis_streams.h"
 #include "rocksdb/db.h"
+#include "testing/flags.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Checks from the ledgers that every event was applied exactly once", "stream_verifier"};
@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   app.add_option("--port", port, "Redis port");
   app.add_option("--db", dir, "the consumers' store directory (partition N in <db>-N)");
   app.add_option("--partitions", partitions, "partition streams");
-  if (const int exit_code = idem::example::ParseFlags(app, argc, argv); exit_code >= 0) return exit_code;
+  if (const int exit_code = idem::flags::Parse(app, argc, argv); exit_code >= 0) return exit_code;
   idem::RedisConnection redis("127.0.0.1", port);
   if (!redis.ok()) {
     std::fprintf(stderr, "verifier: cannot connect to redis\n");

@@ -195,6 +195,10 @@ class ChangelogReplayer {
 // `pointer`: the offset of the snapshot to start from, or nullopt (from the log's first record, 0).
 absl::Status CheckReplayable(std::optional<int64_t> pointer, int64_t log_start_offset);
 
+// The first half of CheckRestorable, before a start is chosen: kDataLoss when the log ends
+// (`log_end_offset`, last offset + 1) below `recorded_end`, whatever a restore would read.
+absl::Status CheckLogEnd(int64_t recorded_end, int64_t log_end_offset);
+
 // What a restore must prove before it reads: that the log still holds everything anyone recorded as
 // committed. `recorded_end`: the highest end (last offset + 1) of the log that any owner recorded —
 // the group's committed metadata (the log's end when the offset was committed), a local copy's

@@ -56,6 +56,9 @@ struct CommittedWrite {
   // The sequence number RocksDB assigned to the batch's first operation; strictly increasing from one
   // call of the hook to the next.
   uint64_t sequence = 0;
+  // The caller's tag for this write: CommitBatch's `tag` (e.g. the input position the batch covers up
+  // to), -1 for a write without one (Commit, Forget). Opaque to the store.
+  int64_t tag = -1;
 };
 
 struct Options {

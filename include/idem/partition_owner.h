@@ -10,7 +10,8 @@
 //   4. To own it: write Claim()'s record to the changelog, feed on through the offset the log gave it,
 //      then Claimed(offset) — kAborted when another member's claim of that ordinal counted first.
 //   5. Finish, then PartitionSet::Activate with ActivateUnderClaim(claim) and, per commit, the Batch
-//      records of ClaimBatches in the commit hook; snapshots when SnapshotCadence says.
+//      records of ClaimBatches in the commit hook (each commit tagged with the input position it covers:
+//      Processor::HandleBatch's commit_tag); snapshots when SnapshotCadence says.
 //   6. Commit the input position with EncodeCommitMetadata({log end acknowledged, snapshot pointer}).
 //
 // Thread safety: the functions are thread-safe; a PartitionRestore, ClaimBatches or SnapshotCadence is
@@ -156,8 +157,9 @@ class PartitionRestore {
 class ClaimBatches {
  public:
   explicit ClaimBatches(const ClaimId& claim) : claim_(claim) {}
-  // The record of `commit`, which covers the input up to `input_offset` (exclusive).
-  ChangelogRecord Next(const PartitionCommit& commit, int64_t input_offset);
+  // The record of `commit`; its tag is the input position it covers up to (exclusive; -1: none), as
+  // the owner gave it to CommitBatch.
+  ChangelogRecord Next(const PartitionCommit& commit);
 
  private:
   ClaimId claim_;

@@ -129,6 +129,7 @@ struct PartitionLayout {
 struct PartitionCommit {
   const std::vector<ChangelogOp>* ops = nullptr;  // by family index; valid during the call
   uint64_t sequence = 0;                          // the DB's sequence of the write
+  int64_t tag = -1;  // CommitBatch's tag (CommittedWrite::tag): for an owner, the input position covered
 };
 
 // The tokens of one claim: [floor, limit), above every token of every earlier claim and below every

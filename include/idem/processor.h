@@ -140,6 +140,8 @@ class Processor {
   // A polled batch: one ReserveBatch, the handler per reserved event (each with its own effects batch),
   // one CommitBatch. Element i answers events[i].
   std::vector<HandleResult> HandleBatch(absl::Span<const Event> events, const Handler& handler);
+  // With a tag for the batch's commit write (Store::CommitBatch's, which its commit hook receives).
+  std::vector<HandleResult> HandleBatch(absl::Span<const Event> events, const Handler& handler, int64_t commit_tag);
 
   // False while paused by a store failure.
   bool healthy() const;

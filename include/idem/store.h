@@ -241,6 +241,9 @@ class Store {
   // requests[i] as Commit would; requests that lost their lease get kAborted and their effects are not
   // written; a storage error fails every request that was to be written (outcome unknown).
   std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests);
+  // With a tag the commit hook receives with this write (CommittedWrite::tag): what the caller needs to
+  // say about the write in its changelog, carried with it rather than beside it.
+  std::vector<absl::Status> CommitBatch(absl::Span<const CommitRequest> requests, int64_t tag);
 
   // Reserve for many IDs with one MultiGet and one write. Element i answers ids[i]; a repeated ID within
   // the batch is kInFlight after its first occurrence. An ID-level error (e.g. too long) fails only its

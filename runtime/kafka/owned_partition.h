@@ -4,7 +4,6 @@
 #ifndef IDEM_RUNTIME_KAFKA_OWNED_PARTITION_H_
 #define IDEM_RUNTIME_KAFKA_OWNED_PARTITION_H_
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -50,7 +49,6 @@ struct OwnedPartition {
   int64_t next_offset = -1;   // the next input offset to handle (-1: the first one that comes)
   size_t max_run = SIZE_MAX;  // events per commit, halved when a record was too large
   Steady::time_point resume_at;
-  std::atomic<int64_t> batch_end{-1};  // the input offset the batch being committed covers up to
 
   // The offset committer's: (offset to commit, last changelog record it waits for), oldest first.
   std::deque<std::pair<int64_t, uint64_t>> pending;

@@ -128,14 +128,15 @@ void OwnedPartitions::Activate(OwnedPartition& o, const RestoreJob& job, bool re
   }
   if (!options_->changelog_topic.empty()) {
     OwnedPartition* op = &o;
-    // Hooks run one at a time, in WAL order: each Batch names its predecessor under the claim.
+    // Hooks run one at a time, in WAL order: each Batch names its predecessor under the claim, and
+    // carries the input position its commit was tagged with (PartitionBatch).
     auto batches = std::make_shared<ClaimBatches>(job.claim);
     std::shared_ptr<RecordTrack> track = o.track;
     a->commit_hook = [this, op, track, batches](const PartitionCommit& commit) {
       // Once a record of the partition failed, nothing more is produced for it: later records would
       // build on the missing one. The partition is stopped and rebuilt from the log (CheckPartitions).
       if (track->failed()) return;
-      const ChangelogRecord record = batches->Next(commit, op->batch_end.load(std::memory_order_relaxed));
+      const ChangelogRecord record = batches->Next(commit);
       // A record not enqueued marks the track failed: the partition is then stopped and restored.
       if (absl::Status s = producer_->Produce(options_->changelog_topic, op->number, EncodeChangelogRecord(record),
                                               track, RecordKind::kBatch);

@@ -105,23 +105,27 @@ size_t PartitionBatch::HandleRun(OwnedPartition& o, absl::Span<const KafkaMessag
     events.push_back(*of[i]);
     by_id.emplace(of[i]->id, &kms[i]);
   }
-  o.batch_end.store(kms.back().offset + 1, std::memory_order_relaxed);
   overlay_->Clear();
   KafkaPartitionView view(o.number, o.partition, set_->db(), overlay_.get());
   const KafkaHandler& handler = options_->handler;
   std::vector<HandleResult> results;
   if (!events.empty()) {
-    results = o.processor->HandleBatch(events, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
-      absl::StatusOr<std::string> result = handler(*by_id.at(ctx.event_id), ctx, view);
-      // What a later event of the batch reads: this one's effects, which commit with it in the same
-      // write — but only if the commit will take them. An event the commit refuses (its result too
-      // large, a write outside the partition's families) is dead-lettered, and no later event may have
-      // seen its effects.
-      if (result.ok() && ctx.effects != nullptr && o.partition->store().ValidateCommit(*result, ctx.effects).ok()) {
-        overlay_->Add(*ctx.effects);
-      }
-      return result;
-    });
+    // The commit is tagged with the input position the run covers up to: its changelog record says so.
+    const int64_t covers = kms.back().offset + 1;
+    results = o.processor->HandleBatch(
+        events,
+        [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+          absl::StatusOr<std::string> result = handler(*by_id.at(ctx.event_id), ctx, view);
+          // What a later event of the batch reads: this one's effects, which commit with it in the same
+          // write — but only if the commit will take them. An event the commit refuses (its result too
+          // large, a write outside the partition's families) is dead-lettered, and no later event may have
+          // seen its effects.
+          if (result.ok() && ctx.effects != nullptr && o.partition->store().ValidateCommit(*result, ctx.effects).ok()) {
+            overlay_->Add(*ctx.effects);
+          }
+          return result;
+        },
+        covers);
   }
   size_t stop = kms.size();
   Outcome stop_outcome = Outcome::kApplied;

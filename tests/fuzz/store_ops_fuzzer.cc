@@ -1,5 +1,5 @@
 // Fuzz target: API operation sequences. The input is read as operations (3 bytes each: kind, IDs,
-// seconds) applied to a store on an in-memory Env and to the reference model of tests/model.h; any
+// seconds) applied to a store on an in-memory Env and to the reference model of tests/support/model.h; any
 // divergence aborts with the sequence printed. Interleaved, raw IDs taken from the input (binary, empty,
 // over the limit) go through Reserve (kReserveRaw), which must answer them with a verdict or
 // InvalidArgument.
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "rocksdb/env.h"
-#include "tests/model.h"
+#include "tests/support/model.h"
 
 namespace {
 
