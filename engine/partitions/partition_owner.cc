@@ -18,11 +18,15 @@ namespace {
 
 constexpr std::string_view kPointerPrefix = "idem1 snapshot=";
 constexpr std::string_view kMetadataPrefix = "idem2";
+// Offsets far beyond any log (past 2^62) are refused, so that offset + 1 never overflows.
+constexpr int64_t kMaxOffset = int64_t{1} << 62;
 
 std::optional<int64_t> ParseOffset(std::string_view digits) {
   int64_t offset = -1;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), offset);
-  if (ec != std::errc() || end != digits.data() + digits.size() || offset < 0) return std::nullopt;
+  if (ec != std::errc() || end != digits.data() + digits.size() || offset < 0 || offset > kMaxOffset) {
+    return std::nullopt;
+  }
   return offset;
 }
 
@@ -53,14 +57,16 @@ std::optional<CommitMetadata> DecodeCommitMetadata(std::string_view metadata) {
     metadata.remove_prefix(space == std::string_view::npos ? metadata.size() : space);
     const size_t eq = field.find('=');
     if (eq == std::string_view::npos) return std::nullopt;
+    const std::string_view key = field.substr(0, eq);
+    if (key != "log" && key != "snapshot") continue;  // a field a later release added, whatever its value
     const std::optional<int64_t> value = ParseOffset(field.substr(eq + 1));
     if (!value) return std::nullopt;
-    if (field.substr(0, eq) == "log") {
-      out.log_end = *value;
+    if (key == "log") {
+      out.log_end = has_log ? std::max(out.log_end, *value) : *value;  // repeated: the highest end holds
       has_log = true;
-    } else if (field.substr(0, eq) == "snapshot") {
+    } else {
       out.snapshot = value;
-    }  // a field a later release added: ignored
+    }
   }
   if (!has_log) return std::nullopt;
   return out;
@@ -108,7 +114,9 @@ absl::StatusOr<RestorePlan> PlanRestore(const PartitionLayout& layout, const Res
   } else if (facts.position_committed) {
     plan.recorded_end = 1;
   }
-  if (copy && copy->changelog_offset >= 0) plan.recorded_end = std::max(plan.recorded_end, copy->changelog_offset + 1);
+  if (copy && copy->changelog_offset >= 0 && copy->changelog_offset < kMaxOffset) {
+    plan.recorded_end = std::max(plan.recorded_end, copy->changelog_offset + 1);
+  }
   plan.read_until = facts.log_end;
   // Before anything is read or dropped: a log that ends below what was recorded (recreated, renamed,
   // truncated) would restore a state that forgot committed IDs.
@@ -121,7 +129,7 @@ absl::StatusOr<RestorePlan> PlanRestore(const PartitionLayout& layout, const Res
   if (absl::Status s = CheckLogEnd(plan.recorded_end, facts.log_end); !s.ok()) {
     return absl::DataLossError(absl::StrCat(layout.name, ": ", s.message()));
   }
-  if (facts.may_use_copy && copy && copy->clean && copy->claim.ordinal > 0 &&
+  if (facts.may_use_copy && !facts.from_log_start && copy && copy->clean && copy->claim.ordinal > 0 &&
       copy->changelog_offset >= facts.log_start && copy->changelog_offset <= facts.log_end &&
       copy->layout.effect_families == layout.effect_families && (!pointer || *pointer < copy->changelog_offset)) {
     plan.from = RestorePlan::From::kLocalCopy;
@@ -196,9 +204,35 @@ absl::StatusOr<std::unique_ptr<PartitionRestore>> PartitionRestore::Begin(Partit
 }
 
 absl::Status PartitionRestore::Feed(int64_t offset, std::string_view bytes) {
-  if (finished_) return absl::FailedPreconditionError("the restore has finished");
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (claimed_) return absl::FailedPreconditionError("the claim was confirmed: the restore is fed no further");
   bytes_fed_ += bytes.size();
-  return replayer_.Feed(offset, bytes);
+  absl::StatusOr<ChangelogRecord> record = DecodeChangelogRecord(bytes);
+  if (!record.ok()) return Fail(record.status());
+  if (plan_.from == RestorePlan::From::kLocalCopy && !fed_any_) {
+    // The copy proves only that the log reached its claim's offset; the record there must be that
+    // claim, or this is not the log the copy was kept against (recreated and refilled since): its
+    // state would hide what the new log's owners committed.
+    if (offset != plan_.read_from || record->type != ChangelogRecord::Type::kClaim ||
+        record->claim != plan_.copy_claim) {
+      return Fail(absl::AbortedError(absl::StrCat(
+          "the changelog at offset ", plan_.read_from, " does not hold the claim the local copy was kept under (",
+          plan_.copy_claim.ordinal, "): the log is not the one the copy was kept against")));
+    }
+  }
+  fed_any_ = true;
+  return Fail(replayer_.Feed(offset, *record));
+}
+
+absl::Status PartitionRestore::Usable() const {
+  if (finished_) return absl::FailedPreconditionError("the restore has finished");
+  return failed_;
+}
+
+absl::Status PartitionRestore::Fail(absl::Status status) {
+  // The first error ends the restore: the replay may have counted a record its sink never wrote.
+  if (!status.ok() && failed_.ok()) failed_ = status;
+  return status;
 }
 
 ChangelogRecord PartitionRestore::Claim() {
@@ -212,16 +246,18 @@ ChangelogRecord PartitionRestore::Claim() {
 }
 
 absl::Status PartitionRestore::Claimed(int64_t offset) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
   if (!mine_) return absl::FailedPreconditionError("Claimed before Claim");
+  if (claimed_) return absl::FailedPreconditionError("the claim was confirmed already");
   if (plan_.from != RestorePlan::From::kEmpty && replayer_.last_offset() < offset) {
     return absl::FailedPreconditionError(
         absl::StrCat("the log was fed up to offset ", replayer_.last_offset(), ", not through the claim at ", offset));
   }
   // What others wrote before our claim counted first: a claim of the same ordinal before ours wins.
   if (plan_.from != RestorePlan::From::kEmpty && replayer_.current_claim() != *mine_) {
-    return absl::AbortedError(absl::StrCat("claim ", mine_->ordinal, " at changelog offset ", offset,
-                                           " lost: another member claimed ordinal ", replayer_.current_claim().ordinal,
-                                           " first"));
+    return Fail(absl::AbortedError(absl::StrCat("claim ", mine_->ordinal, " at changelog offset ", offset,
+                                                " lost: another member claimed ordinal ",
+                                                replayer_.current_claim().ordinal, " first")));
   }
   claimed_ = true;
   claim_offset_ = offset;
@@ -229,12 +265,12 @@ absl::Status PartitionRestore::Claimed(int64_t offset) {
 }
 
 absl::Status PartitionRestore::Finish() {
-  if (finished_) return absl::FailedPreconditionError("the restore has finished");
+  if (absl::Status s = Usable(); !s.ok()) return s;
   if (mine_ && !claimed_) return absl::FailedPreconditionError("a claim was made but not confirmed (Claimed)");
   if (plan_.from != RestorePlan::From::kEmpty) {
-    if (absl::Status s = replayer_.Finish(); !s.ok()) return s;
+    if (absl::Status s = replayer_.Finish(); !s.ok()) return Fail(s);
   }
-  if (absl::Status s = session_->Finish(); !s.ok()) return s;
+  if (absl::Status s = session_->Finish(); !s.ok()) return Fail(s);
   finished_ = true;
   return absl::OkStatus();
 }
@@ -257,11 +293,12 @@ ChangelogRecord ClaimBatches::Next(const PartitionCommit& commit) {
 }
 
 bool SnapshotCadence::Due(uint64_t bytes_now) const {
-  return bytes_now - at_last_ + debt_ >= std::max(min_bytes_, last_size_);
+  const uint64_t since = bytes_now >= at_last_ ? bytes_now - at_last_ : 0;  // a count that went back: none
+  return since + debt_ >= std::max(min_bytes_, last_size_);
 }
 
 void SnapshotCadence::Wrote(uint64_t bytes_before, uint64_t bytes_after) {
-  last_size_ = bytes_after - bytes_before;
+  last_size_ = bytes_after >= bytes_before ? bytes_after - bytes_before : 0;
   at_last_ = bytes_after;
   debt_ = 0;
 }

@@ -116,7 +116,13 @@ absl::StatusOr<std::unique_ptr<engine::RestoreSession>> PartitionSet::Impl::Begi
   target.scratch_dir = absl::StrCat(path_, "/restore-", ++restore_counter_);
   target.onto_local_copy = onto_local_copy;
   absl::StatusOr<std::unique_ptr<ChangelogRestore>> created = ChangelogRestore::Create(std::move(target));
-  if (!created.ok()) return created.status();
+  if (!created.ok()) {
+    // Nothing was restored: the families go (a local copy too: its marker no longer says clean), so no
+    // half-made partition is left for the next Open to find.
+    DropFamilies(layout.name, layout.effect_families).IgnoreError();
+    if (onto_local_copy) ++stats_.local_copies_dropped;
+    return created.status();
+  }
   restoring_.insert(layout.name);
   uint64_t generation = 0;
   {
@@ -146,7 +152,12 @@ absl::Status PartitionSet::Impl::EndRestore(const PartitionLayout& layout, bool 
   engine::Marker restored;
   restored.state = engine::CopyState::kRestored;
   restored.families = layout.effect_families;
-  if (absl::Status s = WriteMarker(layout.name, restored); !s.ok()) return s;
+  if (absl::Status s = WriteMarker(layout.name, restored); !s.ok()) {
+    // Not marked restored: the families go, as for any restore that did not end well.
+    DropFamilies(layout.name, layout.effect_families).IgnoreError();
+    if (onto_local_copy) ++stats_.local_copies_dropped;
+    return s;
+  }
   markers_[layout.name] = restored;
   ++(onto_local_copy ? stats_.catch_ups : stats_.restores);
   stats_.records_restored += restore->entries_restored() + restore->batches_written();

@@ -40,7 +40,8 @@ class RestoreSession;
 // dozen bytes): the changelog's end (last acknowledged offset + 1) when the position was committed —
 // a restore that finds the log ending below it refuses with kDataLoss (the log was recreated, renamed
 // or truncated) — and the snapshot pointer, when a snapshot is complete in the log. Fields a later
-// release adds are ignored; metadata of the previous format ("idem1 snapshot=<offset>") reads as log
+// release adds are ignored, whatever their values; a repeated log end counts at its highest; offsets
+// past 2^62 do not decode; metadata of the previous format ("idem1 snapshot=<offset>") reads as log
 // end = pointer + 1.
 struct CommitMetadata {
   int64_t log_end = 0;
@@ -88,7 +89,9 @@ struct RestorePlan {
 // any of them, the log must reach the highest end anyone recorded (the committed metadata, the copy's
 // claim offset + 1; a position committed without idem's metadata counts as end 1): kDataLoss when it
 // does not, or when retention removed what the chosen start needs (CheckRestorable). A refusal must
-// stay a refusal until an operator decides; it is never retried into an empty state.
+// stay a refusal until an operator decides; it is never retried into an empty state. kInvalidArgument
+// for watermarks that are not a log (a negative start, an end below it). An audit (from_log_start)
+// never uses the local copy.
 absl::StatusOr<RestorePlan> PlanRestore(const PartitionLayout& layout, const RestoreFacts& facts);
 
 // A fresh claimant for a claim: random and non-zero, so that two members racing for one ordinal are
@@ -103,7 +106,8 @@ ClaimId NextClaim(const ClaimId& last);
 absl::StatusOr<ActivateOptions> ActivateUnderClaim(const ClaimId& claim);
 
 // One restore or catch-up of a partition into the set, as a plan says, driven by the transport: it
-// reads the changelog and feeds each record here. Nothing in it calls back into the transport.
+// reads the changelog and feeds each record here. Nothing in it calls back into the transport. It must
+// be destroyed before its set.
 // Destroyed before Finish returned OK, it is aborted: the partition's families are dropped (kLocalCopy:
 // the copy too) and the partition must be planned again.
 class PartitionRestore {
@@ -118,14 +122,20 @@ class PartitionRestore {
   PartitionRestore& operator=(const PartitionRestore&) = delete;
 
   // The record read at `offset` (offsets increase; gaps are fine). ChangelogReplayer::Feed's errors
-  // (kDataLoss, kAborted: the copy is stale), and kUnavailable when the set closed or reopened its DB.
+  // (kDataLoss: a record that does not decode or read as the protocol writes it; kAborted: the copy is
+  // stale; kInvalidArgument: offsets not increasing), the sink's (storage errors; kUnavailable when the
+  // set closed or reopened its DB). For kLocalCopy the first record must be the copy's own claim at
+  // plan.read_from, else kAborted: the log is not the one the copy was kept against (recreated since).
+  // The first error of any call ends the restore: every later call answers it, and the restore is to
+  // be destroyed (its families dropped). kFailedPrecondition after Claimed or Finish.
   absl::Status Feed(int64_t offset, std::string_view bytes);
   // The Claim record to write to take the partition: the ordinal after the last claim that counted,
   // with a new claimant. Call once, after feeding up to plan.read_until.
   ChangelogRecord Claim();
   // The claim's record was written at `offset`, and everything up to it was fed: OK when it counted,
   // kAborted when another member's claim of that ordinal counted first (this member must not own the
-  // partition), kFailedPrecondition before Claim.
+  // partition), kFailedPrecondition before Claim, when called twice, or when the log was not fed
+  // through `offset`.
   absl::Status Claimed(int64_t offset);
   // The end of the feed: the partition is a clean local copy, to activate with use_local_copy. Errors:
   // ChangelogReplayer::Finish's (kDataLoss: a snapshot never ended), kFailedPrecondition when a claim
@@ -145,7 +155,12 @@ class PartitionRestore {
   std::unique_ptr<engine::RestoreSession> session_;  // the set's side: the families being written
   const RestorePlan plan_;
   ChangelogReplayer replayer_;
+  absl::Status Usable() const;
+  absl::Status Fail(absl::Status status);
+
   std::optional<ClaimId> mine_;
+  absl::Status failed_;  // the first error: every later call answers it
+  bool fed_any_ = false;
   int64_t claim_offset_ = -1;
   bool claimed_ = false;
   bool finished_ = false;

@@ -106,7 +106,7 @@ void OwnedPartitions::AdvanceRestores() {
       options_->log(absl::StrCat(o.layout.name, ": NOT RESTORED, stays paused: ", job->status.ToString(),
                                  ". Its changelog no longer holds its state; an operator must decide "
                                  "(restore a backup, or accept starting it empty by deleting the group's "
-                                 "offset metadata and the changelog)."));
+                                 "offset metadata, the changelog and every member's local copy of it)."));
       continue;
     }
     counters_->Add(Counter::kRestoreFailures);

@@ -1237,7 +1237,11 @@ TEST(PartitionSetAttack, LocalCopiesAfterSigkill) {
     for (const LocalCopy& c : set->LocalCopies()) copies[c.layout.name] = c;
     ASSERT_EQ(copies.count("k/a"), 1u);
     ASSERT_EQ(copies.count("k/b"), 1u);
-    ASSERT_EQ(copies.count("k/c"), 1u);
+    // k/c exists once its first activation said so; the kill may come before (thread a's lines can
+    // fill the read before the first Activate of k/c ends, on a loaded machine).
+    if (last_c >= 0) {
+      ASSERT_EQ(copies.count("k/c"), 1u);
+    }
     EXPECT_FALSE(copies["k/a"].clean) << "a partition active at the kill is listed clean";
     EXPECT_TRUE(copies["k/b"].clean);
     EXPECT_EQ(copies["k/b"].changelog_offset, 42);
@@ -1245,6 +1249,7 @@ TEST(PartitionSetAttack, LocalCopiesAfterSigkill) {
     ActivateOptions use;
     use.use_local_copy = true;
     EXPECT_THAT(set->Activate({"k/a", {"e"}}, use), StatusIs(absl::StatusCode::kFailedPrecondition));
+    if (copies.count("k/c") == 0) continue;
     const LocalCopy& c = copies["k/c"];
     if (c.clean) {
       EXPECT_GE(c.changelog_offset, last_c);

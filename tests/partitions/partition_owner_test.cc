@@ -91,6 +91,9 @@ TEST(PlanRestoreTest, ACleanCopyNewerThanThePointerIsCaughtUp) {
   EXPECT_THAT(PlanRestore(kLayout, f).status(), StatusIs(absl::StatusCode::kDataLoss)) << "the snapshot is gone";
   f.log_start = 0;
   f.may_use_copy = true;
+  f.from_log_start = true;  // an audit reads the log, never the copy
+  EXPECT_EQ(PlanRestore(kLayout, f)->from, From::kLogStart);
+  f.from_log_start = false;
   // Not when a snapshot is newer, the copy is unclean, of other families, or may not be used.
   f.committed->snapshot = 31;
   EXPECT_EQ(PlanRestore(kLayout, f)->from, From::kSnapshot);
@@ -158,6 +161,10 @@ TEST(SnapshotCadenceTest, DueOnceTheLogSinceTheLastReachesTheLargerOfTheMinimumA
   c.Wrote(1070, 1370);  // a 300-byte snapshot
   EXPECT_FALSE(c.Due(1669));
   EXPECT_TRUE(c.Due(1670));
+  // Counts that go back (a caller's mistake) never wrap into "always" or "never" due.
+  EXPECT_FALSE(c.Due(5));
+  c.Wrote(2000, 1000);
+  EXPECT_TRUE(c.Due(1100));
 }
 
 TEST(CommitMetadataTest, RoundTripAndThePreviousFormat) {
@@ -172,6 +179,14 @@ TEST(CommitMetadataTest, RoundTripAndThePreviousFormat) {
   EXPECT_EQ(m->log_end, 10);
   EXPECT_FALSE(DecodeCommitMetadata("someone else's"));
   EXPECT_FALSE(DecodeCommitMetadata("idem2 snapshot=3")) << "no log end";
+  // A later release's field is ignored whatever its value; a repeated end counts at its highest.
+  m = DecodeCommitMetadata("idem2 log=900 snapshot=800 claim=3:ab log=1");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->log_end, 900);
+  EXPECT_EQ(m->snapshot, std::optional<int64_t>(800));
+  // Offsets no log reaches do not decode (offset + 1 must not overflow).
+  EXPECT_FALSE(DecodeCommitMetadata("idem1 snapshot=9223372036854775807"));
+  EXPECT_FALSE(DecodeCommitMetadata("idem2 log=9223372036854775807"));
 }
 
 // A restore driven from outside: records fed one by one, a claim written and read back.
@@ -259,6 +274,52 @@ TEST_F(PartitionRestoreDrivenTest, AStaleCopyIsRefusedAndDropped) {
   f.copy.reset();
   f.may_use_copy = false;
   EXPECT_EQ(PlanRestore(kLayout, f)->from, From::kLogStart);
+}
+
+TEST_F(PartitionRestoreDrivenTest, ACopyOfAnotherLogIsRefusedAtItsFirstRecord) {
+  // A copy kept under claim 1 at offset 0 of a log that was then recreated: the new log holds another
+  // owner's claim there, and more after it.
+  {
+    ActivateOptions first = *ActivateUnderClaim({1, 5});
+    first.use_local_copy = false;
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * p, set_->Activate(kLayout, first));
+    (void)p;
+    ASSERT_THAT(set_->Deactivate(kLayout.name, KeepLocalCopy::kKeep, 0), IsOk());
+  }
+  std::vector<std::string> log = {Claim({1, 9}), Batch({1, 9}, 10, 0, "theirs")};
+  RestoreFacts f;
+  f.copy = set_->LocalCopies().at(0);
+  f.log_end = static_cast<int64_t>(log.size());
+  IDEM_ASSERT_OK_AND_ASSIGN(RestorePlan plan, PlanRestore(kLayout, f));
+  ASSERT_EQ(plan.from, From::kLocalCopy);
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto restore, PartitionRestore::Begin(set_.get(), kLayout, plan));
+    EXPECT_THAT(restore->Feed(0, log[0]), StatusIs(absl::StatusCode::kAborted));
+  }
+  EXPECT_TRUE(set_->LocalCopies().empty()) << "the copy of another log is dropped";
+}
+
+TEST_F(PartitionRestoreDrivenTest, TheFirstErrorEndsTheRestore) {
+  RestoreFacts f;
+  IDEM_ASSERT_OK_AND_ASSIGN(RestorePlan plan, PlanRestore(kLayout, f));
+  IDEM_ASSERT_OK_AND_ASSIGN(auto restore, PartitionRestore::Begin(set_.get(), kLayout, plan));
+  ASSERT_THAT(restore->Feed(0, Claim({1, 5})), IsOk());
+  EXPECT_THAT(restore->Feed(1, "not a record"), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(restore->Feed(2, Batch({1, 5}, 10, 0, "a")), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(restore->Finish(), StatusIs(absl::StatusCode::kDataLoss)) << "never a clean copy after an error";
+}
+
+TEST_F(PartitionRestoreDrivenTest, NothingIsFedAfterTheClaimIsConfirmed) {
+  RestoreFacts f;
+  IDEM_ASSERT_OK_AND_ASSIGN(RestorePlan plan, PlanRestore(kLayout, f));
+  IDEM_ASSERT_OK_AND_ASSIGN(auto restore, PartitionRestore::Begin(set_.get(), kLayout, plan));
+  const ChangelogRecord mine = restore->Claim();
+  ASSERT_THAT(restore->Feed(0, EncodeChangelogRecord(mine)), IsOk());
+  ASSERT_THAT(restore->Claimed(0), IsOk());
+  EXPECT_THAT(restore->Claimed(0), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(restore->Feed(1, Claim({mine.claim.ordinal + 1, 3})), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(restore->Finish(), IsOk());
+  EXPECT_EQ(restore->claim(), mine.claim);
 }
 
 }  // namespace
