@@ -319,18 +319,9 @@ absl::Status PartitionSet::Impl::Close() {
   // kFailedPrecondition until the set is destroyed.
   for (auto& [name, p] : active_) retired_.push_back(p);
   active_.clear();
-  if (db_ != nullptr) {
-    // Waits for a restore's write or a snapshot in progress; later ones are refused.
-    std::unique_lock<std::shared_mutex> pinned(pin_.mu);
-    pin_.db = nullptr;
-    ++pin_.generation;
-    for (auto& [name, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    handles_.clear();
-    for (rocksdb::ColumnFamilyHandle* h : dropped_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    dropped_handles_.clear();
-    const rocksdb::Status s = db_->Close();
-    if (!s.ok() && first.ok()) first = util::FromRocks(s, "closing the partition set's DB");
-    db_.reset();
+  // Waits for a restore's write or a snapshot in progress; later ones are refused.
+  if (const rocksdb::Status s = CloseDb(); !s.ok() && first.ok()) {
+    first = util::FromRocks(s, "closing the partition set's DB");
   }
   claim_.reset();
   close_status_ = first;

@@ -79,8 +79,8 @@ absl::Status PartitionSet::Impl::OpenDb() {
   return absl::OkStatus();
 }
 
-void PartitionSet::Impl::CloseDb() {
-  if (db_ == nullptr) return;
+rocksdb::Status PartitionSet::Impl::CloseDb() {
+  if (db_ == nullptr) return rocksdb::Status::OK();
   std::unique_lock<std::shared_mutex> pinned(pin_.mu);  // after the DB's borrowers are done
   pin_.db = nullptr;
   ++pin_.generation;
@@ -88,8 +88,9 @@ void PartitionSet::Impl::CloseDb() {
   handles_.clear();
   for (rocksdb::ColumnFamilyHandle* h : dropped_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   dropped_handles_.clear();
-  db_->Close().PermitUncheckedError();  // it reports the error being recovered from
+  const rocksdb::Status s = db_->Close();
   db_.reset();
+  return s;
 }
 
 const rocksdb::ColumnFamilyOptions& PartitionSet::Impl::FamilyOptions(const std::string& name) {
@@ -115,7 +116,7 @@ absl::Status PartitionSet::Impl::Reopen() {
     ~Done() { *flag = false; }
   } done{&reopening_};
   if (closed_) return absl::FailedPreconditionError("the partition set is closed");
-  CloseDb();
+  CloseDb().PermitUncheckedError();  // it reports the error being recovered from
   if (absl::Status s = OpenDb(); !s.ok()) {
     const absl::Status down = absl::UnavailableError(absl::StrCat(
         "reopening the partition set after a storage error failed (", s.message(), "); Resume() again later"));

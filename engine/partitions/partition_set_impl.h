@@ -86,7 +86,8 @@ class PartitionSet::Impl {
   // with (the same expiry-filter factory every time: a store's time and counters live in it).
   absl::Status OpenDb();
 
-  void CloseDb();
+  // Closes the DB (after its borrowers are done: the pin) and destroys every handle; RocksDB's answer.
+  rocksdb::Status CloseDb();
 
   const rocksdb::ColumnFamilyOptions& FamilyOptions(const std::string& name);
 
