@@ -33,9 +33,16 @@ void HealthListener::Set(absl::Status status) {
 
 DbLifecycle::DbLifecycle(OpenedDb opened, Opener reopen, std::shared_ptr<HealthListener> health)
     : reopen_(std::move(reopen)), health_(health ? std::move(health) : std::make_shared<HealthListener>()) {
+  util::WriterLock exclusive(&db_mu_);
+  TakeOwned(std::move(opened));
+}
+
+void DbLifecycle::TakeOwned(OpenedDb opened) {
   db_ = opened.db.get();
   records_ = opened.records;
-  owned_ = std::move(opened);
+  owned_db_ = std::move(opened.db);
+  util::MutexLock lock(&families_mu_);
+  for (rocksdb::ColumnFamilyHandle* h : opened.handles) families_.emplace(h->GetName(), h);
 }
 
 DbLifecycle::DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, std::shared_ptr<HealthListener> health,
@@ -47,30 +54,67 @@ DbLifecycle::DbLifecycle(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records, 
 
 DbLifecycle::~DbLifecycle() { Close().IgnoreError(); }
 
-void DbLifecycle::SetHooks(OnReopen on_reopen, BeforeClose before_close) {
-  on_reopen_ = std::move(on_reopen);
-  before_close_ = std::move(before_close);
+void DbLifecycle::SetHooks(Hooks hooks) { hooks_ = std::move(hooks); }
+
+rocksdb::ColumnFamilyHandle* DbLifecycle::handle(std::string_view name) const {
+  util::MutexLock lock(&families_mu_);
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<rocksdb::ColumnFamilyHandle*> DbLifecycle::CreateFamily(const std::string& name,
+                                                                       const rocksdb::ColumnFamilyOptions& options) {
+  if (!reopen_) return absl::FailedPreconditionError("column families of a caller's DB are the caller's");
+  if (handle(name) != nullptr) return absl::AlreadyExistsError(absl::StrCat("column family '", name, "' is open"));
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  // db_ is stable under the caller's Pin; families_mu_ is not held across RocksDB's call (it writes
+  // the MANIFEST and an OPTIONS file).
+  const rocksdb::Status s = db_->CreateColumnFamily(options, name, &h);
+  if (!s.ok()) return util::FromRocks(s, absl::StrCat("creating column family '", name, "'"));
+  util::MutexLock lock(&families_mu_);
+  families_.emplace(name, h);
+  return h;
+}
+
+absl::Status DbLifecycle::DropFamily(std::string_view name) {
+  if (!reopen_) return absl::FailedPreconditionError("column families of a caller's DB are the caller's");
+  rocksdb::ColumnFamilyHandle* h = handle(name);
+  if (h == nullptr) return absl::OkStatus();
+  if (rocksdb::Status s = db_->DropColumnFamily(h); !s.ok()) {
+    return util::FromRocks(s, absl::StrCat("dropping column family '", std::string(name), "'"));
+  }
+  util::MutexLock lock(&families_mu_);
+  auto it = families_.find(name);
+  if (it != families_.end() && it->second == h) {
+    dropped_.push_back(h);  // a caller may still hold it: destroyed when the DB closes or reopens
+    families_.erase(it);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DbLifecycle::RefusalFor(State state) const {
   switch (state) {
-    case State::kClosed: return absl::FailedPreconditionError("idem store is closed");
+    case State::kClosed: return absl::FailedPreconditionError(absl::StrCat(subject_, " is closed"));
     case State::kReopening:
-      return absl::UnavailableError("idem store is reopening its DB after a storage error; retry");
+      return absl::UnavailableError(absl::StrCat(subject_, " is reopening its DB after a storage error; retry"));
     case State::kDown: {
       // kUnavailable even when the store is gone for good (kDataLoss from Resume): a call's kDataLoss
       // means "this ID's record is corrupt", and a consumer would dead-letter every event for it. The
       // consumer must pause instead; Resume says what is wrong.
       util::MutexLock lock(&down_mu_);
       return absl::UnavailableError(
-          absl::StrCat("idem store is down (", down_status_.message(), "); Resume() to retry"));
+          absl::StrCat(subject_, " is down (", down_status_.message(), "); Resume() to retry"));
     }
     case State::kOpen: break;
   }
   return absl::OkStatus();
 }
 
-DbLifecycle::Pin::Pin(const DbLifecycle& lifecycle) : lifecycle_(lifecycle) {
+DbLifecycle::Pin::Pin(const DbLifecycle& lifecycle, Wait wait) : lifecycle_(lifecycle) {
+  if (wait == Wait::kWaitForReopen && lifecycle_.reopen_ && lifecycle_.state() == State::kReopening) {
+    // A reopen holds the transition lock from start to end.
+    util::MutexLock transition(&lifecycle_.transition_mu_);
+  }
   // The flag and the state are checked before the lock: glibc's rwlock prefers readers, so without
   // them a steady stream of calls would keep Close (or a reopen) waiting forever.
   if (lifecycle_.close_requested_.load(std::memory_order_acquire)) {
@@ -129,16 +173,15 @@ absl::Status DbLifecycle::Reopen() {
   absl::Status result;
   {
     util::WriterLock exclusive(&db_mu_);
+    if (hooks_.before_reopen) hooks_.before_reopen();
     CloseOwned().IgnoreError();  // it reports the very error we are recovering from
     if (close_requested_.load(std::memory_order_acquire)) {
       result = RefusalFor(State::kClosed);  // Close is waiting: open nothing
     } else {
       absl::StatusOr<OpenedDb> opened = reopen_();
       if (opened.ok()) {
-        db_ = opened->db.get();
-        records_ = opened->records;
-        if (on_reopen_) result = on_reopen_(opened->db.get(), opened->records);
-        owned_ = *std::move(opened);
+        TakeOwned(*std::move(opened));
+        if (hooks_.on_reopen) result = hooks_.on_reopen(db_, records_);
         if (!result.ok()) CloseOwned().IgnoreError();
       } else {
         result = opened.status();
@@ -158,7 +201,7 @@ absl::Status DbLifecycle::Reopen() {
     // No store where this one was (the opener never creates), or another store (the hook's identity
     // check): permanent until an operator acts.
     result = absl::DataLossError(
-        absl::StrCat("the store's directory no longer holds this store (", result.message(),
+        absl::StrCat("the directory of ", subject_, " no longer holds it (", result.message(),
                      "): it was deleted or replaced; refusing to go on with an empty store, which would admit every "
                      "remembered ID again"));
   } else {
@@ -196,7 +239,7 @@ absl::Status DbLifecycle::Adopt(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* re
     util::WriterLock exclusive(&db_mu_);
     db_ = db;
     records_ = records;
-    if (on_reopen_) result = on_reopen_(db, records);
+    if (hooks_.on_reopen) result = hooks_.on_reopen(db, records);
   }
   if (result.ok()) {
     health_->Set(absl::OkStatus());
@@ -213,17 +256,26 @@ absl::Status DbLifecycle::Adopt(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* re
 
 absl::Status DbLifecycle::CloseOwned() {
   absl::Status first;
-  if (owned_.db != nullptr) {
-    for (rocksdb::ColumnFamilyHandle* handle : owned_.handles) {
-      rocksdb::Status s = owned_.db->DestroyColumnFamilyHandle(handle);
-      if (!s.ok() && first.ok()) first = util::FromRocks(s, "closing column family");
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  {
+    util::MutexLock lock(&families_mu_);
+    if (owned_db_ != nullptr) {
+      for (const auto& [name, handle] : families_) {
+        rocksdb::Status s = owned_db_->DestroyColumnFamilyHandle(handle);
+        if (!s.ok() && first.ok()) first = util::FromRocks(s, "closing column family");
+      }
+      for (rocksdb::ColumnFamilyHandle* handle : dropped_) {
+        owned_db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();  // a dropped family: nothing to lose
+      }
     }
-    rocksdb::Status s = owned_.db->Close();
+    families_.clear();
+    dropped_.clear();
+  }
+  if (owned_db_ != nullptr) {
+    rocksdb::Status s = owned_db_->Close();
     if (!s.ok() && first.ok()) first = util::FromRocks(s, "closing the DB");
   }
-  owned_.handles.clear();
-  owned_.db.reset();
-  owned_.records = nullptr;
+  owned_db_.reset();
   if (reopen_) {
     db_ = nullptr;
     records_ = nullptr;
@@ -237,7 +289,7 @@ absl::Status DbLifecycle::Close() {
   if (state_.load(std::memory_order_acquire) == State::kClosed) return close_status_;
   state_.store(State::kClosed, std::memory_order_release);
   util::WriterLock exclusive(&db_mu_);  // waits for calls in progress
-  if (before_close_ && db_ != nullptr) close_status_ = before_close_(db_);
+  if (hooks_.before_close && db_ != nullptr) close_status_ = hooks_.before_close(db_);
   if (absl::Status s = CloseOwned(); !s.ok() && close_status_.ok()) close_status_ = s;
   return close_status_;
 }

@@ -7,6 +7,12 @@
 //     └──────────────Resume: reopened────── kDown ◄────────┘ reopen failed, or another store
 //   any state ──Close──► kClosed (final)
 //
+// The same machine runs a PartitionSet's DB, which holds many column families: families are created and
+// dropped while it is open (a dropped family's handle stays valid until the DB closes or reopens, since
+// a caller may still hold it), and a reopen first lets go of whatever borrows the DB outside a Pin (the
+// BeforeReopen hook: the set suspends its partitions' stores) and afterwards hands the new handles out
+// (OnReopen). generation() tells a long-running borrower (a restore) that the DB it began on is gone.
+//
 // Close always wins: once Close is called, calls are refused at once (kFailedPrecondition); a Resume
 // that is reopening finishes first, and Close then closes whatever is open; nothing reopens after Close.
 // A reopen never creates a store: the opener refuses a missing DB, and the OnReopen check (the store's
@@ -20,8 +26,10 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -69,6 +77,14 @@ class DbLifecycle {
   using OnReopen = std::function<absl::Status(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records)>;
   // Runs at Close, with the DB exclusively held, before it closes (e.g. a last WAL sync).
   using BeforeClose = std::function<absl::Status(rocksdb::DB*)>;
+  // Runs at a reopen, with the DB exclusively held (no Pin is out, none is granted), before it closes:
+  // what uses the DB without a Pin of this lifecycle lets go of it. It must not wait for a Pin.
+  using BeforeReopen = std::function<void()>;
+  struct Hooks {
+    OnReopen on_reopen;
+    BeforeReopen before_reopen;
+    BeforeClose before_close;
+  };
 
   // A DB that the lifecycle owns (Store::Open): it can reopen it.
   DbLifecycle(OpenedDb opened, Opener reopen, std::shared_ptr<HealthListener> health);
@@ -82,13 +98,19 @@ class DbLifecycle {
   DbLifecycle(const DbLifecycle&) = delete;
   DbLifecycle& operator=(const DbLifecycle&) = delete;
 
-  void SetHooks(OnReopen on_reopen, BeforeClose before_close);
+  // Before any call; not thread-safe with calls.
+  void SetHooks(Hooks hooks);
+  // What refusals name ("idem store", "the partition set"). Before any call.
+  void SetSubject(std::string subject) { subject_ = std::move(subject); }
 
   // Keeps the DB open for one call. Refused (ok() false, status() says why) when closed
-  // (kFailedPrecondition), reopening or down (kUnavailable, whatever took it down).
+  // (kFailedPrecondition), reopening or down (kUnavailable, whatever took it down). kWaitForReopen waits
+  // for a reopen of an owned DB in progress to end first (the caller must hold nothing a reopen's hooks
+  // take); kNoWait refuses at once.
+  enum class Wait { kNoWait, kWaitForReopen };
   class Pin {
    public:
-    explicit Pin(const DbLifecycle& lifecycle);
+    explicit Pin(const DbLifecycle& lifecycle, Wait wait = Wait::kNoWait);
     ~Pin();
     Pin(const Pin&) = delete;
     Pin& operator=(const Pin&) = delete;
@@ -133,35 +155,48 @@ class DbLifecycle {
   // REQUIRES: a Pin is held (or the hooks are running). Replaced only by a reopen.
   rocksdb::DB* db() const { return db_; }
   rocksdb::ColumnFamilyHandle* records() const { return records_; }
-  // REQUIRES: a Pin is held. The owned DB's column family `name`, or null (none, or a caller's DB).
-  rocksdb::ColumnFamilyHandle* handle(std::string_view name) const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    for (rocksdb::ColumnFamilyHandle* h : owned_.handles) {
-      if (h->GetName() == name) return h;
-    }
-    return nullptr;
-  }
+  // REQUIRES: a Pin is held (or the hooks are running). The owned DB's open column family `name`, or
+  // null (none, dropped, or a caller's DB).
+  rocksdb::ColumnFamilyHandle* handle(std::string_view name) const;
+  // REQUIRES: a Pin is held. +1 at every close or reopen: a borrower that noted it can tell that the
+  // handles it took are gone.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  // REQUIRES: a Pin is held; an owned DB. Creates column family `name` (kAlreadyExists when it is open),
+  // or RocksDB's error (kUnavailable for I/O: the outcome is unknown, the next open shows it).
+  absl::StatusOr<rocksdb::ColumnFamilyHandle*> CreateFamily(const std::string& name,
+                                                            const rocksdb::ColumnFamilyOptions& options);
+  // REQUIRES: a Pin is held; an owned DB. Drops column family `name` (OK when there is none). Its handle
+  // stays valid until the DB closes or reopens.
+  absl::Status DropFamily(std::string_view name);
 
  private:
   absl::Status RefusalFor(State state) const;
   absl::Status Reopen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(transition_mu_);
   absl::Status CloseOwned() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  void TakeOwned(OpenedDb opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
 
+  std::string subject_ = "idem store";
   const Opener reopen_;  // empty for a caller's DB
   const std::shared_ptr<HealthListener> health_;
   const std::function<absl::Status()> shared_resume_;  // a DB its owner reopens
-  OnReopen on_reopen_;
-  BeforeClose before_close_;
+  Hooks hooks_;
 
   std::atomic<State> state_{State::kOpen};
   std::atomic<bool> close_requested_{false};
 
-  // Serializes Resume and Close: one transition at a time.
-  util::Mutex transition_mu_;
+  // Serializes Resume and Close: one transition at a time. Mutable: a waiting Pin passes through it.
+  mutable util::Mutex transition_mu_;
   absl::Status close_status_ ABSL_GUARDED_BY(transition_mu_);
 
   // Held shared by every Pin, exclusively while the DB is replaced or closed.
   mutable util::SharedMutex db_mu_;
-  OpenedDb owned_ ABSL_GUARDED_BY(db_mu_);  // empty for a caller's DB
+  std::unique_ptr<rocksdb::DB> owned_db_ ABSL_GUARDED_BY(db_mu_);  // null for a caller's DB
+  // The owned DB's handles: written under a Pin (families created or dropped) and at reopen and close.
+  mutable util::Mutex families_mu_;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> families_ ABSL_GUARDED_BY(families_mu_);
+  std::vector<rocksdb::ColumnFamilyHandle*> dropped_ ABSL_GUARDED_BY(families_mu_);
+  std::atomic<uint64_t> generation_{0};
   // Read under a Pin (shared db_mu_), written with db_mu_ held exclusively.
   rocksdb::DB* db_ = nullptr;
   rocksdb::ColumnFamilyHandle* records_ = nullptr;

@@ -1,5 +1,5 @@
 // One partition of a set as its users hold it (PartitionImpl: its Store, its family handles, its reads
-// through the set's DB pin), the pin itself (DbPin), and what a restore writes through (PinnedSink).
+// under a Pin of the set's DB lifecycle) and what a restore writes through (PinnedSink).
 // Kept by the set until it is destroyed, so that a caller still holding a Partition* never touches freed
 // memory.
 #ifndef IDEM_ENGINE_PARTITIONS_PARTITION_H_
@@ -10,7 +10,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "engine/db/db_lifecycle.h"
 #include "engine/store/store_access.h"
 #include "idem/changelog.h"
 #include "idem/clock.h"
@@ -30,35 +30,23 @@
 
 namespace idem::engine {
 
-// The set's DB as its users borrow it: readers of the DB outside a Store (a restore's sink, a snapshot,
-// a partition's reads) hold `mu` shared for each use; closing or reopening the DB holds it exclusively,
-// so no use ever meets a closed DB or a destroyed handle. `db` is the open DB (null: closed or down).
-struct DbPin {
-  mutable std::shared_mutex mu;
-  rocksdb::DB* db = nullptr;  // guarded by mu
-  uint64_t generation = 0;    // guarded by mu; +1 at every close or reopen
-};
-
 class PartitionImpl : public Partition {
  public:
   PartitionImpl(PartitionLayout layout, std::vector<rocksdb::ColumnFamilyHandle*> families, ClaimId claim,
-                std::shared_ptr<Clock> clock, DbPin* pin)
-      : layout_(std::move(layout)),
-        families_(std::move(families)),
-        claim_(claim),
-        clock_(std::move(clock)),
-        pin_(pin) {}
+                std::shared_ptr<Clock> clock, const DbLifecycle* db)
+      : layout_(std::move(layout)), families_(std::move(families)), claim_(claim), clock_(std::move(clock)), db_(db) {}
 
   absl::StatusOr<std::optional<std::string>> Get(size_t index, std::string_view key) const override {
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
+    DbLifecycle::Pin pin(*db_);
     if (retired_.load(std::memory_order_acquire)) {
       return absl::FailedPreconditionError(absl::StrCat("partition '", layout_.name, "' is no longer active"));
     }
-    if (pin_->db == nullptr) return absl::UnavailableError("the partition set is reopening its DB");
+    if (!pin.ok()) return pin.status();
     rocksdb::ColumnFamilyHandle* cf = family(index);
     if (cf == nullptr) return absl::InvalidArgumentError(absl::StrCat("partition family ", index, " does not exist"));
     std::string value;
-    const rocksdb::Status s = pin_->db->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
+    const rocksdb::Status s =
+        db_->db()->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
     if (s.IsNotFound()) return std::optional<std::string>();
     if (!s.ok()) return util::FromRocks(s, "reading partition state");
     return std::optional<std::string>(std::move(value));
@@ -75,12 +63,13 @@ class PartitionImpl : public Partition {
   absl::Status WriteSnapshot(ClaimId claim, int64_t input_offset, size_t chunk_bytes,
                              const std::function<absl::Status(const ChangelogRecord&)>& emit) override {
     // The DB and its handles stay as they are until the snapshot is released.
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
+    DbLifecycle::Pin pin(*db_);
     if (retired_.load(std::memory_order_acquire)) {
       return absl::FailedPreconditionError(absl::StrCat("partition '", layout_.name, "' is no longer active"));
     }
-    rocksdb::DB* db = pin_->db;
-    if (db == nullptr || store_->db() != db) return absl::UnavailableError("the partition set is reopening its DB");
+    if (!pin.ok()) return pin.status();
+    rocksdb::DB* db = db_->db();
+    if (store_->db() != db) return absl::UnavailableError("the partition set is reopening its DB");
     const std::vector<rocksdb::ColumnFamilyHandle*> families = this->families();
     const rocksdb::Snapshot* snapshot = nullptr;
     absl::Status begun;
@@ -141,17 +130,18 @@ class PartitionImpl : public Partition {
   std::vector<rocksdb::ColumnFamilyHandle*> families_;  // replaced when the set reopens its DB
   const ClaimId claim_;
   const std::shared_ptr<Clock> clock_;
-  DbPin* const pin_;
+  const DbLifecycle* const db_;
   std::atomic<bool> retired_{false};
 };
 
 // What a restore's feed writes through: every call runs with the DB pinned, and once the set closes or
-// reopens its DB (the handles the restore holds are gone) every later call is refused, so the feed
-// stops and the restore fails instead of writing through a destroyed handle.
+// reopens its DB (the handles the restore holds are gone: its generation moved) every later call is
+// refused, so the feed stops and the restore fails instead of writing through a destroyed handle.
 class PinnedSink : public ChangelogReplayer::Sink {
  public:
-  PinnedSink(ChangelogReplayer::Sink* sink, DbPin* pin, uint64_t generation)
-      : sink_(sink), pin_(pin), generation_(generation) {}
+  // REQUIRES: a Pin is held (generation() is read).
+  PinnedSink(ChangelogReplayer::Sink* sink, const DbLifecycle* db)
+      : sink_(sink), db_(db), generation_(db->generation()) {}
   absl::Status SnapshotEntry(const ChangelogOp& entry) override {
     return Pinned([&] { return sink_->SnapshotEntry(entry); });
   }
@@ -163,21 +153,21 @@ class PinnedSink : public ChangelogReplayer::Sink {
   }
   // Whether the DB the restore began on is still the open one.
   bool intact() const {
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
-    return pin_->db != nullptr && pin_->generation == generation_;
+    DbLifecycle::Pin pin(*db_);
+    return pin.ok() && db_->generation() == generation_;
   }
 
  private:
   template <typename F>
   absl::Status Pinned(F&& f) {
-    std::shared_lock<std::shared_mutex> pinned(pin_->mu);
-    if (pin_->db == nullptr || pin_->generation != generation_) {
+    DbLifecycle::Pin pin(*db_);
+    if (!pin.ok() || db_->generation() != generation_) {
       return absl::UnavailableError("the partition set closed or reopened its DB during the restore");
     }
     return f();
   }
   ChangelogReplayer::Sink* const sink_;
-  DbPin* const pin_;
+  const DbLifecycle* const db_;
   const uint64_t generation_;
 };
 

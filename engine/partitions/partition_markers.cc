@@ -17,6 +17,14 @@ std::string RecordsFamilyName(const std::string& partition) { return absl::StrCa
 std::string EffectFamilyName(const std::string& partition, size_t index, const std::string& family) {
   return absl::StrCat("p:", partition, ":", index, ":", family);
 }
+std::vector<std::string> FamilyNames(const PartitionLayout& layout) {
+  std::vector<std::string> names = {RecordsFamilyName(layout.name)};
+  for (size_t i = 0; i < layout.effect_families.size(); ++i) {
+    names.push_back(EffectFamilyName(layout.name, i + 1, layout.effect_families[i]));
+  }
+  return names;
+}
+
 std::optional<std::string> PartitionOfRecordsFamily(std::string_view family) {
   if (family.size() < 5 || family.substr(0, 2) != "p:" || family.substr(family.size() - 2) != ":0") {
     return std::nullopt;

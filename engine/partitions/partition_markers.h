@@ -29,6 +29,8 @@ struct Marker {
 
 std::string RecordsFamilyName(const std::string& partition);
 std::string EffectFamilyName(const std::string& partition, size_t index, const std::string& family);
+// Every family of a partition, in its order: records first, then effect family 1, 2, ...
+std::vector<std::string> FamilyNames(const PartitionLayout& layout);
 // The partition whose records family `family` is, or nullopt: an effect family, the default one, or a
 // family that is no partition's. By shape alone ("p:", a part without ':', ":0"), so that a copy made
 // under an older, looser name rule keeps its records' options.

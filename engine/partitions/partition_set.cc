@@ -2,18 +2,9 @@
 // public class over its Impl (engine/partitions/partition_set_impl.h).
 #include "idem/partition_set.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <filesystem>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <set>
-#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,21 +18,15 @@
 #include "engine/partitions/partition.h"
 #include "engine/partitions/partition_markers.h"
 #include "engine/partitions/partition_set_impl.h"
-#include "engine/partitions/restore_session.h"
-#include "engine/records/store_metadata.h"
 #include "engine/store/stats_metrics.h"
 #include "engine/store/store_access.h"
 #include "engine/store/store_registry.h"
-#include "idem/partition_state.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
-#include "rocksdb/table.h"
 #include "rocksdb/write_buffer_manager.h"
 #include "util/metrics.h"
 #include "util/periodic.h"
 #include "util/printable.h"
-#include "util/status_util.h"
-#include "util/varint.h"
 
 namespace idem {
 
@@ -74,12 +59,26 @@ absl::Status PartitionSet::Impl::Open() {
       std::make_shared<rocksdb::WriteBufferManager>(std::max<size_t>(options_.write_buffer_budget_bytes, 1 << 20));
   health_ = std::make_shared<engine::HealthListener>();
   db_options_.listeners.push_back(health_);
-  if (absl::Status s = OpenDb(); !s.ok()) return s;
-  if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
+  absl::StatusOr<engine::OpenedDb> opened = OpenDb(options_.create_if_missing);
+  if (!opened.ok()) return opened.status();
+  lifecycle_ = std::make_unique<engine::DbLifecycle>(
+      *std::move(opened), [this] { return OpenDb(/*create=*/false); }, health_);
+  lifecycle_->SetSubject("the partition set");
+  engine::DbLifecycle::Hooks hooks;
+  hooks.before_reopen = [this] { SuspendStores(); };
+  hooks.on_reopen = [this](rocksdb::DB* db, rocksdb::ColumnFamilyHandle*) { return AdoptReopened(db); };
+  lifecycle_->SetHooks(std::move(hooks));
+  uint64_t memtables = 0;
+  {
+    engine::DbLifecycle::Pin pin(*lifecycle_);
+    if (!pin.ok()) return pin.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
+    memtables = engine::MemtableCapacity(lifecycle_->db(), {});
+  }
 
   // The write buffer manager's budget: what every partition's memtables together can hold.
-  disk_guard_ = engine::DiskGuard::For(
-      path_, engine::DiskReserveFor(store.min_free_disk_bytes, engine::MemtableCapacity(db_.get(), {})));
+  disk_guard_ = engine::DiskGuard::For(path_, engine::DiskReserveFor(store.min_free_disk_bytes, memtables));
   if (disk_guard_ != nullptr) {
     disk_watch_ = std::make_unique<util::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
   }
@@ -114,6 +113,7 @@ absl::StatusOr<Partition*> PartitionSet::Impl::Activate(const PartitionLayout& l
         " + 1: this owner could issue no token, and tokens would not grow across owners (a claim's ordinal "
         "shifted past 2^24 wraps: use TokenRangeOfClaim)"));
   }
+  engine::DbLifecycle::Pin pin(*lifecycle_);  // kUnavailable while the DB reopens: Activate again later
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return absl::FailedPreconditionError("the partition set is closed");
   if (active_.count(layout.name) != 0) {
@@ -125,7 +125,7 @@ absl::StatusOr<Partition*> PartitionSet::Impl::Activate(const PartitionLayout& l
   if (deactivating_.count(layout.name) != 0) {
     return absl::FailedPreconditionError(absl::StrCat("partition '", layout.name, "' is being deactivated"));
   }
-  if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Activate again later");
+  if (!pin.ok()) return pin.status();
   // New families take descriptors; a local copy's are counted already.
   if (!activate.use_local_copy) {
     if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
@@ -151,7 +151,7 @@ absl::StatusOr<Partition*> PartitionSet::Impl::Activate(const PartitionLayout& l
   if (!families.ok()) return families.status();
 
   auto partition = std::make_shared<engine::PartitionImpl>(layout, *families, activate.claim,
-                                                           engine::ClockOf(options_.store), &pin_);
+                                                           engine::ClockOf(options_.store), lifecycle_.get());
   Options store = options_.store;
   store.column_family = (*families)[0]->GetName();
   store.create_if_missing = true;
@@ -172,7 +172,7 @@ absl::StatusOr<Partition*> PartitionSet::Impl::Activate(const PartitionLayout& l
   }
   // A partition's Store::Resume is the set's: a fatal error is recovered by reopening the one DB.
   absl::StatusOr<std::unique_ptr<Store>> attached =
-      engine::StoreAccess::Attach(db_.get(), (*families)[0], store,
+      engine::StoreAccess::Attach(lifecycle_->db(), (*families)[0], store,
                                   engine::SharedStoreResources{health_, disk_guard_, [this] { return Resume(); }});
   if (!attached.ok()) return attached.status();
   partition->store_ = *std::move(attached);
@@ -202,12 +202,17 @@ absl::Status PartitionSet::Impl::Deactivate(std::string_view name, KeepLocalCopy
   const Stats last = store.GetStats();
   absl::Status closed = store.Close();
   partition->Retire();
+  // A reopen in progress is waited for: the marker below is written on the DB it leaves open.
+  engine::DbLifecycle::Pin pin(*lifecycle_, engine::DbLifecycle::Wait::kWaitForReopen);
   std::lock_guard<std::mutex> lock(mu_);
   deactivating_.erase(std::string(name));
   retired_.push_back(partition);
   fenced_closed_ += last.fenced;
   ++stats_.deactivations;
   if (closed_) return absl::FailedPreconditionError("the partition set was closed during Deactivate");
+  // The DB is down: the marker still says active, so the copy comes back unclean (restored from its
+  // changelog), which is safe.
+  if (!pin.ok()) return pin.status();
   if (keep == KeepLocalCopy::kDrop) {
     absl::Status dropped = DropFamilies(std::string(name), partition->layout().effect_families);
     return closed.ok() ? dropped : closed;
@@ -225,9 +230,11 @@ absl::Status PartitionSet::Impl::Deactivate(std::string_view name, KeepLocalCopy
 }
 
 absl::Status PartitionSet::Impl::DropLocalCopy(std::string_view name) {
+  engine::DbLifecycle::Pin pin(*lifecycle_, engine::DbLifecycle::Wait::kWaitForReopen);
   std::lock_guard<std::mutex> lock(mu_);
   const std::string key(name);
   if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+  if (!pin.ok()) return pin.status();
   if (active_.count(key) != 0 || restoring_.count(key) != 0 || deactivating_.count(key) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("partition '", key, "' is active, being deactivated or being restored"));
@@ -313,16 +320,16 @@ absl::Status PartitionSet::Impl::Close() {
     p->Retire();
     if (!s.ok() && first.ok()) first = s;
   }
-  std::lock_guard<std::mutex> serial(resume_mu_);
+  // Waits for a Resume in progress (whose hooks take mu_: not held here), then for a restore's write or
+  // a snapshot in progress; later ones are refused.
+  if (lifecycle_ != nullptr) {
+    if (absl::Status s = lifecycle_->Close(); !s.ok() && first.ok()) first = s;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   // Callers may still hold the partitions (a handler mid-run): their closed Stores answer
   // kFailedPrecondition until the set is destroyed.
   for (auto& [name, p] : active_) retired_.push_back(p);
   active_.clear();
-  // Waits for a restore's write or a snapshot in progress; later ones are refused.
-  if (const rocksdb::Status s = CloseDb(); !s.ok() && first.ok()) {
-    first = util::FromRocks(s, "closing the partition set's DB");
-  }
   claim_.reset();
   close_status_ = first;
   return first;

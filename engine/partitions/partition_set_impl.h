@@ -3,6 +3,10 @@
 // close, maintenance, stats), partition_set_db.cc (the set's DB: its families and markers, resume and
 // reopen), restore_session.cc (restores as sessions).
 //
+// The set's DB runs on a DbLifecycle (engine/db/db_lifecycle.h), as a Store's does: everything that
+// touches the DB holds a Pin of it, taken BEFORE mu_ (a reopen holds the DB exclusively and its hooks
+// take mu_); nothing waits for a Pin or a reopen while holding mu_.
+//
 // On disk: every partition is column families named "p:<name>:0" (idem's records) and
 // "p:<name>:<i>:<family>" (effect family i), and a marker in the default column family under
 // "\0idem\0partition\0<name>" saying what state the copy is in (active, clean, restored), the claim and
@@ -47,8 +51,9 @@ class PartitionSet::Impl {
 
   std::vector<LocalCopy> LocalCopies() const;
 
-  // A new partition must fit in the descriptor budget, so that the set can always open every file.
-  absl::Status CheckFilesBudget() const { return engine::CheckFilesBudget(db_.get(), files_budget_); }
+  // REQUIRES: a Pin. A new partition must fit in the descriptor budget, so that the set can always open
+  // every file.
+  absl::Status CheckFilesBudget() const { return engine::CheckFilesBudget(lifecycle_->db(), files_budget_); }
 
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate);
 
@@ -79,21 +84,22 @@ class PartitionSet::Impl {
 
   absl::Status Close();
 
-  rocksdb::DB* db() const { return db_.get(); }
+  rocksdb::DB* db() const { return lifecycle_ == nullptr ? nullptr : lifecycle_->db(); }
 
  private:
   // Opens the DB with every column family it has, each with the options it was first opened or created
-  // with (the same expiry-filter factory every time: a store's time and counters live in it).
-  absl::Status OpenDb();
-
-  // Closes the DB (after its borrowers are done: the pin) and destroys every handle; RocksDB's answer.
-  rocksdb::Status CloseDb();
+  // with (the same expiry-filter factory every time: a store's time and counters live in it). A reopen
+  // (`create` false) never creates: kNotFound where the DB was.
+  absl::StatusOr<engine::OpenedDb> OpenDb(bool create);
 
   const rocksdb::ColumnFamilyOptions& FamilyOptions(const std::string& name);
 
-  // REQUIRES: resume_mu_ held. Every active partition's calls end and are refused while the DB is
-  // closed and opened again (which replays its WAL); then each store re-reads its metadata.
-  absl::Status Reopen();
+  // The reopen's hooks (run with the DB held exclusively). Before: every store attached to the DB
+  // (active, or closing in a Deactivate) stops its calls. After: each active partition takes its
+  // families' new handles and its store checks it is the same store; a partition whose families the
+  // reopened DB lacks makes it another DB (kDataLoss).
+  void SuspendStores();
+  absl::Status AdoptReopened(rocksdb::DB* db);
 
   absl::Status PrepareDirectoryFor();
 
@@ -107,18 +113,16 @@ class PartitionSet::Impl {
 
   absl::Status WriteMarker(const std::string& name, const engine::Marker& marker);
 
-  // REQUIRES: mu_ held (or Open). Creates the partition's families that do not exist yet.
-  static absl::Status DownError();
-
+  // REQUIRES: a Pin, mu_ held (or Open). Creates the partition's families that do not exist yet.
   absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> EnsureFamilies(const PartitionLayout& layout);
 
-  // REQUIRES: mu_ held. The partition's families for what comes next (`state`): its local copy kept
+  // REQUIRES: a Pin, mu_ held. The partition's families for what comes next (`state`): its local copy kept
   // (`keep_copy`: the caller checked it) or dropped, the missing families created, its marker written
   // (markers_ is the caller's to update once the step succeeds).
   absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> PrepareFamilies(const PartitionLayout& layout,
                                                                             bool keep_copy, engine::CopyState state);
 
-  // REQUIRES: mu_ held (or Open). Drops a partition's families, its store metadata and its marker.
+  // REQUIRES: a Pin, mu_ held (or Open). Drops a partition's families, its store metadata and its marker.
   absl::Status DropFamilies(const std::string& partition, const std::vector<std::string>& effect_families);
 
   std::vector<std::shared_ptr<engine::PartitionImpl>> Active() const;
@@ -132,17 +136,17 @@ class PartitionSet::Impl {
   std::shared_ptr<engine::DiskGuard> disk_guard_;
   std::unique_ptr<engine::StoreClaim> claim_;
   std::unique_ptr<rocksdb::Env> env_;  // the caller's (or the default) file system, directories shared
-  std::unique_ptr<rocksdb::DB> db_;    // after env_: closed before it
+  // After env_ (closed before it), before the partitions (which point to it).
+  std::unique_ptr<engine::DbLifecycle> lifecycle_;
 
   rocksdb::DBOptions db_options_;
   size_t files_budget_ = 0;
-  std::map<std::string, rocksdb::ColumnFamilyOptions> cf_options_;  // as first opened or created
-  std::mutex resume_mu_;                                            // one recovery at a time; taken before mu_
+  // As first opened or created. Touched under a Pin (families created, dropped) or by the opener, which
+  // runs with the DB held exclusively.
+  std::map<std::string, rocksdb::ColumnFamilyOptions> cf_options_;
   mutable std::mutex mu_;
   bool closed_ = false;
   absl::Status close_status_;
-  engine::DbPin pin_;  // before the partitions, which point to it
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
   std::map<std::string, engine::Marker> markers_;  // local copies and active partitions
   std::map<std::string, std::shared_ptr<engine::PartitionImpl>> active_;
   // Deactivated or closed partitions, kept until the set is destroyed: a caller may still hold one.
@@ -150,9 +154,6 @@ class PartitionSet::Impl {
   std::set<std::string> restoring_;
   // Being deactivated: out of active_, their stores closing. Close closes them too before the DB goes.
   std::map<std::string, std::shared_ptr<engine::PartitionImpl>> deactivating_;
-  // Handles of dropped families, destroyed with the DB (Close, a reopen): a handler may still hold one.
-  std::vector<rocksdb::ColumnFamilyHandle*> dropped_handles_;
-  bool reopening_ = false;
   uint64_t restore_counter_ = 0;
   uint64_t fenced_closed_ = 0;
   PartitionSetStats stats_;

@@ -2,46 +2,19 @@
 // it through the DB pin, finished or abandoned; PartitionSet::Restore and CatchUp run one around a feed.
 #include "engine/partitions/restore_session.h"
 
-#include <sys/resource.h>
-
-#include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <filesystem>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <set>
-#include <shared_mutex>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/db/db_lifecycle.h"
-#include "engine/db/disk_guard.h"
-#include "engine/db/rocksdb_options.h"
-#include "engine/db/shared_directory_fs.h"
-#include "engine/partitions/descriptor_budget.h"
 #include "engine/partitions/partition.h"
 #include "engine/partitions/partition_markers.h"
 #include "engine/partitions/partition_set_impl.h"
-#include "engine/partitions/restore_session.h"
-#include "engine/records/store_metadata.h"
-#include "engine/store/stats_metrics.h"
-#include "engine/store/store_access.h"
-#include "engine/store/store_registry.h"
-#include "idem/partition_state.h"
-#include "rocksdb/cache.h"
-#include "rocksdb/db.h"
-#include "rocksdb/table.h"
-#include "rocksdb/write_buffer_manager.h"
-#include "util/metrics.h"
-#include "util/periodic.h"
-#include "util/printable.h"
-#include "util/status_util.h"
-#include "util/varint.h"
+#include "idem/changelog.h"
+#include "idem/partition_set.h"
 
 namespace idem {
 
@@ -50,12 +23,12 @@ namespace idem {
 class RestoreSessionImpl : public engine::RestoreSession {
  public:
   RestoreSessionImpl(PartitionSet::Impl* set, PartitionLayout layout, bool onto_local_copy,
-                     std::unique_ptr<ChangelogRestore> restore, engine::DbPin* pin, uint64_t generation)
+                     std::unique_ptr<ChangelogRestore> restore, const engine::DbLifecycle* db)
       : set_(set),
         layout_(std::move(layout)),
         onto_local_copy_(onto_local_copy),
         restore_(std::move(restore)),
-        pinned_(restore_.get(), pin, generation) {}
+        pinned_(restore_.get(), db) {}
   ~RestoreSessionImpl() override {
     if (!finished_) {
       set_->EndRestore(layout_, onto_local_copy_, std::move(restore_), started_,
@@ -85,13 +58,14 @@ class RestoreSessionImpl : public engine::RestoreSession {
 absl::StatusOr<std::unique_ptr<engine::RestoreSession>> PartitionSet::Impl::BeginRestore(const PartitionLayout& layout,
                                                                                          bool onto_local_copy) {
   if (absl::Status s = engine::CheckLayout(layout); !s.ok()) return s;
+  engine::DbLifecycle::Pin pin(*lifecycle_);  // kUnavailable while the DB reopens: Restore again later
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return absl::FailedPreconditionError("the partition set is closed");
   if (active_.count(layout.name) != 0 || restoring_.count(layout.name) != 0 || deactivating_.count(layout.name) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("partition '", layout.name, "' is active, being deactivated or being restored"));
   }
-  if (reopening_) return absl::UnavailableError("the partition set is reopening its DB; Restore again later");
+  if (!pin.ok()) return pin.status();
   if (!onto_local_copy) {
     if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
   }
@@ -109,7 +83,7 @@ absl::StatusOr<std::unique_ptr<engine::RestoreSession>> PartitionSet::Impl::Begi
   if (!families.ok()) return families.status();
   markers_[layout.name] = engine::Marker{engine::CopyState::kRestoring, {}, -1, layout.effect_families};
   ChangelogRestore::Target target;
-  target.db = db_.get();
+  target.db = lifecycle_->db();
   target.families = *families;
   target.store_options = options_.store;
   target.store_options.column_family = (*families)[0]->GetName();
@@ -124,22 +98,25 @@ absl::StatusOr<std::unique_ptr<engine::RestoreSession>> PartitionSet::Impl::Begi
     return created.status();
   }
   restoring_.insert(layout.name);
-  uint64_t generation = 0;
-  {
-    std::shared_lock<std::shared_mutex> pinned(pin_.mu);
-    generation = pin_.generation;
-  }
-  return std::make_unique<RestoreSessionImpl>(this, layout, onto_local_copy, *std::move(created), &pin_, generation);
+  return std::make_unique<RestoreSessionImpl>(this, layout, onto_local_copy, *std::move(created), lifecycle_.get());
 }
 
 absl::Status PartitionSet::Impl::EndRestore(const PartitionLayout& layout, bool onto_local_copy,
                                             std::unique_ptr<ChangelogRestore> restore,
                                             std::chrono::steady_clock::time_point started, RestoreEnd end) {
+  // A reopen in progress is waited for: the families go, or the marker is written, on the DB it leaves.
+  engine::DbLifecycle::Pin pin(*lifecycle_, engine::DbLifecycle::Wait::kWaitForReopen);
   std::lock_guard<std::mutex> lock(mu_);
   restoring_.erase(layout.name);
   if (closed_) {
     restore.reset();
     return absl::FailedPreconditionError("the partition set was closed during the restore");
+  }
+  if (!pin.ok()) {
+    // The DB is down: the marker says restoring, so the families go at the next open (or the next
+    // restore of this partition).
+    restore.reset();
+    return pin.status();
   }
   if (end != RestoreEnd::kFinished) {
     DropFamilies(layout.name, layout.effect_families).IgnoreError();

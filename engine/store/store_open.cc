@@ -74,20 +74,21 @@ absl::Status Store::Impl::Start(std::unique_ptr<engine::DbLifecycle> lifecycle,
     }
   }
   if (absl::Status s = LoadMetadata(db(), cf(), if_missing); !s.ok()) return s;
-  lifecycle_->SetHooks(
-      [this](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records) {
-        // A reopen must find this very store: a deleted directory is refused by the opener (it never
-        // creates), a replaced one by its identity.
-        absl::Status s = LoadMetadata(db, records, engine::IfMissing::kRefuse);
-        if (s.ok()) counters_.reopens.fetch_add(1, std::memory_order_relaxed);
-        return s;
-      },
-      [this](rocksdb::DB* db) {
-        // Whatever the periodic sync had not reached yet is made durable at a clean close. Not after a
-        // write error: syncing a WAL writer that failed trips RocksDB's previous-error assertion.
-        if (!wal_sync_ || options_.sync || !lifecycle_->Health().ok()) return absl::OkStatus();
-        return util::FromRocks(db->SyncWAL(), "syncing the WAL");
-      });
+  engine::DbLifecycle::Hooks hooks;
+  hooks.on_reopen = [this](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* records) {
+    // A reopen must find this very store: a deleted directory is refused by the opener (it never
+    // creates), a replaced one by its identity.
+    absl::Status s = LoadMetadata(db, records, engine::IfMissing::kRefuse);
+    if (s.ok()) counters_.reopens.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  };
+  hooks.before_close = [this](rocksdb::DB* db) {
+    // Whatever the periodic sync had not reached yet is made durable at a clean close. Not after a
+    // write error: syncing a WAL writer that failed trips RocksDB's previous-error assertion.
+    if (!wal_sync_ || options_.sync || !lifecycle_->Health().ok()) return absl::OkStatus();
+    return util::FromRocks(db->SyncWAL(), "syncing the WAL");
+  };
+  lifecycle_->SetHooks(std::move(hooks));
   if (disk_guard_ != nullptr && !shared_disk_guard_) {
     disk_watch_ = std::make_unique<util::Periodic>(absl::Milliseconds(100), [this] { disk_guard_->Measure(); });
   }

@@ -4,7 +4,6 @@
 #include "absl/strings/str_cat.h"
 #include "idem/fingerprint.h"
 #include "idem/kafka.h"
-#include "util/status_util.h"
 
 namespace idem {
 
