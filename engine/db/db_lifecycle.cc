@@ -111,30 +111,39 @@ absl::Status DbLifecycle::RefusalFor(State state) const {
 }
 
 DbLifecycle::Pin::Pin(const DbLifecycle& lifecycle, Wait wait) : lifecycle_(lifecycle) {
-  if (wait == Wait::kWaitForReopen && lifecycle_.reopen_ && lifecycle_.state() == State::kReopening) {
-    // A reopen holds the transition lock from start to end.
-    util::MutexLock transition(&lifecycle_.transition_mu_);
-  }
-  // The flag and the state are checked before the lock: glibc's rwlock prefers readers, so without
-  // them a steady stream of calls would keep Close (or a reopen) waiting forever.
-  if (lifecycle_.close_requested_.load(std::memory_order_acquire)) {
-    status_ = lifecycle_.RefusalFor(State::kClosed);
-    return;
-  }
-  if (State s = lifecycle_.state(); s != State::kOpen) {
-    status_ = lifecycle_.RefusalFor(s);
-    return;
-  }
-  lifecycle_.db_mu_.ReaderLock();
-  // Checked again under the lock: a transition may have begun while we waited for it.
-  State s = lifecycle_.state();
-  if (lifecycle_.close_requested_.load(std::memory_order_acquire)) s = State::kClosed;
-  if (s != State::kOpen) {
+  // Only an owned DB's reopen holds the transition lock from start to end, so only it can be waited
+  // for (a caller's DB is suspended until its owner adopts it again).
+  const bool wait_for_reopen = wait == Wait::kWaitForReopen && lifecycle_.reopen_;
+  while (true) {
+    // The flag and the state are checked before the lock: glibc's rwlock prefers readers, so without
+    // them a steady stream of calls would keep Close (or a reopen) waiting forever.
+    if (lifecycle_.close_requested_.load(std::memory_order_acquire)) {
+      status_ = lifecycle_.RefusalFor(State::kClosed);
+      return;
+    }
+    State s = lifecycle_.state();
+    if (s == State::kReopening && wait_for_reopen) {
+      util::MutexLock transition(&lifecycle_.transition_mu_);  // the reopen ends
+      continue;
+    }
+    if (s != State::kOpen) {
+      status_ = lifecycle_.RefusalFor(s);
+      return;
+    }
+    lifecycle_.db_mu_.ReaderLock();
+    // Checked again under the lock: a transition may have begun while we waited for it.
+    s = lifecycle_.state();
+    if (lifecycle_.close_requested_.load(std::memory_order_acquire)) s = State::kClosed;
+    if (s == State::kOpen) {
+      held_ = true;
+      return;
+    }
     lifecycle_.db_mu_.ReaderUnlock();
-    status_ = lifecycle_.RefusalFor(s);
-    return;
+    if (s != State::kReopening || !wait_for_reopen) {
+      status_ = lifecycle_.RefusalFor(s);
+      return;
+    }
   }
-  held_ = true;
 }
 
 DbLifecycle::Pin::~Pin() {

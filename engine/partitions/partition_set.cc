@@ -225,6 +225,9 @@ absl::Status PartitionSet::Impl::Deactivate(std::string_view name, KeepLocalCopy
   marker.changelog_offset = changelog_offset;
   marker.families = partition->layout().effect_families;
   absl::Status written = WriteMarker(std::string(name), marker);
+  // A marker write that failed has an unknown outcome: the copy is taken for unclean (the one on disk
+  // may still say active), never listed clean.
+  if (!written.ok()) marker.state = engine::CopyState::kActive;
   markers_[std::string(name)] = marker;
   return closed.ok() ? written : closed;
 }
@@ -234,13 +237,13 @@ absl::Status PartitionSet::Impl::DropLocalCopy(std::string_view name) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string key(name);
   if (closed_) return absl::FailedPreconditionError("the partition set is closed");
-  if (!pin.ok()) return pin.status();
   if (active_.count(key) != 0 || restoring_.count(key) != 0 || deactivating_.count(key) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("partition '", key, "' is active, being deactivated or being restored"));
   }
   auto marker = markers_.find(key);
   if (marker == markers_.end()) return absl::NotFoundError(absl::StrCat("no local copy of partition '", key, "'"));
+  if (!pin.ok()) return pin.status();  // the DB is down
   if (absl::Status s = DropFamilies(key, marker->second.families); !s.ok()) return s;
   ++stats_.local_copies_dropped;
   return absl::OkStatus();

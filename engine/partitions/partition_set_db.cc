@@ -76,23 +76,41 @@ void PartitionSet::Impl::SuspendStores() {
 }
 
 absl::Status PartitionSet::Impl::AdoptReopened(rocksdb::DB* db) {
-  std::lock_guard<std::mutex> lock(mu_);
-  absl::Status first;
-  for (const auto& [name, p] : active_) {
-    std::vector<rocksdb::ColumnFamilyHandle*> families;
-    for (const std::string& family : engine::FamilyNames(p->layout())) {
-      rocksdb::ColumnFamilyHandle* h = lifecycle_->handle(family);
-      if (h == nullptr) {
-        return absl::DataLossError(
-            absl::StrCat("the reopened DB has no column family '", family, "' of active partition '", name, "'"));
+  // An error here closes the reopened DB again (the lifecycle goes down): no store may be left on it,
+  // so every family is checked before any store is handed the DB, and a store adopted before another
+  // one failed is suspended again before returning.
+  std::vector<std::shared_ptr<engine::PartitionImpl>> adopted;
+  absl::Status failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Close closes the stores before it closes the DB: none is to be adopted (nor its claim touched).
+    if (closed_) return absl::FailedPreconditionError("the partition set is closing");
+    std::vector<std::pair<std::shared_ptr<engine::PartitionImpl>, std::vector<rocksdb::ColumnFamilyHandle*>>> moves;
+    for (const auto& [name, p] : active_) {
+      std::vector<rocksdb::ColumnFamilyHandle*> families;
+      for (const std::string& family : engine::FamilyNames(p->layout())) {
+        rocksdb::ColumnFamilyHandle* h = lifecycle_->handle(family);
+        if (h == nullptr) {
+          return absl::DataLossError(
+              absl::StrCat("the reopened DB has no column family '", family, "' of active partition '", name, "'"));
+        }
+        families.push_back(h);
       }
-      families.push_back(h);
+      moves.emplace_back(p, std::move(families));
     }
-    p->SetFamilies(families);
-    if (absl::Status s = engine::StoreAccess::Adopt(p->store(), db, families[0]); !s.ok() && first.ok()) first = s;
+    for (auto& [p, families] : moves) {
+      p->SetFamilies(families);
+      failed = engine::StoreAccess::Adopt(p->store(), db, families[0]);
+      if (!failed.ok()) break;
+      adopted.push_back(p);
+    }
+    if (failed.ok()) ++stats_.reopens;
   }
-  ++stats_.reopens;
-  return first;
+  // Without mu_, as SuspendStores: an adopted store's calls may already run.
+  if (!failed.ok()) {
+    for (const auto& p : adopted) engine::StoreAccess::Suspend(p->store());
+  }
+  return failed;
 }
 
 absl::Status PartitionSet::Impl::PrepareDirectoryFor() {

@@ -27,7 +27,8 @@
 // Thread safety: every method may be called from any thread, concurrently with any other, Close and
 // Resume included: lifecycle calls on one partition are serialized (one that meets another in progress
 // gets kFailedPrecondition: "being restored", "being deactivated"), a Resume that reopens the DB makes
-// Activate and Restore answer kUnavailable meanwhile, and a restore's feed that meets a Close or a
+// Activate and Restore answer kUnavailable meanwhile (Deactivate, DropLocalCopy and a restore's end wait
+// for it and act on the reopened DB), and a restore's feed that meets a Close or a
 // reopen is refused from then on (the restore fails and its families are dropped). A Partition* stays
 // a valid object until the set is destroyed: once the partition is deactivated or the set closed, its
 // Store and its reads answer kFailedPrecondition (a handler still running on it cannot commit), and its
@@ -158,7 +159,8 @@ struct ActivateOptions {
   // The claim this owner holds the partition under; noted with the local copy when it is kept.
   ClaimId claim;
   // Called after each commit write that landed, in WAL order (Options::commit_hook): quick, no calls
-  // into the partition's store. Empty: no hook (and commits are not serialized).
+  // into the partition's store, its Partition or the set (a reopen waits for the commit that runs the
+  // hook, while it holds the set's DB). Empty: no hook (and commits are not serialized).
   std::function<void(const PartitionCommit&)> commit_hook;
   // true: use the partition's clean (or just restored) local copy; false (default): drop any local
   // copy and start empty.
@@ -255,8 +257,12 @@ class PartitionSet {
   // place (a fatal WAL or SST write error), closes and reopens the DB (replaying its WAL) while every
   // partition's calls are refused with kUnavailable; each store then checks it is the same store and
   // goes on, its in-memory leases kept. Every partition's Store::Resume calls this. kUnavailable while
-  // the fault lasts (retry later); kFailedPrecondition once closed. Family handles taken before a
-  // reopen are invalid after it: take them from Partition::family() per use.
+  // the fault lasts (retry later); kDataLoss when the reopened directory is not this set's DB any more
+  // (deleted, replaced, an active partition's family gone: a reopen never creates, and nothing runs
+  // until an operator acts); kFailedPrecondition once closed. Family handles taken before a reopen are
+  // invalid after it: take them from Partition::family() per use, and never hold one across a call
+  // that may wait. A reopen waits for every store call in progress, so a commit hook must not call the
+  // set or a partition (the hook's note in ActivateOptions).
   absl::Status Resume();
   PartitionSetStats GetStats() const;
   // Prometheus text: every active partition's Stats with a `partition` label, then the set's counters.

@@ -106,7 +106,9 @@ size_t PartitionBatch::HandleRun(OwnedPartition& o, absl::Span<const KafkaMessag
     by_id.emplace(of[i]->id, &kms[i]);
   }
   overlay_->Clear();
-  KafkaPartitionView view(o.number, o.partition, set_->db(), overlay_.get());
+  // No DB pointer: the view reads through Partition::Get, which pins the set's DB (a raw pointer taken
+  // here would race with a reopen).
+  KafkaPartitionView view(o.number, o.partition, nullptr, overlay_.get());
   const KafkaHandler& handler = options_->handler;
   std::vector<HandleResult> results;
   if (!events.empty()) {

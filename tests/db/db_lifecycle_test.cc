@@ -196,5 +196,27 @@ TEST_F(DbLifecycleTest, AReopenThatFindsNoDbIsDataLossAndRefusalsNameTheirSubjec
   EXPECT_THAT(std::string(closed.status().message()), ::testing::HasSubstr("the partition set is closed"));
 }
 
+TEST_F(DbLifecycleTest, AReopenWhoseHandOutFailsClosesTheDbAgainAndALaterResumeRecovers) {
+  bool refuse = true;
+  DbLifecycle::Hooks hooks;
+  hooks.on_reopen = [&](rocksdb::DB*, rocksdb::ColumnFamilyHandle*) {
+    return refuse ? absl::UnavailableError("a store could not read its metadata") : absl::OkStatus();
+  };
+  lifecycle_->SetHooks(std::move(hooks));
+  BreakTheWal();
+  const uint64_t before = lifecycle_->generation();
+  EXPECT_THAT(lifecycle_->Resume(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(lifecycle_->state(), DbLifecycle::State::kDown);
+  // Closed again: nothing of the reopened DB is left to a borrower.
+  EXPECT_EQ(lifecycle_->handle(rocksdb::kDefaultColumnFamilyName), nullptr);
+  EXPECT_GT(lifecycle_->generation(), before + 1);
+  EXPECT_FALSE(DbLifecycle::Pin(*lifecycle_).ok());
+  refuse = false;
+  ASSERT_THAT(lifecycle_->Resume(), IsOk());
+  DbLifecycle::Pin pin(*lifecycle_);
+  ASSERT_TRUE(pin.ok());
+  EXPECT_NE(lifecycle_->handle(rocksdb::kDefaultColumnFamilyName), nullptr);
+}
+
 }  // namespace
 }  // namespace idem::engine
