@@ -26,6 +26,7 @@ namespace idem::bench {
 namespace {
 
 size_t g_ids = 1000000;
+int g_activations = 1024;  // the largest k of BM_PartitionSet_ActivateKth
 
 std::string Scratch(const std::string& name) {
   const char* base = std::getenv("TMPDIR");
@@ -157,6 +158,48 @@ void BM_Partition_ActivateDeactivate(benchmark::State& state) {
 }
 BENCHMARK(BM_Partition_ActivateDeactivate)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The cost of activating the k-th partition of a set (k-1 active already, each with its records and
+// one effect family): what a member pays per partition when an assignment grows. Each iteration
+// activates one more partition and, untimed, drops it again. The CPU time is the activating thread's.
+void BM_PartitionSet_ActivateKth(benchmark::State& state) {
+  const int k = static_cast<int>(state.range(0));
+  if (k > g_activations) {
+    state.SkipWithError("past --activations");
+    return;
+  }
+  const std::string path = Scratch("kth-" + std::to_string(k));
+  PartitionSetOptions options;
+  options.maintenance_interval = absl::ZeroDuration();  // no passes: only the activation is measured
+  auto set = PartitionSet::Open(options, path);
+  if (!set.ok()) std::abort();
+  for (int i = 0; i < k - 1; ++i) {
+    if (!(*set)->Activate(Layout(i), ActivateOptions{}).ok()) std::abort();
+  }
+  int next = k;
+  for (auto _ : state) {
+    auto p = (*set)->Activate(Layout(next), ActivateOptions{});
+    state.PauseTiming();
+    if (!p.ok()) {
+      state.SkipWithError(std::string(p.status().message()).c_str());
+      break;
+    }
+    (*set)->Deactivate(Layout(next).name, KeepLocalCopy::kDrop).IgnoreError();
+    ++next;
+    state.ResumeTiming();
+  }
+  state.counters["k"] = k;
+  (*set)->Close().IgnoreError();
+  std::filesystem::remove_all(path);
+}
+BENCHMARK(BM_PartitionSet_ActivateKth)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(64)
+    ->Arg(256)
+    ->Arg(1024)
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
+
 long StatusField(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
@@ -197,6 +240,7 @@ BENCHMARK(BM_PartitionSet_Footprint)->Arg(1)->Arg(16)->Arg(64)->Iterations(1)->U
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--ids=", 6) == 0) idem::bench::g_ids = std::strtoull(argv[i] + 6, nullptr, 10);
+    if (std::strncmp(argv[i], "--activations=", 14) == 0) idem::bench::g_activations = std::atoi(argv[i] + 14);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

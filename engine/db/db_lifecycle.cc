@@ -64,30 +64,51 @@ rocksdb::ColumnFamilyHandle* DbLifecycle::handle(std::string_view name) const {
 
 absl::StatusOr<rocksdb::ColumnFamilyHandle*> DbLifecycle::CreateFamily(const std::string& name,
                                                                        const rocksdb::ColumnFamilyOptions& options) {
-  if (!reopen_) return absl::FailedPreconditionError("column families of a caller's DB are the caller's");
-  if (handle(name) != nullptr) return absl::AlreadyExistsError(absl::StrCat("column family '", name, "' is open"));
-  rocksdb::ColumnFamilyHandle* h = nullptr;
-  // db_ is stable under the caller's Pin; families_mu_ is not held across RocksDB's call (it writes
-  // the MANIFEST and an OPTIONS file).
-  const rocksdb::Status s = db_->CreateColumnFamily(options, name, &h);
-  if (!s.ok()) return util::FromRocks(s, absl::StrCat("creating column family '", name, "'"));
-  util::MutexLock lock(&families_mu_);
-  families_.emplace(name, h);
-  return h;
+  absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> created = CreateFamilies({{name, options}});
+  if (!created.ok()) return created.status();
+  return created->front();
 }
 
-absl::Status DbLifecycle::DropFamily(std::string_view name) {
+absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> DbLifecycle::CreateFamilies(
+    const std::vector<rocksdb::ColumnFamilyDescriptor>& families) {
   if (!reopen_) return absl::FailedPreconditionError("column families of a caller's DB are the caller's");
-  rocksdb::ColumnFamilyHandle* h = handle(name);
-  if (h == nullptr) return absl::OkStatus();
-  if (rocksdb::Status s = db_->DropColumnFamily(h); !s.ok()) {
-    return util::FromRocks(s, absl::StrCat("dropping column family '", std::string(name), "'"));
+  for (const rocksdb::ColumnFamilyDescriptor& family : families) {
+    if (handle(family.name) != nullptr) {
+      return absl::AlreadyExistsError(absl::StrCat("column family '", family.name, "' is open"));
+    }
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> created;
+  // db_ is stable under the caller's Pin; families_mu_ is not held across RocksDB's call (it writes
+  // the MANIFEST and an OPTIONS file). RocksDB hands back the handles it made even when it fails part
+  // way: they are kept (destroyed with the DB) either way.
+  const rocksdb::Status s = db_->CreateColumnFamilies(families, &created);
+  {
+    util::MutexLock lock(&families_mu_);
+    for (rocksdb::ColumnFamilyHandle* h : created) families_.emplace(h->GetName(), h);
+  }
+  if (!s.ok()) return util::FromRocks(s, "creating column families");
+  return created;
+}
+
+absl::Status DbLifecycle::DropFamily(std::string_view name) { return DropFamilies({std::string(name)}); }
+
+absl::Status DbLifecycle::DropFamilies(const std::vector<std::string>& names) {
+  if (!reopen_) return absl::FailedPreconditionError("column families of a caller's DB are the caller's");
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  for (const std::string& name : names) {
+    if (rocksdb::ColumnFamilyHandle* h = handle(name); h != nullptr) handles.push_back(h);
+  }
+  if (handles.empty()) return absl::OkStatus();
+  if (rocksdb::Status s = db_->DropColumnFamilies(handles); !s.ok()) {
+    return util::FromRocks(s, "dropping column families");
   }
   util::MutexLock lock(&families_mu_);
-  auto it = families_.find(name);
-  if (it != families_.end() && it->second == h) {
-    dropped_.push_back(h);  // a caller may still hold it: destroyed when the DB closes or reopens
-    families_.erase(it);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    auto it = families_.find(h->GetName());
+    if (it != families_.end() && it->second == h) {
+      dropped_.push_back(h);  // a caller may still hold it: destroyed when the DB closes or reopens
+      families_.erase(it);
+    }
   }
   return absl::OkStatus();
 }

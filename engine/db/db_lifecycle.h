@@ -166,9 +166,17 @@ class DbLifecycle {
   // or RocksDB's error (kUnavailable for I/O: the outcome is unknown, the next open shows it).
   absl::StatusOr<rocksdb::ColumnFamilyHandle*> CreateFamily(const std::string& name,
                                                             const rocksdb::ColumnFamilyOptions& options);
+  // The same for several families in one RocksDB call: RocksDB rewrites (and re-reads) its OPTIONS file,
+  // which lists every family of the DB, once per call rather than once per family. On an error, the
+  // families created before it stay (handle() finds them).
+  absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> CreateFamilies(
+      const std::vector<rocksdb::ColumnFamilyDescriptor>& families);
   // REQUIRES: a Pin is held; an owned DB. Drops column family `name` (OK when there is none). Its handle
   // stays valid until the DB closes or reopens.
   absl::Status DropFamily(std::string_view name);
+  // The same for several families in one RocksDB call (one OPTIONS rewrite). On an error (I/O: the DB is
+  // then unhealthy, and a reopen shows what was dropped) every handle stays listed.
+  absl::Status DropFamilies(const std::vector<std::string>& names);
 
  private:
   absl::Status RefusalFor(State state) const;

@@ -7,6 +7,8 @@
 
 #include "absl/time/clock.h"
 #include "engine/records/expiry_filter.h"
+#include "rocksdb/experimental.h"
+#include "rocksdb/metadata.h"
 
 namespace idem::engine {
 
@@ -80,15 +82,17 @@ absl::Status ExpiryMaintenance::RunPass(rocksdb::DB* db, rocksdb::ColumnFamilyHa
     if (range && range->max_us <= now_us) due_files.push_back(std::filesystem::path(file).filename().string());
   }
   if (due_files.empty()) return absl::OkStatus();
-  std::vector<rocksdb::LiveFileMetaData> live;
-  db->GetLiveFilesMetaData(&live);
+  // This family's files only (GetLiveFilesMetaData lists every family's: O(partitions) per pass in a set).
+  rocksdb::ColumnFamilyMetaData family;
+  db->GetColumnFamilyMetaData(cf, &family);
   std::optional<std::string> smallest, largest;
-  for (const rocksdb::LiveFileMetaData& meta : live) {
-    if (meta.column_family_name != cf->GetName()) continue;
-    const std::string name = std::filesystem::path(meta.name).filename().string();
-    if (std::find(due_files.begin(), due_files.end(), name) == due_files.end()) continue;
-    if (!smallest || meta.smallestkey < *smallest) smallest = meta.smallestkey;
-    if (!largest || meta.largestkey > *largest) largest = meta.largestkey;
+  for (const rocksdb::LevelMetaData& level : family.levels) {
+    for (const rocksdb::SstFileMetaData& meta : level.files) {
+      const std::string name = std::filesystem::path(meta.name).filename().string();
+      if (std::find(due_files.begin(), due_files.end(), name) == due_files.end()) continue;
+      if (!smallest || meta.smallestkey < *smallest) smallest = meta.smallestkey;
+      if (!largest || meta.largestkey > *largest) largest = meta.largestkey;
+    }
   }
   if (!smallest || !largest) return absl::OkStatus();
   rocksdb::CompactRangeOptions compact;
@@ -102,11 +106,17 @@ absl::Status ExpiryMaintenance::RunPass(rocksdb::DB* db, rocksdb::ColumnFamilyHa
 }
 
 void ExpiryMaintenance::Nudge(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
-  // RocksDB 7.8 evaluates periodic compaction only when a new version is installed; on an idle DB a
-  // no-op SetOptions is what makes it look at file ages again (docs/ROCKSDB.md §2).
+  // RocksDB 7.8 evaluates periodic compaction only when a version is installed or compaction scores are
+  // recomputed; on an idle DB nothing does either (docs/ROCKSDB.md §2). SuggestCompactRange over an empty
+  // key range recomputes this family's scores (which marks its aged files) and schedules the work,
+  // without touching the OPTIONS file: a no-op SetOptions rewrites and re-reads that file, which lists
+  // every family of the DB, so in a partition set of N partitions each store's nudge cost O(N).
   const absl::Time real_now = absl::Now();
   if (profile_ == CompactionProfile::kFifo || real_now - last_nudge_ < absl::Minutes(10)) return;
   last_nudge_ = real_now;
+  const rocksdb::Slice nothing;
+  if (rocksdb::experimental::SuggestCompactRange(db, cf, &nothing, &nothing).ok()) return;
+  // Not supported for this compaction style (universal): the SetOptions nudge.
   const uint64_t period = db->GetOptions(cf).periodic_compaction_seconds;
   db->SetOptions(cf, {{"periodic_compaction_seconds", std::to_string(period)}}).PermitUncheckedError();
 }

@@ -5,7 +5,7 @@
 // from each SST file's deadline range (table properties written by DeadlineCollector), when to act:
 //   - a memtable whose records have all expired is flushed (the filter drops them all);
 //   - SST files whose records have all expired have their key range compacted, bottom level included;
-//   - every 10 minutes a no-op SetOptions makes RocksDB look at file ages again;
+//   - every 10 minutes a nudge (SuggestCompactRange over no key) makes RocksDB look at file ages again;
 //   - CompactExpired removes every expired record now, retrying once when a background compaction that
 //     began under an earlier time left some behind.
 // It holds no DB: each pass is given the DB and column family (pinned open by the caller), so one

@@ -168,16 +168,20 @@ absl::Status PartitionSet::Impl::WriteMarker(const std::string& name, const engi
 
 absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> PartitionSet::Impl::EnsureFamilies(
     const PartitionLayout& layout) {
-  std::vector<rocksdb::ColumnFamilyHandle*> out;
-  for (const std::string& name : engine::FamilyNames(layout)) {
-    rocksdb::ColumnFamilyHandle* h = lifecycle_->handle(name);
-    if (h == nullptr) {
-      absl::StatusOr<rocksdb::ColumnFamilyHandle*> created = lifecycle_->CreateFamily(name, FamilyOptions(name));
-      if (!created.ok()) return created.status();
-      h = *created;
-    }
-    out.push_back(h);
+  const std::vector<std::string> names = engine::FamilyNames(layout);
+  std::vector<rocksdb::ColumnFamilyDescriptor> missing;
+  for (const std::string& name : names) {
+    if (lifecycle_->handle(name) == nullptr) missing.emplace_back(name, FamilyOptions(name));
   }
+  // In one call: RocksDB rewrites its OPTIONS file (every family of the set) once per call.
+  if (!missing.empty()) {
+    if (absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> created = lifecycle_->CreateFamilies(missing);
+        !created.ok()) {
+      return created.status();
+    }
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> out;
+  for (const std::string& name : names) out.push_back(lifecycle_->handle(name));
   return out;
 }
 
@@ -199,10 +203,9 @@ absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> PartitionSet::Impl::Pr
 
 absl::Status PartitionSet::Impl::DropFamilies(const std::string& partition,
                                               const std::vector<std::string>& effect_families) {
-  for (const std::string& name : engine::FamilyNames(PartitionLayout{partition, effect_families})) {
-    if (absl::Status s = lifecycle_->DropFamily(name); !s.ok()) return s;
-    cf_options_.erase(name);  // RocksDB keeps its own copy for the dropped family
-  }
+  const std::vector<std::string> names = engine::FamilyNames(PartitionLayout{partition, effect_families});
+  if (absl::Status s = lifecycle_->DropFamilies(names); !s.ok()) return s;
+  for (const std::string& name : names) cf_options_.erase(name);  // RocksDB keeps its own copy for a dropped family
   // The store's metadata stays: its token mark keeps the next store of this name from issuing the
   // tokens this one issued (a token never repeats for an ID on one DB, store.h).
   rocksdb::DB* db = lifecycle_->db();
