@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "idem/latency_histogram.h"
 #include "rocksdb/write_batch.h"
+#include "util/scheduler.h"
 
 namespace idem {
 
@@ -52,10 +53,22 @@ std::string_view OutcomeName(Outcome outcome) { return kOutcomes[IndexOf(outcome
 
 class Processor::Impl {
  public:
-  Impl(Store* store, ProcessorOptions options) : store_(store), options_(options) {
+  Impl(Store* store, ProcessorOptions options, util::Scheduler* shared)
+      : store_(store),
+        options_(std::move(options)),
+        own_(shared == nullptr ? std::make_unique<util::Scheduler>() : nullptr),
+        scheduler_(shared != nullptr ? shared : own_.get()) {
     heartbeat_ = options_.heartbeat == absl::ZeroDuration() ? options_.lease / 3 : options_.heartbeat;
-    recovery_thread_ = std::thread([this] { RecoveryLoop(); });
-    if (heartbeat_ > absl::ZeroDuration()) heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+    // Dormant until a failure pauses the Processor (Pause wakes it).
+    recovery_task_ = scheduler_->Add([this] { return RecoveryStep(); }, absl::InfiniteDuration());
+    if (heartbeat_ > absl::ZeroDuration()) {
+      heartbeat_task_ = scheduler_->Add(
+          [this] {
+            HeartbeatOnce();
+            return heartbeat_;
+          },
+          heartbeat_);
+    }
   }
 
   ~Impl() {
@@ -64,8 +77,9 @@ class Processor::Impl {
       stop_ = true;
     }
     cv_.notify_all();
-    if (recovery_thread_.joinable()) recovery_thread_.join();
-    if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+    // After these, no step of this Processor runs again (one in progress ends first).
+    scheduler_->Remove(recovery_task_);
+    if (heartbeat_task_ != 0) scheduler_->Remove(heartbeat_task_);
   }
 
   HandleResult Handle(const Event& event, const Handler& handler) {
@@ -307,7 +321,11 @@ class Processor::Impl {
   void Pause() {
     if (!paused_.exchange(true)) {
       pauses_++;
-      cv_.notify_all();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ceiling_ = options_.backoff_initial;
+      }
+      scheduler_->Wake(recovery_task_);
     }
   }
 
@@ -316,31 +334,27 @@ class Processor::Impl {
     unknown_.emplace_back(std::string(id), token);
   }
 
-  void RecoveryLoop() {
-    std::mt19937_64 rng(std::random_device{}());
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return stop_ || paused_.load(); });
-      if (stop_) return;
-      absl::Duration ceiling = options_.backoff_initial;
-      while (paused_.load() && !stop_) {
-        lock.unlock();
-        resume_attempts_++;
-        const bool recovered = store_->Resume().ok() && store_->Health().ok() && Settle();
-        lock.lock();
-        if (recovered) {
-          paused_.store(false);
-          resumes_++;
-          cv_.notify_all();
-          break;
-        }
-        // Full jitter: a random wait in [0, ceiling], the ceiling doubling up to backoff_max.
-        const int64_t ceiling_us = std::max<int64_t>(1, absl::ToInt64Microseconds(ceiling));
-        const auto wait = std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, ceiling_us)(rng));
-        cv_.wait_for(lock, wait, [this] { return stop_; });
-        ceiling = std::min(ceiling * 2, options_.backoff_max);
-      }
+  // One recovery attempt, on the scheduler's thread; returns when to try again.
+  absl::Duration RecoveryStep() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_ || !paused_.load()) return absl::InfiniteDuration();
     }
+    resume_attempts_++;
+    const bool recovered = store_->Resume().ok() && store_->Health().ok() && Settle();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (recovered) {
+      paused_.store(false);
+      resumes_++;
+      cv_.notify_all();
+      return absl::InfiniteDuration();
+    }
+    if (stop_) return absl::InfiniteDuration();
+    // Full jitter: a random wait in [0, ceiling], the ceiling doubling up to backoff_max.
+    const int64_t ceiling_us = std::max<int64_t>(1, absl::ToInt64Microseconds(ceiling_));
+    const absl::Duration wait = absl::Microseconds(std::uniform_int_distribution<int64_t>(0, ceiling_us)(rng_));
+    ceiling_ = std::min(ceiling_ * 2, options_.backoff_max);
+    return wait;
   }
 
   // Commits that failed with an unknown outcome: if they did not land, release them so their
@@ -378,19 +392,14 @@ class Processor::Impl {
     active_.erase(std::string(id));
   }
 
-  void HeartbeatLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, absl::ToChronoNanoseconds(heartbeat_), [this] { return stop_; })) {
-      lock.unlock();
-      std::map<std::string, uint64_t> running;
-      {
-        std::lock_guard<std::mutex> active_lock(active_mu_);
-        running = active_;
-      }
-      for (const auto& [id, token] : running) {
-        if (store_->Extend(id, token).ok()) heartbeats_++;
-      }
-      lock.lock();
+  void HeartbeatOnce() {
+    std::map<std::string, uint64_t> running;
+    {
+      std::lock_guard<std::mutex> active_lock(active_mu_);
+      running = active_;
+    }
+    for (const auto& [id, token] : running) {
+      if (store_->Extend(id, token).ok()) heartbeats_++;
     }
   }
 
@@ -404,19 +413,29 @@ class Processor::Impl {
   LatencyHistogram step_latency_;
   std::atomic<bool> paused_{false};
 
-  std::mutex mu_;  // guards stop_, unknown_; the condition for both background threads
+  std::mutex mu_;  // guards stop_, unknown_, ceiling_, rng_; the condition AwaitHealthy waits on
   std::condition_variable cv_;
   bool stop_ = false;
   std::vector<std::pair<std::string, uint64_t>> unknown_;
+  absl::Duration ceiling_;  // the recovery's backoff ceiling
+  std::mt19937_64 rng_{std::random_device{}()};
 
   std::mutex active_mu_;
   std::map<std::string, uint64_t> active_;  // guarded by active_mu_
 
-  std::thread recovery_thread_;
-  std::thread heartbeat_thread_;
+  // The background work (recovery, heartbeats) runs on the shared ProcessorThread's scheduler, or on a
+  // Processor's own.
+  const std::unique_ptr<util::Scheduler> own_;
+  util::Scheduler* const scheduler_;
+  uint64_t recovery_task_ = 0;
+  uint64_t heartbeat_task_ = 0;
 };
 
-Processor::Processor(Store* store, ProcessorOptions options) : impl_(std::make_unique<Impl>(store, options)) {}
+ProcessorThread::ProcessorThread() : scheduler_(std::make_unique<util::Scheduler>()) {}
+ProcessorThread::~ProcessorThread() = default;
+
+Processor::Processor(Store* store, ProcessorOptions options)
+    : impl_(std::make_unique<Impl>(store, options, options.thread ? options.thread->scheduler_.get() : nullptr)) {}
 Processor::~Processor() = default;
 HandleResult Processor::Handle(const Event& event, const Handler& handler) { return impl_->Handle(event, handler); }
 std::vector<HandleResult> Processor::HandleBatch(absl::Span<const Event> events, const Handler& handler) {

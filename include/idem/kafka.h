@@ -175,6 +175,8 @@ struct KafkaConsumerOptions {
   absl::Duration restore_timeout = absl::Seconds(30);
   // A partition whose handler asked to retry (kRetryLater) is paused this long, then read again.
   absl::Duration retry_pause = absl::Milliseconds(200);
+  // Each partition's Processor's options. `thread` null (default): every partition of the member shares
+  // one ProcessorThread.
   ProcessorOptions processor;
   // Where the consumer reports what operators must know (rebalances, restores, refusals, data loss).
   // Default: stderr.

@@ -14,10 +14,12 @@
 // commits effects and marker atomically, or releases the ID when the handler fails.
 //
 // Store failure: when the store answers kUnavailable (disk full, I/O error), the Processor pauses —
-// every Handle returns kUnavailable at once without touching the store — and a background thread
+// every Handle returns kUnavailable at once without touching the store — and its background thread
 // retries Store::Resume with exponential backoff and jitter until the store is healthy, then resumes
-// by itself. Commits whose outcome was unknown are settled after recovery (released if they did not
-// land), so their redeliveries are not stuck behind a dead lease.
+// by itself. The same thread renews running handlers' leases (heartbeats). A Processor starts one
+// thread of its own, or shares a ProcessorThread with others (ProcessorOptions::thread). Commits whose outcome was
+// unknown are settled after recovery (released if they did not land), so their redeliveries are not stuck behind a dead
+// lease.
 //
 // Thread safety: Handle and HandleBatch may be called from many threads at once. The Processor borrows
 // the Store, which must outlive it.
@@ -106,6 +108,29 @@ enum class OnHandlerFailure {
                    // of it and the event ends here (Camel's removeOnFailure(false)); outcome kRejected
 };
 
+namespace util {
+class Scheduler;
+}  // namespace util
+
+// One background thread for the recoveries and heartbeats of many Processors: a consumer with a
+// Processor per partition (the Kafka member) shares one, so its threads do not grow with its
+// partitions. Its work runs one step at a time: a Resume that takes long (a DB reopening) delays the
+// other Processors' heartbeats by as long, so keep leases well above it (the default heartbeat is a
+// third of the lease).
+// Thread safety: any number of Processors may share it, from any threads; each holds it (through its
+// options) until destroyed. Ownership: shared.
+class ProcessorThread {
+ public:
+  ProcessorThread();
+  ~ProcessorThread();
+  ProcessorThread(const ProcessorThread&) = delete;
+  ProcessorThread& operator=(const ProcessorThread&) = delete;
+
+ private:
+  friend class Processor;
+  std::unique_ptr<util::Scheduler> scheduler_;
+};
+
 struct ProcessorOptions {
   // Renew the leases of running handlers this often. Zero: a third of the store's lease. Negative: off.
   absl::Duration heartbeat = absl::ZeroDuration();
@@ -117,6 +142,8 @@ struct ProcessorOptions {
   // Recovery from store failure: Resume retried with exponential backoff and full jitter.
   absl::Duration backoff_initial = absl::Milliseconds(50);
   absl::Duration backoff_max = absl::Seconds(5);
+  // Where the background work runs. Null (default): a thread of the Processor's own.
+  std::shared_ptr<ProcessorThread> thread;
 };
 
 struct ProcessorStats {

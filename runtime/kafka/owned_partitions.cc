@@ -153,7 +153,7 @@ void OwnedPartitions::Activate(OwnedPartition& o, const RestoreJob& job, bool re
     return;
   }
   o.partition = *p;
-  o.processor = std::make_unique<Processor>(&o.partition->store(), options_->processor);
+  o.processor = std::make_unique<Processor>(&o.partition->store(), processor_options_);
   o.claim = job.claim;
   o.claim_offset = job.claim_offset;
   o.inherited_pointer = job.pointer;

@@ -37,7 +37,8 @@ class OwnedPartitions {
         restorer_(restorer),
         committer_(committer),
         counters_(counters),
-        reset_earliest_(reset_earliest) {}
+        reset_earliest_(reset_earliest),
+        processor_options_(ProcessorOptionsFor(*options)) {}
 
   void Assign(int32_t number);
   // Ends this member's hold of a partition: revoked (lost: the group gave it away already).
@@ -85,6 +86,14 @@ class OwnedPartitions {
   OffsetCommitter* const committer_;
   MemberCounters* const counters_;
   const bool reset_earliest_;
+  // Every partition's Processor runs its recovery and heartbeats on one ProcessorThread (the caller's,
+  // or the member's own), not on threads of its own: the member's threads do not grow with partitions.
+  static ProcessorOptions ProcessorOptionsFor(const KafkaConsumerOptions& options) {
+    ProcessorOptions out = options.processor;
+    if (out.thread == nullptr) out.thread = std::make_shared<ProcessorThread>();
+    return out;
+  }
+  const ProcessorOptions processor_options_;
 
   mutable std::mutex mu_;  // owned_'s shape and states, for readers on other threads
   std::map<int32_t, std::unique_ptr<OwnedPartition>> owned_;

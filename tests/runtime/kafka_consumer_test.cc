@@ -7,6 +7,7 @@
 // so these tests wait on the system's state, with generous limits, and never assert a duration.
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -303,11 +304,17 @@ TEST_F(KafkaTest, SixtyFourPartitionsInOneProcess) {
     return m;
   };
   {
+    const int threads_before = testing::ThreadCount();
     Member a(options("a"));
     ASSERT_TRUE(WaitFor([&] { return testing::kafka::AllCommitted(cluster_.get(), "ledger", "wide", kMany); },
                         absl::Seconds(120)));
     EXPECT_EQ(a.Active().size(), static_cast<size_t>(kMany));
     EXPECT_EQ(a.Stats().applied, deposits.size());
+    // The member's clients and the set's threads, not threads per partition (a Processor each used to
+    // start two: +128 here).
+    const int added = testing::ThreadCount() - threads_before;
+    EXPECT_LT(added, kMany) << added << " threads for " << kMany << " partitions";
+    std::printf("threads added by a member owning %d partitions: %d\n", kMany, added);
   }
   ASSERT_THAT(ledger::Produce(cluster_->bootstrap_servers(), "wide", deposits), IsOk());
   {

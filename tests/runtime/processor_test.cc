@@ -2,8 +2,10 @@
 #include "idem/processor.h"
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "rocksdb/db.h"
@@ -333,6 +335,54 @@ TEST_F(ConsumerTest, HandlerFailureCanKeepTheReservationOrCommitTheFailure) {
   EXPECT_EQ(later.outcome, Outcome::kDuplicate);
   EXPECT_EQ(later.result, "failed: downstream timed out");
   EXPECT_EQ(calls_.load(), calls_before);
+}
+
+TEST_F(ConsumerTest, ProcessorsSharingAThreadAddOneThreadNotOneEach) {
+  const int before = testing::ThreadCount();
+  {
+    std::vector<std::unique_ptr<Processor>> own;
+    for (int i = 0; i < 8; ++i) own.push_back(std::make_unique<Processor>(store_.get()));
+    EXPECT_EQ(testing::ThreadCount(), before + 8) << "a Processor without a shared thread starts one of its own";
+  }
+  ProcessorOptions options;
+  options.thread = std::make_shared<ProcessorThread>();
+  std::vector<std::unique_ptr<Processor>> shared;
+  for (int i = 0; i < 32; ++i) shared.push_back(std::make_unique<Processor>(store_.get(), options));
+  EXPECT_EQ(testing::ThreadCount(), before + 1);
+  EXPECT_EQ(shared[7]->Handle({"x"}, Ledger()).outcome, Outcome::kApplied);
+  EXPECT_EQ(shared[8]->Handle({"x"}, Ledger()).outcome, Outcome::kDuplicate);
+}
+
+TEST_F(ConsumerTest, ProcessorsSharingAThreadEachRecoverAndRenewLeases) {
+  ProcessorOptions options;
+  options.thread = std::make_shared<ProcessorThread>();
+  options.backoff_initial = absl::Milliseconds(1);
+  options.backoff_max = absl::Milliseconds(20);
+  options.lease = options_.lease;
+  options.heartbeat = absl::Milliseconds(2);
+  Processor one(store_.get(), options), two(store_.get(), options);
+  fs_->Arm(Fault::kIoError);
+  EXPECT_EQ(one.Handle({"a"}, Ledger()).outcome, Outcome::kUnavailable);
+  EXPECT_EQ(two.Handle({"b"}, Ledger()).outcome, Outcome::kUnavailable);
+  EXPECT_FALSE(one.healthy());
+  EXPECT_FALSE(two.healthy());
+  fs_->Clear();
+  ASSERT_THAT(one.AwaitHealthy(absl::Seconds(20)), IsOk());
+  ASSERT_THAT(two.AwaitHealthy(absl::Seconds(20)), IsOk());
+  EXPECT_EQ(one.GetStats().resumes, 1u);
+  EXPECT_EQ(two.GetStats().resumes, 1u);
+  // Heartbeats still run on the shared thread: a handler outliving two leases keeps its ID.
+  HandleResult r = one.Handle({"long"}, [&](const EventContext& ctx) -> absl::StatusOr<std::string> {
+    for (int i = 0; i < 4; ++i) {
+      const uint64_t seen = one.GetStats().heartbeats;
+      clock_->Advance(options_.lease / 2);
+      EXPECT_TRUE(testing::WaitFor([&] { return one.GetStats().heartbeats > seen; }));
+      EXPECT_EQ(two.Handle({"long"}, Ledger()).outcome, Outcome::kRetryLater) << "still held after " << i;
+    }
+    ctx.effects->Put(store_->db()->DefaultColumnFamily(), "ledger/long", "1");
+    return "done";
+  });
+  EXPECT_EQ(r.outcome, Outcome::kApplied);
 }
 
 }  // namespace

@@ -73,6 +73,9 @@ class ScratchDir {
 // drives expiry and compaction), on `clock` when one is given: the preamble most store tests open with.
 Options ManualOptions(std::shared_ptr<Clock> clock = nullptr);
 
+// The threads of this process now (/proc/self/status), or -1.
+int ThreadCount();
+
 // Polls `condition` until it holds or `limit` of real time passes. For background work (maintenance
 // thread) whose trigger is the fake clock: the wait bounds the test, it never decides the outcome.
 template <typename Condition>
