@@ -62,6 +62,14 @@ rocksdb::ColumnFamilyHandle* DbLifecycle::handle(std::string_view name) const {
   return it == families_.end() ? nullptr : it->second;
 }
 
+std::vector<std::string> DbLifecycle::FamilyNames() const {
+  util::MutexLock lock(&families_mu_);
+  std::vector<std::string> out;
+  out.reserve(families_.size());
+  for (const auto& [name, handle] : families_) out.push_back(name);
+  return out;
+}
+
 absl::StatusOr<rocksdb::ColumnFamilyHandle*> DbLifecycle::CreateFamily(const std::string& name,
                                                                        const rocksdb::ColumnFamilyOptions& options) {
   absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> created = CreateFamilies({{name, options}});

@@ -158,6 +158,8 @@ class DbLifecycle {
   // REQUIRES: a Pin is held (or the hooks are running). The owned DB's open column family `name`, or
   // null (none, dropped, or a caller's DB).
   rocksdb::ColumnFamilyHandle* handle(std::string_view name) const;
+  // REQUIRES: a Pin is held. The names of the owned DB's open column families.
+  std::vector<std::string> FamilyNames() const;
   // REQUIRES: a Pin is held. +1 at every close or reopen: a borrower that noted it can tell that the
   // handles it took are gone.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }

@@ -74,6 +74,7 @@ absl::Status PartitionSet::Impl::Open() {
     if (!pin.ok()) return pin.status();
     std::lock_guard<std::mutex> lock(mu_);
     if (absl::Status loaded = LoadMarkers(); !loaded.ok()) return loaded;
+    if (absl::Status dropped = DropUnmarkedFamilies(); !dropped.ok()) return dropped;
     memtables = engine::MemtableCapacity(lifecycle_->db(), {});
   }
 
@@ -364,6 +365,9 @@ PartitionSet::~PartitionSet() = default;
 std::vector<LocalCopy> PartitionSet::LocalCopies() const { return impl_->LocalCopies(); }
 absl::StatusOr<Partition*> PartitionSet::Activate(const PartitionLayout& layout, const ActivateOptions& options) {
   return impl_->Activate(layout, options);
+}
+absl::Status PartitionSet::PrepareFamilies(const std::vector<PartitionLayout>& layouts) {
+  return impl_->PrepareFamilies(layouts);
 }
 absl::Status PartitionSet::Deactivate(std::string_view name, KeepLocalCopy keep, int64_t changelog_offset) {
   return impl_->Deactivate(name, keep, changelog_offset);

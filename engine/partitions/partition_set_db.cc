@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -155,6 +156,50 @@ absl::Status PartitionSet::Impl::LoadMarkers() {
   }
   if (!it->status().ok()) return util::FromRocks(it->status(), "reading partition markers");
   return absl::OkStatus();
+}
+
+absl::Status PartitionSet::Impl::DropUnmarkedFamilies() {
+  std::set<std::string> marked;
+  for (const auto& [name, marker] : markers_) {
+    for (std::string& family : engine::FamilyNames(PartitionLayout{name, marker.families})) {
+      marked.insert(std::move(family));
+    }
+  }
+  std::vector<std::string> unmarked;
+  for (std::string& family : lifecycle_->FamilyNames()) {
+    // A partition family is "p:<name>:<i>..."; the default family and others are not the set's to drop.
+    if (family.rfind("p:", 0) == 0 && marked.count(family) == 0) unmarked.push_back(std::move(family));
+  }
+  if (unmarked.empty()) return absl::OkStatus();
+  if (absl::Status s = lifecycle_->DropFamilies(unmarked); !s.ok()) return s;
+  for (const std::string& family : unmarked) cf_options_.erase(family);
+  return absl::OkStatus();
+}
+
+absl::Status PartitionSet::Impl::PrepareFamilies(const std::vector<PartitionLayout>& layouts) {
+  for (const PartitionLayout& layout : layouts) {
+    if (absl::Status s = engine::CheckLayout(layout); !s.ok()) return s;
+  }
+  engine::DbLifecycle::Pin pin(*lifecycle_);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return absl::FailedPreconditionError("the partition set is closed");
+  if (!pin.ok()) return pin.status();
+  std::vector<rocksdb::ColumnFamilyDescriptor> missing;
+  std::set<std::string> named;
+  for (const PartitionLayout& layout : layouts) {
+    const std::string& name = layout.name;
+    if (active_.count(name) != 0 || restoring_.count(name) != 0 || deactivating_.count(name) != 0 ||
+        markers_.count(name) != 0) {
+      continue;
+    }
+    for (const std::string& family : engine::FamilyNames(layout)) {
+      if (lifecycle_->handle(family) == nullptr && named.insert(family).second) {
+        missing.emplace_back(family, FamilyOptions(family));
+      }
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return lifecycle_->CreateFamilies(missing).status();
 }
 
 absl::Status PartitionSet::Impl::WriteMarker(const std::string& name, const engine::Marker& marker) {

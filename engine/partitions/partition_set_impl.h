@@ -55,6 +55,8 @@ class PartitionSet::Impl {
   // every file.
   absl::Status CheckFilesBudget() const { return engine::CheckFilesBudget(lifecycle_->db(), files_budget_); }
 
+  absl::Status PrepareFamilies(const std::vector<PartitionLayout>& layouts);
+
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& activate);
 
   absl::Status Deactivate(std::string_view name, KeepLocalCopy keep, int64_t changelog_offset);
@@ -110,6 +112,10 @@ class PartitionSet::Impl {
   rocksdb::ColumnFamilyOptions OptionsForFamily(const std::string& name) const;
 
   absl::Status LoadMarkers();
+
+  // REQUIRES: a Pin, mu_ held, markers loaded. Drops, in one call, the partition families no marker
+  // names: prepared and never used, or created just before a crash (the marker is written next).
+  absl::Status DropUnmarkedFamilies();
 
   absl::Status WriteMarker(const std::string& name, const engine::Marker& marker);
 

@@ -223,6 +223,16 @@ class PartitionSet {
 
   std::vector<LocalCopy> LocalCopies() const;
 
+  // Creates, in one step, the column families of these partitions that do not exist yet, so that their
+  // Restore or Activate finds them made. RocksDB rewrites (and re-reads) its OPTIONS file, which lists
+  // every family of the DB, each time families are created: made one partition at a time, the k-th
+  // costs O(k), and an assignment of N partitions O(N^2); made together, O(N) once. Partitions that are
+  // active, being restored or deactivated, or have a local copy are left alone (a copy's families exist;
+  // whether it is kept is Activate's or Restore's call). Families prepared and never used are dropped
+  // at the next Open. Errors: kInvalidArgument (a layout the name rules refuse; nothing is created),
+  // kUnavailable (a storage error, or the DB reopening), kFailedPrecondition (closed).
+  absl::Status PrepareFamilies(const std::vector<PartitionLayout>& layouts);
+
   // Makes the partition active: its families (created, or its local copy), a Store attached to them
   // with options.store plus `options`. kFailedPrecondition if already active.
   absl::StatusOr<Partition*> Activate(const PartitionLayout& layout, const ActivateOptions& options);

@@ -268,7 +268,7 @@ class KafkaConsumer::Impl {
       }
       // Paused until restored and claimed: nothing is handled before the partition's state is here.
       rd_kafka_pause_partitions(consumer_.get(), partitions);
-      for (int32_t number : numbers) owned_->Assign(number);
+      owned_->AssignAll(numbers);
       return;
     }
     const bool lost = rd_kafka_assignment_lost(consumer_.get()) != 0;

@@ -26,11 +26,27 @@ double SecondsSince(Steady::time_point t) { return std::chrono::duration<double>
 
 }  // namespace
 
+PartitionLayout OwnedPartitions::LayoutOf(int32_t number) const {
+  return PartitionLayout{absl::StrCat(options_->input_topic, "/", number), options_->effect_families};
+}
+
+void OwnedPartitions::AssignAll(const std::vector<int32_t>& numbers) {
+  std::vector<PartitionLayout> layouts;
+  for (int32_t number : numbers) {
+    if (owned_.count(number) == 0) layouts.push_back(LayoutOf(number));
+  }
+  // A failure here costs only time: each restore or activation creates what is still missing.
+  if (absl::Status s = set_->PrepareFamilies(layouts); !s.ok()) {
+    options_->log(absl::StrCat("preparing the assignment's column families: ", s.ToString()));
+  }
+  for (int32_t number : numbers) Assign(number);
+}
+
 void OwnedPartitions::Assign(int32_t number) {
   if (owned_.count(number) != 0) return;
   auto o = std::make_unique<OwnedPartition>();
   o->number = number;
-  o->layout = PartitionLayout{absl::StrCat(options_->input_topic, "/", number), options_->effect_families};
+  o->layout = LayoutOf(number);
   counters_->Add(Counter::kAssignments);
   StartRestore(*o);
   std::lock_guard<std::mutex> lock(mu_);

@@ -40,6 +40,9 @@ class OwnedPartitions {
         reset_earliest_(reset_earliest),
         processor_options_(ProcessorOptionsFor(*options)) {}
 
+  // An assignment: the partitions' families made together (one OPTIONS rewrite, PartitionSet::
+  // PrepareFamilies), then each restored and activated.
+  void AssignAll(const std::vector<int32_t>& numbers);
   void Assign(int32_t number);
   // Ends this member's hold of a partition: revoked (lost: the group gave it away already).
   void Stop(int32_t number, bool lost);
@@ -71,6 +74,7 @@ class OwnedPartitions {
   // `resume`: false when the partition is being revoked (activated only to be kept with its claim).
   void Activate(OwnedPartition& o, const RestoreJob& job, bool resume = true);
   void SetState(OwnedPartition& o, State state);
+  PartitionLayout LayoutOf(int32_t number) const;
   void PausePartition(OwnedPartition& o, Pause why);
   // Seeks (when `offset` names one) and resumes fetching the partition.
   void Resume(OwnedPartition& o, int64_t offset);

@@ -1,6 +1,7 @@
 // PartitionSet: many partition stores in one process on one RocksDB — activation, local copies, the
 // ownership floor, the allow-list across partitions, the commit hook as a changelog, restore by
 // ingestion, shared threads.
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -139,6 +140,50 @@ TEST_F(PartitionSetTest, SixtyFourPartitionsActivateDeactivateAndComeBackAsLocal
               StatusIs(absl::StatusCode::kFailedPrecondition));
   ASSERT_THAT(set->DropLocalCopy(LayoutOf(6).name), IsOk());
   EXPECT_THAT(set->DropLocalCopy(LayoutOf(6).name), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// The families of the set's DB, by name.
+std::vector<std::string> Families(const std::string& path) {
+  std::vector<std::string> names;
+  rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).PermitUncheckedError();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_F(PartitionSetTest, PreparedFamiliesAreUsedByActivateAndDroppedAtOpenWhenUnused) {
+  {
+    IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * kept, set->Activate(LayoutOf(0), ActivateOptions{}));
+    ASSERT_THAT(CommitOne(kept, "a"), IsOk());
+    ASSERT_THAT(set->Deactivate(LayoutOf(0).name, KeepLocalCopy::kKeep), IsOk());
+    // A bad layout anywhere: nothing is made.
+    EXPECT_THAT(set->PrepareFamilies({LayoutOf(1), PartitionLayout{"a//b", {}}}),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_EQ(Families(dir_.Sub("set")), (std::vector<std::string>{"default", "p:orders/0:0", "p:orders/0:1:ledger"}));
+    // The copy's partition is left alone; the others get their families.
+    ASSERT_THAT(set->PrepareFamilies({LayoutOf(0), LayoutOf(1), LayoutOf(2), LayoutOf(1)}), IsOk());
+    EXPECT_EQ(Families(dir_.Sub("set")),
+              (std::vector<std::string>{"default", "p:orders/0:0", "p:orders/0:1:ledger", "p:orders/1:0",
+                                        "p:orders/1:1:ledger", "p:orders/2:0", "p:orders/2:1:ledger"}));
+    EXPECT_EQ(set->LocalCopies().size(), 1u) << "a prepared partition is no local copy";
+    // Activate uses the prepared families: the partition works, and nothing more is made.
+    IDEM_ASSERT_OK_AND_ASSIGN(Partition * one, set->Activate(LayoutOf(1), ActivateOptions{}));
+    ASSERT_THAT(CommitOne(one, "b"), IsOk());
+    EXPECT_EQ(Families(dir_.Sub("set")).size(), 7u);
+    ASSERT_THAT(set->PrepareFamilies({LayoutOf(1)}), IsOk()) << "an active partition is left alone";
+    ASSERT_THAT(set->Close(), IsOk());
+  }
+  // Reopened: orders/2 was prepared and never used, so its families go; the copy and the partition that
+  // was active (now an unclean copy) stay, with their data.
+  IDEM_ASSERT_OK_AND_ASSIGN(auto set, OpenSet());
+  EXPECT_EQ(Families(dir_.Sub("set")), (std::vector<std::string>{"default", "p:orders/0:0", "p:orders/0:1:ledger",
+                                                                 "p:orders/1:0", "p:orders/1:1:ledger"}));
+  ActivateOptions copy;
+  copy.use_local_copy = true;
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * zero, set->Activate(LayoutOf(0), copy));
+  EXPECT_EQ(zero->store().Reserve("a")->verdict, Verdict::kDuplicate);
+  ASSERT_THAT(set->Close(), IsOk());
+  EXPECT_THAT(set->PrepareFamilies({LayoutOf(3)}), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(PartitionSetTest, BadLayoutsAreRefused) {
