@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace idem::engine {
 
@@ -21,16 +22,44 @@ size_t FilesBudget(bool raise) {
   return std::max<size_t>(64, static_cast<size_t>(limit.rlim_cur) / 2);
 }
 
-absl::Status CheckFilesBudget(rocksdb::DB* db, size_t budget) {
-  if (db == nullptr) return absl::OkStatus();
+namespace {
+
+size_t LiveFiles(rocksdb::DB* db) {
   std::vector<rocksdb::LiveFileMetaData> files;
   db->GetLiveFilesMetaData(&files);
-  if (files.size() + 8 < budget) return absl::OkStatus();
+  return files.size();
+}
+
+absl::Status OverBudget(size_t files, size_t budget) {
   return absl::ResourceExhaustedError(
-      absl::StrCat("the partition set holds ", files.size(),
+      absl::StrCat("the partition set holds ", files,
                    " SST files, all kept open: another partition would pass its descriptor budget of ", budget,
                    " (half the soft RLIMIT_NOFILE); raise the process's descriptor limit (LimitNOFILE= in a "
                    "systemd unit, ulimit -n) or move partitions to another member"));
+}
+
+}  // namespace
+
+absl::Status CheckFilesBudget(rocksdb::DB* db, size_t budget) {
+  if (db == nullptr) return absl::OkStatus();
+  const size_t files = LiveFiles(db);
+  return files + 8 < budget ? absl::OkStatus() : OverBudget(files, budget);
+}
+
+absl::Status FilesBudgetCheck::Check(rocksdb::DB* db) {
+  if (db == nullptr) return absl::OkStatus();
+  const absl::Time now = absl::Now();
+  const size_t estimate = counted_ + kFilesPerPartition * admitted_since_;
+  if (now - counted_at_ >= recount_after_ || estimate + kMargin >= budget_) {
+    counted_ = LiveFiles(db);
+    counted_at_ = now;
+    admitted_since_ = 0;
+  }
+  if (counted_ + kFilesPerPartition * admitted_since_ + kMargin >= budget_) {
+    return OverBudget(counted_, budget_);
+  }
+  ++admitted_since_;
+  return absl::OkStatus();
 }
 
 }  // namespace idem::engine

@@ -51,9 +51,9 @@ class PartitionSet::Impl {
 
   std::vector<LocalCopy> LocalCopies() const;
 
-  // REQUIRES: a Pin. A new partition must fit in the descriptor budget, so that the set can always open
-  // every file.
-  absl::Status CheckFilesBudget() const { return engine::CheckFilesBudget(lifecycle_->db(), files_budget_); }
+  // REQUIRES: a Pin, mu_ held. A new partition must fit in the descriptor budget, so that the set can
+  // always open every file.
+  absl::Status CheckFilesBudget() { return files_budget_.Check(lifecycle_->db()); }
 
   absl::Status PrepareFamilies(const std::vector<PartitionLayout>& layouts);
 
@@ -146,7 +146,7 @@ class PartitionSet::Impl {
   std::unique_ptr<engine::DbLifecycle> lifecycle_;
 
   rocksdb::DBOptions db_options_;
-  size_t files_budget_ = 0;
+  engine::FilesBudgetCheck files_budget_{0, absl::ZeroDuration()};
   // As first opened or created. Touched under a Pin (families created, dropped) or by the opener, which
   // runs with the DB held exclusively.
   std::map<std::string, rocksdb::ColumnFamilyOptions> cf_options_;
