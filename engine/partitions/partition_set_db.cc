@@ -1,6 +1,7 @@
 // The set's DB (engine/partitions/partition_set_impl.h) on its DbLifecycle: the opener (every family it
 // has, each with the options it was made with; a reopen never creates), the reopen's hooks (stores
 // suspended, then handed the new handles), families created and dropped with their markers.
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include "engine/store/store_registry.h"
 #include "idem/partition_set.h"
 #include "rocksdb/db.h"
+#include "rocksdb/memtablerep.h"
 #include "rocksdb/table.h"
 #include "util/status_util.h"
 
@@ -124,15 +126,33 @@ absl::Status PartitionSet::Impl::PrepareDirectoryFor() {
   return absl::OkStatus();
 }
 
+// A memtable's arena grows by blocks of write_buffer_size / 8 by default (1 MiB at the set's 8 MiB),
+// so a partition holding a few records, or an effect family holding a few keys, took a whole block.
+// Small blocks keep a partition's memtables near what they hold; the set's write buffer manager bounds
+// them all together.
+constexpr size_t kPartitionArenaBlock = 64 << 10;
+
 rocksdb::ColumnFamilyOptions PartitionSet::Impl::OptionsForFamily(const std::string& name) const {
   if (engine::PartitionOfRecordsFamily(name).has_value()) {
-    return engine::OwnedColumnFamilyOptionsFor(options_.store, cache_);
+    rocksdb::ColumnFamilyOptions records = engine::OwnedColumnFamilyOptionsFor(options_.store, cache_);
+    if (engine::ResolvedMemtable(options_.store, /*owned=*/true) == MemtableKind::kHashSkipList) {
+      // A memtable's bucket array is allocated whole when the memtable is made, one 8-byte bucket per
+      // 64 bytes of write buffer for a single store (1 MiB at the set's 8 MiB): the largest part of an
+      // idle partition's memory, paid by every partition of a set. A partition's memtable rarely fills
+      // before the set's shared budget flushes it, so it gets one bucket per 512 bytes (a bucket then
+      // holds ~8 records: three comparisons more per lookup).
+      const size_t buckets = std::clamp<size_t>(options_.store.write_buffer_size / 512, 1 << 10, 1 << 17);
+      records.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(buckets));
+    }
+    records.arena_block_size = kPartitionArenaBlock;
+    return records;
   }
   rocksdb::ColumnFamilyOptions cf;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache_;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.write_buffer_size = options_.store.write_buffer_size;
+  cf.arena_block_size = kPartitionArenaBlock;
   return cf;
 }
 
