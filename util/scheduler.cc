@@ -18,7 +18,11 @@ Scheduler::~Scheduler() {
 Scheduler::Clock::time_point Scheduler::DueAfter(absl::Duration delay) {
   if (delay == absl::InfiniteDuration()) return Clock::time_point::max();
   if (delay < absl::ZeroDuration()) delay = absl::ZeroDuration();
-  return Clock::now() + absl::ToChronoNanoseconds(delay);
+  const Clock::time_point now = Clock::now();
+  const std::chrono::nanoseconds wait = absl::ToChronoNanoseconds(delay);  // saturates
+  // Past the clock's range (a delay of centuries): never, rather than a wrapped time that runs at once.
+  if (wait >= Clock::time_point::max() - now) return Clock::time_point::max();
+  return now + wait;
 }
 
 uint64_t Scheduler::Add(Task task, absl::Duration first) {
@@ -68,7 +72,9 @@ void Scheduler::Loop() {
       continue;
     }
     if (next->second.due > Clock::now()) {
-      cv_.wait_until(lock, next->second.due);
+      // A copy: Remove may erase the entry while this waits, and the wait reads its deadline again.
+      const Clock::time_point due = next->second.due;
+      cv_.wait_until(lock, due);
       continue;  // woken, added or removed meanwhile: look again
     }
     const uint64_t id = next->first;

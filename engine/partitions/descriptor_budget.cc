@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 
 namespace idem::engine {
 
@@ -40,25 +39,16 @@ absl::Status OverBudget(size_t files, size_t budget) {
 
 }  // namespace
 
-absl::Status CheckFilesBudget(rocksdb::DB* db, size_t budget) {
+absl::Status FilesBudgetCheck::Check(rocksdb::DB* db, size_t families) {
   if (db == nullptr) return absl::OkStatus();
-  const size_t files = LiveFiles(db);
-  return files + 8 < budget ? absl::OkStatus() : OverBudget(files, budget);
-}
-
-absl::Status FilesBudgetCheck::Check(rocksdb::DB* db) {
-  if (db == nullptr) return absl::OkStatus();
-  const absl::Time now = absl::Now();
-  const size_t estimate = counted_ + kFilesPerPartition * admitted_since_;
-  if (now - counted_at_ >= recount_after_ || estimate + kMargin >= budget_) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!counted_at_ || now - *counted_at_ >= recount_after_ || counted_ + admitted_since_ + kMargin >= budget_) {
     counted_ = LiveFiles(db);
     counted_at_ = now;
     admitted_since_ = 0;
   }
-  if (counted_ + kFilesPerPartition * admitted_since_ + kMargin >= budget_) {
-    return OverBudget(counted_, budget_);
-  }
-  ++admitted_since_;
+  if (counted_ + admitted_since_ + kMargin >= budget_) return OverBudget(counted_, budget_);
+  admitted_since_ += families;
   return absl::OkStatus();
 }
 

@@ -54,7 +54,8 @@ absl::Status PartitionSet::Impl::Open() {
   // table cache is not the way out: on Debian's RocksDB 7.8.3 it made a partition's records read as
   // another family's values after a reopen (docs/ROCKSDB.md). The soft limit is raised to the hard
   // one instead, and Activate keeps the files within half of it (CheckFilesBudget).
-  files_budget_ = engine::FilesBudgetCheck(engine::FilesBudget(options_.raise_descriptor_limit), absl::Seconds(1));
+  files_budget_ =
+      engine::FilesBudgetCheck(engine::FilesBudget(options_.raise_descriptor_limit), std::chrono::seconds(1));
   db_options_.write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(std::max<size_t>(options_.write_buffer_budget_bytes, 1 << 20));
   health_ = std::make_shared<engine::HealthListener>();
@@ -129,7 +130,7 @@ absl::StatusOr<Partition*> PartitionSet::Impl::Activate(const PartitionLayout& l
   if (!pin.ok()) return pin.status();
   // New families take descriptors; a local copy's are counted already.
   if (!activate.use_local_copy) {
-    if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
+    if (absl::Status s = CheckFilesBudget(layout); !s.ok()) return s;
   }
   auto marker = markers_.find(layout.name);
   if (activate.use_local_copy) {

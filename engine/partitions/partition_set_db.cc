@@ -178,6 +178,27 @@ absl::Status PartitionSet::Impl::LoadMarkers() {
   return absl::OkStatus();
 }
 
+namespace {
+
+bool IsPartitionFamily(std::string_view family) {
+  if (family.substr(0, 2) != "p:") return false;
+  family.remove_prefix(2);
+  const size_t colon = family.find(':');
+  if (colon == std::string_view::npos || !engine::CheckPartitionName(std::string(family.substr(0, colon))).ok()) {
+    return false;
+  }
+  family.remove_prefix(colon + 1);
+  if (family == "0") return true;
+  const size_t next = family.find(':');
+  if (next == 0 || next == std::string_view::npos || next + 1 == family.size()) return false;
+  for (char c : family.substr(0, next)) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::Status PartitionSet::Impl::DropUnmarkedFamilies() {
   std::set<std::string> marked;
   for (const auto& [name, marker] : markers_) {
@@ -187,8 +208,8 @@ absl::Status PartitionSet::Impl::DropUnmarkedFamilies() {
   }
   std::vector<std::string> unmarked;
   for (std::string& family : lifecycle_->FamilyNames()) {
-    // A partition family is "p:<name>:<i>..."; the default family and others are not the set's to drop.
-    if (family.rfind("p:", 0) == 0 && marked.count(family) == 0) unmarked.push_back(std::move(family));
+    // Only the set's own shapes: "p:<name>:0", "p:<name>:<digits>:<family>" for a name the set accepts.
+    if (marked.count(family) == 0 && IsPartitionFamily(family)) unmarked.push_back(std::move(family));
   }
   if (unmarked.empty()) return absl::OkStatus();
   if (absl::Status s = lifecycle_->DropFamilies(unmarked); !s.ok()) return s;
@@ -204,14 +225,42 @@ absl::Status PartitionSet::Impl::PrepareFamilies(const std::vector<PartitionLayo
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return absl::FailedPreconditionError("the partition set is closed");
   if (!pin.ok()) return pin.status();
+  auto busy = [&](const std::string& name) {
+    return active_.count(name) != 0 || restoring_.count(name) != 0 || deactivating_.count(name) != 0;
+  };
+  // Copies that were active when the process stopped, and say nothing else (no claim, no offset): no
+  // Activate or CatchUp can use them and a Restore drops them first, one rewrite of the OPTIONS file
+  // each. After a crash that is every copy of the member, so they go here, together.
+  std::vector<std::string> stale, stale_families;
+  for (const PartitionLayout& layout : layouts) {
+    auto marker = markers_.find(layout.name);
+    if (busy(layout.name) || marker == markers_.end()) continue;
+    const engine::Marker& m = marker->second;
+    if (m.state != engine::CopyState::kActive || m.claim.ordinal != 0 || m.changelog_offset >= 0) continue;
+    if (std::find(stale.begin(), stale.end(), layout.name) != stale.end()) continue;
+    stale.push_back(layout.name);
+    for (std::string& family : engine::FamilyNames(PartitionLayout{layout.name, m.families})) {
+      stale_families.push_back(std::move(family));
+    }
+  }
+  if (!stale.empty()) {
+    if (absl::Status s = lifecycle_->DropFamilies(stale_families); !s.ok()) return s;
+    for (const std::string& family : stale_families) cf_options_.erase(family);
+    rocksdb::DB* db = lifecycle_->db();
+    rocksdb::WriteBatch batch;
+    for (const std::string& name : stale) batch.Delete(db->DefaultColumnFamily(), engine::MarkerKey(name));
+    rocksdb::WriteOptions durable;
+    durable.sync = true;
+    if (rocksdb::Status s = db->Write(durable, &batch); !s.ok()) {
+      return util::FromRocks(s, "removing dropped partitions' markers");
+    }
+    for (const std::string& name : stale) markers_.erase(name);
+    stats_.local_copies_dropped += stale.size();
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> missing;
   std::set<std::string> named;
   for (const PartitionLayout& layout : layouts) {
-    const std::string& name = layout.name;
-    if (active_.count(name) != 0 || restoring_.count(name) != 0 || deactivating_.count(name) != 0 ||
-        markers_.count(name) != 0) {
-      continue;
-    }
+    if (busy(layout.name) || markers_.count(layout.name) != 0) continue;
     for (const std::string& family : engine::FamilyNames(layout)) {
       if (lifecycle_->handle(family) == nullptr && named.insert(family).second) {
         missing.emplace_back(family, FamilyOptions(family));

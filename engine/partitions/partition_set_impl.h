@@ -53,7 +53,9 @@ class PartitionSet::Impl {
 
   // REQUIRES: a Pin, mu_ held. A new partition must fit in the descriptor budget, so that the set can
   // always open every file.
-  absl::Status CheckFilesBudget() { return files_budget_.Check(lifecycle_->db()); }
+  absl::Status CheckFilesBudget(const PartitionLayout& layout) {
+    return files_budget_.Check(lifecycle_->db(), 1 + layout.effect_families.size());
+  }
 
   absl::Status PrepareFamilies(const std::vector<PartitionLayout>& layouts);
 
@@ -146,7 +148,7 @@ class PartitionSet::Impl {
   std::unique_ptr<engine::DbLifecycle> lifecycle_;
 
   rocksdb::DBOptions db_options_;
-  engine::FilesBudgetCheck files_budget_{0, absl::ZeroDuration()};
+  engine::FilesBudgetCheck files_budget_{0, std::chrono::seconds(0)};
   // As first opened or created. Touched under a Pin (families created, dropped) or by the opener, which
   // runs with the DB held exclusively.
   std::map<std::string, rocksdb::ColumnFamilyOptions> cf_options_;

@@ -67,7 +67,7 @@ absl::StatusOr<std::unique_ptr<engine::RestoreSession>> PartitionSet::Impl::Begi
   }
   if (!pin.ok()) return pin.status();
   if (!onto_local_copy) {
-    if (absl::Status s = CheckFilesBudget(); !s.ok()) return s;
+    if (absl::Status s = CheckFilesBudget(layout); !s.ok()) return s;
   }
   auto marker = markers_.find(layout.name);
   if (onto_local_copy) {

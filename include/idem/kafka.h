@@ -64,6 +64,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -212,6 +213,10 @@ struct KafkaConsumerStats {
   double max_restore_seconds = 0;
   size_t active_partitions = 0;
   size_t paused_partitions = 0;
+  // Per assigned input partition: messages in it beyond this member's position (its high watermark as
+  // the last fetch saw it, minus the next offset to consume); -1 until the partition has been fetched
+  // (restoring, or paused since it was assigned).
+  std::map<int32_t, int64_t> input_lag;
   LatencySummary step_latency;  // one batch: reserve + handlers + commit + changelog enqueue
   std::string ToPrometheus() const;
 };

@@ -227,9 +227,11 @@ class PartitionSet {
   // Restore or Activate finds them made. RocksDB rewrites (and re-reads) its OPTIONS file, which lists
   // every family of the DB, each time families are created: made one partition at a time, the k-th
   // costs O(k), and an assignment of N partitions O(N^2); made together, O(N) once. Partitions that are
-  // active, being restored or deactivated, or have a local copy are left alone (a copy's families exist;
-  // whether it is kept is Activate's or Restore's call). Families prepared and never used are dropped
-  // at the next Open. Errors: kInvalidArgument (a layout the name rules refuse; nothing is created),
+  // active, being restored or deactivated, or have a local copy are left alone (whether a copy is kept
+  // is Activate's or Restore's call), except a copy that was active when the process stopped and notes
+  // no claim: nothing can use it and Restore would drop it, so it is dropped here, with the others in
+  // one step (after a crash that is every copy). Families prepared and never used are dropped at the
+  // next Open. Errors: kInvalidArgument (a layout the name rules refuse; nothing is created),
   // kUnavailable (a storage error, or the DB reopening), kFailedPrecondition (closed).
   absl::Status PrepareFamilies(const std::vector<PartitionLayout>& layouts);
 

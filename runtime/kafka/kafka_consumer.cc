@@ -192,6 +192,7 @@ class KafkaConsumer::Impl {
       closed_producer_ = ProducerCounts();
       producer_.reset();
     }
+    std::lock_guard<std::mutex> lock(mu_);  // GetStats reads the consumer's positions
     consumer_.reset();
     return status;
   }
@@ -211,7 +212,27 @@ class KafkaConsumer::Impl {
     s.changelog_records = p.records;
     s.changelog_bytes = p.bytes;
     s.dead_letter_failures = p.dead_letter_failures;
+    FillInputLag(s);
     return s;
+  }
+
+  // REQUIRES: mu_ held (the consumer is reset under it). Local calls only: the high watermark is the one
+  // the last fetch returned, the position the consumer's own (thread-safe in librdkafka).
+  void FillInputLag(KafkaConsumerStats& s) const {
+    if (consumer_ == nullptr) return;
+    rd_kafka_topic_partition_list_t* assigned = nullptr;
+    if (rd_kafka_assignment(consumer_.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR || assigned == nullptr) return;
+    rd_kafka_position(consumer_.get(), assigned);
+    for (int i = 0; i < assigned->cnt; ++i) {
+      const rd_kafka_topic_partition_t& p = assigned->elems[i];
+      int64_t low = 0, high = 0;
+      const bool known = rd_kafka_get_watermark_offsets(consumer_.get(), p.topic, p.partition, &low, &high) ==
+                             RD_KAFKA_RESP_ERR_NO_ERROR &&
+                         high >= 0 && p.offset >= 0;
+      // Not known before the partition's first fetch (still restoring, or paused since its assignment).
+      s.input_lag[p.partition] = known ? std::max<int64_t>(0, high - p.offset) : -1;
+    }
+    rd_kafka_topic_partition_list_destroy(assigned);
   }
 
   std::string ToPrometheus() const { return GetStats().ToPrometheus() + set_->ToPrometheus(); }

@@ -1,4 +1,5 @@
-// KafkaConsumerStats as Prometheus text, through the one metrics collector (engine/metrics.h).
+// KafkaConsumerStats as Prometheus text, through the one metrics collector (util/metrics.h).
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "idem/kafka.h"
 #include "util/metrics.h"
@@ -54,6 +55,11 @@ std::string KafkaConsumerStats::ToPrometheus() const {
         util::MetricType::kGauge, "", static_cast<uint64_t>(paused_partitions));
   m.Add("idem_kafka_restore_seconds_max", "The longest assignment-to-resumption time.", util::MetricType::kGauge, "",
         max_restore_seconds);
+  for (const auto& [partition, lag] : input_lag) {
+    if (lag < 0) continue;  // not fetched yet: no figure rather than a wrong one
+    m.Add("idem_kafka_input_lag", "Input messages beyond this member's position, per assigned partition.",
+          util::MetricType::kGauge, absl::StrCat("partition=\"", partition, "\""), static_cast<uint64_t>(lag));
+  }
   const char* step = "idem_kafka_step_seconds";
   const char* help = "One partition batch: reserve, handlers, commit, changelog enqueue.";
   m.Add(step, help, util::MetricType::kSummary, "quantile=\"0.5\"", absl::ToDoubleSeconds(step_latency.p50));

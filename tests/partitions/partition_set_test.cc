@@ -182,6 +182,14 @@ TEST_F(PartitionSetTest, PreparedFamiliesAreUsedByActivateAndDroppedAtOpenWhenUn
   copy.use_local_copy = true;
   IDEM_ASSERT_OK_AND_ASSIGN(Partition * zero, set->Activate(LayoutOf(0), copy));
   EXPECT_EQ(zero->store().Reserve("a")->verdict, Verdict::kDuplicate);
+  // orders/1 was active when the set closed: an unclean copy noting no claim, which nothing can use.
+  // Preparing it drops it and makes fresh families; Activate then starts empty.
+  const uint64_t dropped = set->GetStats().local_copies_dropped;
+  ASSERT_THAT(set->PrepareFamilies({LayoutOf(1)}), IsOk());
+  EXPECT_EQ(set->GetStats().local_copies_dropped, dropped + 1);
+  for (const LocalCopy& c : set->LocalCopies()) EXPECT_NE(c.layout.name, LayoutOf(1).name);
+  IDEM_ASSERT_OK_AND_ASSIGN(Partition * one, set->Activate(LayoutOf(1), ActivateOptions{}));
+  EXPECT_EQ(one->store().Reserve("b")->verdict, Verdict::kReserved);
   ASSERT_THAT(set->Close(), IsOk());
   EXPECT_THAT(set->PrepareFamilies({LayoutOf(3)}), StatusIs(absl::StatusCode::kFailedPrecondition));
 }

@@ -309,7 +309,11 @@ TEST_F(KafkaTest, SixtyFourPartitionsInOneProcess) {
     ASSERT_TRUE(WaitFor([&] { return testing::kafka::AllCommitted(cluster_.get(), "ledger", "wide", kMany); },
                         absl::Seconds(120)));
     EXPECT_EQ(a.Active().size(), static_cast<size_t>(kMany));
-    EXPECT_EQ(a.Stats().applied, deposits.size());
+    const KafkaConsumerStats stats = a.Stats();
+    EXPECT_EQ(stats.applied, deposits.size());
+    // Everything consumed and committed: no partition lags (each was fetched, so each is known).
+    EXPECT_EQ(stats.input_lag.size(), static_cast<size_t>(kMany));
+    for (const auto& [partition, lag] : stats.input_lag) EXPECT_EQ(lag, 0) << "partition " << partition;
     // The member's clients and the set's threads, not threads per partition (a Processor each used to
     // start two: +128 here).
     const int added = testing::ThreadCount() - threads_before;

@@ -40,6 +40,25 @@ TEST(SchedulerTest, ADormantTaskRunsOnlyWhenWoken) {
   scheduler.Wake(id);  // unknown now: nothing
 }
 
+TEST(SchedulerTest, ADelayPastTheClocksRangeIsNeverNotAtOnce) {
+  Scheduler scheduler;
+  std::atomic<int> far{0}, ticks{0};
+  scheduler.Add(
+      [&] {
+        ++far;
+        return absl::Hours(1e7);  // ~1 100 years: past steady_clock's range from now
+      },
+      absl::Hours(1e7));
+  scheduler.Add(
+      [&] {
+        ++ticks;
+        return absl::ZeroDuration();
+      },
+      absl::ZeroDuration());
+  ASSERT_TRUE(WaitFor([&] { return ticks.load() > 100; }));
+  EXPECT_EQ(far.load(), 0);
+}
+
 TEST(SchedulerTest, ATaskThatAsksAgainRunsAgainAndManyShareTheThread) {
   Scheduler scheduler;
   std::atomic<int> a{0}, b{0};
