@@ -112,7 +112,7 @@ class KafkaConsumer::Impl {
     if (!restorer.ok()) return restorer.status();
     restorer_ = *std::move(restorer);
     committer_.set_consumer(consumer_.get());
-    batch_ = std::make_unique<kafka::PartitionBatch>(&options_, set_, producer_.get(), &counters_, &step_latency_);
+    batch_ = std::make_unique<kafka::PartitionBatch>(&options_, producer_.get(), &counters_, &step_latency_);
     owned_ = std::make_unique<kafka::OwnedPartitions>(&options_, set_, consumer_.get(), producer_.get(),
                                                       restorer_.get(), &committer_, &counters_, reset_earliest_);
 

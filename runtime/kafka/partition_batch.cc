@@ -48,10 +48,9 @@ absl::StatusOr<std::optional<std::string>> KafkaPartitionView::Get(size_t index,
 
 namespace kafka {
 
-PartitionBatch::PartitionBatch(const KafkaConsumerOptions* options, PartitionSet* set, ChangelogProducer* producer,
+PartitionBatch::PartitionBatch(const KafkaConsumerOptions* options, ChangelogProducer* producer,
                                MemberCounters* counters, LatencyHistogram* latency)
     : options_(options),
-      set_(set),
       producer_(producer),
       counters_(counters),
       latency_(latency),

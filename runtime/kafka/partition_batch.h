@@ -35,8 +35,8 @@ class PartitionBatch {
     Stop stop = Stop::kNone;
   };
 
-  PartitionBatch(const KafkaConsumerOptions* options, PartitionSet* set, ChangelogProducer* producer,
-                 MemberCounters* counters, LatencyHistogram* latency);
+  PartitionBatch(const KafkaConsumerOptions* options, ChangelogProducer* producer, MemberCounters* counters,
+                 LatencyHistogram* latency);
   ~PartitionBatch();
 
   // Handles `messages` (one partition's, in offset order) of the active, unpaused partition `o`.
@@ -48,7 +48,6 @@ class PartitionBatch {
   void DeadLetter(OwnedPartition& o, const KafkaMessage& m, const std::string& reason);
 
   const KafkaConsumerOptions* const options_;
-  PartitionSet* const set_;
   ChangelogProducer* const producer_;
   MemberCounters* const counters_;
   LatencyHistogram* const latency_;
