@@ -34,6 +34,23 @@ std::optional<std::string> PartitionOfRecordsFamily(std::string_view family) {
   return std::string(partition);
 }
 
+bool IsPartitionFamily(std::string_view family) {
+  if (family.substr(0, 2) != "p:") return false;
+  family.remove_prefix(2);
+  const size_t colon = family.find(':');
+  if (colon == std::string_view::npos || !CheckPartitionName(std::string(family.substr(0, colon))).ok()) {
+    return false;
+  }
+  family.remove_prefix(colon + 1);
+  if (family == "0") return true;
+  const size_t next = family.find(':');
+  if (next == 0 || next == std::string_view::npos || next + 1 == family.size()) return false;
+  for (char c : family.substr(0, next)) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
 std::string MarkerKey(std::string_view partition) {
   return std::string(kPartitionMarkerPrefix) + std::string(partition);
 }

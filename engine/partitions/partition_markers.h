@@ -35,6 +35,9 @@ std::vector<std::string> FamilyNames(const PartitionLayout& layout);
 // family that is no partition's. By shape alone ("p:", a part without ':', ":0"), so that a copy made
 // under an older, looser name rule keeps its records' options.
 std::optional<std::string> PartitionOfRecordsFamily(std::string_view family);
+// Whether `family` has the shape of a partition's family: "p:<name>:0" or "p:<name>:<digits>:<family>",
+// for a name CheckPartitionName accepts. What a set may drop as its own.
+bool IsPartitionFamily(std::string_view family);
 std::string MarkerKey(std::string_view partition);
 
 // A partition name is 1 to 200 bytes of '/'-separated parts ("orders/7"), each non-empty and neither

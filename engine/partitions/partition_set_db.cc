@@ -178,27 +178,6 @@ absl::Status PartitionSet::Impl::LoadMarkers() {
   return absl::OkStatus();
 }
 
-namespace {
-
-bool IsPartitionFamily(std::string_view family) {
-  if (family.substr(0, 2) != "p:") return false;
-  family.remove_prefix(2);
-  const size_t colon = family.find(':');
-  if (colon == std::string_view::npos || !engine::CheckPartitionName(std::string(family.substr(0, colon))).ok()) {
-    return false;
-  }
-  family.remove_prefix(colon + 1);
-  if (family == "0") return true;
-  const size_t next = family.find(':');
-  if (next == 0 || next == std::string_view::npos || next + 1 == family.size()) return false;
-  for (char c : family.substr(0, next)) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 absl::Status PartitionSet::Impl::DropUnmarkedFamilies() {
   std::set<std::string> marked;
   for (const auto& [name, marker] : markers_) {
@@ -209,7 +188,7 @@ absl::Status PartitionSet::Impl::DropUnmarkedFamilies() {
   std::vector<std::string> unmarked;
   for (std::string& family : lifecycle_->FamilyNames()) {
     // Only the set's own shapes: "p:<name>:0", "p:<name>:<digits>:<family>" for a name the set accepts.
-    if (marked.count(family) == 0 && IsPartitionFamily(family)) unmarked.push_back(std::move(family));
+    if (marked.count(family) == 0 && engine::IsPartitionFamily(family)) unmarked.push_back(std::move(family));
   }
   if (unmarked.empty()) return absl::OkStatus();
   if (absl::Status s = lifecycle_->DropFamilies(unmarked); !s.ok()) return s;
@@ -231,30 +210,18 @@ absl::Status PartitionSet::Impl::PrepareFamilies(const std::vector<PartitionLayo
   // Copies that were active when the process stopped, and say nothing else (no claim, no offset): no
   // Activate or CatchUp can use them and a Restore drops them first, one rewrite of the OPTIONS file
   // each. After a crash that is every copy of the member, so they go here, together.
-  std::vector<std::string> stale, stale_families;
+  std::vector<PartitionLayout> stale;
   for (const PartitionLayout& layout : layouts) {
     auto marker = markers_.find(layout.name);
     if (busy(layout.name) || marker == markers_.end()) continue;
     const engine::Marker& m = marker->second;
     if (m.state != engine::CopyState::kActive || m.claim.ordinal != 0 || m.changelog_offset >= 0) continue;
-    if (std::find(stale.begin(), stale.end(), layout.name) != stale.end()) continue;
-    stale.push_back(layout.name);
-    for (std::string& family : engine::FamilyNames(PartitionLayout{layout.name, m.families})) {
-      stale_families.push_back(std::move(family));
-    }
+    const bool listed =
+        std::any_of(stale.begin(), stale.end(), [&](const PartitionLayout& copy) { return copy.name == layout.name; });
+    if (!listed) stale.push_back(PartitionLayout{layout.name, m.families});
   }
   if (!stale.empty()) {
-    if (absl::Status s = lifecycle_->DropFamilies(stale_families); !s.ok()) return s;
-    for (const std::string& family : stale_families) cf_options_.erase(family);
-    rocksdb::DB* db = lifecycle_->db();
-    rocksdb::WriteBatch batch;
-    for (const std::string& name : stale) batch.Delete(db->DefaultColumnFamily(), engine::MarkerKey(name));
-    rocksdb::WriteOptions durable;
-    durable.sync = true;
-    if (rocksdb::Status s = db->Write(durable, &batch); !s.ok()) {
-      return util::FromRocks(s, "removing dropped partitions' markers");
-    }
-    for (const std::string& name : stale) markers_.erase(name);
+    if (absl::Status s = DropCopies(stale); !s.ok()) return s;
     stats_.local_copies_dropped += stale.size();
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> missing;
@@ -317,20 +284,28 @@ absl::StatusOr<std::vector<rocksdb::ColumnFamilyHandle*>> PartitionSet::Impl::Pr
 
 absl::Status PartitionSet::Impl::DropFamilies(const std::string& partition,
                                               const std::vector<std::string>& effect_families) {
-  const std::vector<std::string> names = engine::FamilyNames(PartitionLayout{partition, effect_families});
+  return DropCopies({PartitionLayout{partition, effect_families}});
+}
+
+absl::Status PartitionSet::Impl::DropCopies(const std::vector<PartitionLayout>& copies) {
+  std::vector<std::string> names;
+  for (const PartitionLayout& copy : copies) {
+    for (std::string& name : engine::FamilyNames(copy)) names.push_back(std::move(name));
+  }
+  // One RocksDB call for all of them: one OPTIONS rewrite.
   if (absl::Status s = lifecycle_->DropFamilies(names); !s.ok()) return s;
   for (const std::string& name : names) cf_options_.erase(name);  // RocksDB keeps its own copy for a dropped family
   // The store's metadata stays: its token mark keeps the next store of this name from issuing the
   // tokens this one issued (a token never repeats for an ID on one DB, store.h).
   rocksdb::DB* db = lifecycle_->db();
   rocksdb::WriteBatch batch;
-  batch.Delete(db->DefaultColumnFamily(), engine::MarkerKey(partition));
+  for (const PartitionLayout& copy : copies) batch.Delete(db->DefaultColumnFamily(), engine::MarkerKey(copy.name));
   rocksdb::WriteOptions durable;
   durable.sync = true;
   if (rocksdb::Status s = db->Write(durable, &batch); !s.ok()) {
     return util::FromRocks(s, "removing a dropped partition's metadata");
   }
-  markers_.erase(partition);
+  for (const PartitionLayout& copy : copies) markers_.erase(copy.name);
   return absl::OkStatus();
 }
 

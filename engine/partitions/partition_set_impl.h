@@ -132,6 +132,8 @@ class PartitionSet::Impl {
 
   // REQUIRES: a Pin, mu_ held (or Open). Drops a partition's families, its store metadata and its marker.
   absl::Status DropFamilies(const std::string& partition, const std::vector<std::string>& effect_families);
+  // REQUIRES: a Pin, mu_ held. The same for several copies, in one RocksDB call and one marker write.
+  absl::Status DropCopies(const std::vector<PartitionLayout>& copies);
 
   std::vector<std::shared_ptr<engine::PartitionImpl>> Active() const;
 

@@ -27,6 +27,16 @@ TEST(PartitionMarkersTest, OnlyARecordsFamilyIsTakenForOne) {
   }
 }
 
+TEST(PartitionMarkersTest, OnlyTheSetsOwnFamilyShapesAreTakenForPartitionFamilies) {
+  for (const char* family : {"p:orders/7:0", "p:a:1:ledger", "p:a:12:x:0"}) {
+    EXPECT_TRUE(IsPartitionFamily(family)) << family;
+  }
+  for (const char* family :
+       {"default", "p:", "p:a", "p:a:", "p:a:1", "p:a:1:", "p:a::x", "p:a:x:y", "p:a//b:0", "q:a:0", "p::0"}) {
+    EXPECT_FALSE(IsPartitionFamily(family)) << family;
+  }
+}
+
 TEST(PartitionMarkersTest, NamesThatWouldReadAsAnotherNameAreRefused) {
   for (const char* name : {"orders/7", "a", "a.b/c..d", "x y"}) {
     EXPECT_THAT(CheckPartitionName(name), IsOk()) << name;
